@@ -1,0 +1,172 @@
+"""Pipeline: client stages -> secure sum per group -> decode -> aggregator, checked at construction.
+
+Read it left to right: each client's update passes through the stages (clip, noise, quantize ...),
+is weighted by its public relative weight, goes through the protocol's per-group secure sum, the
+server decodes each group's sum into a group mean, and the aggregator combines the group means.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dp_accounting
+import numpy as np
+
+from secfl.aggregators import Mean
+from secfl.exceptions import ConfigurationError, IncompatibleStagesError, InsufficientParticipantsError
+from secfl.grouping import Individual
+from secfl.protocols import Plaintext
+from secfl.types import NO_DROPOUTS, Aggregator, Bounds, DropoutSchedule, Grouping, RoundResult, SecureSum, Stage, Update
+
+
+@dataclass(frozen=True)
+class RoundOutput:
+    """The server's result of one pipeline round.
+
+    Attributes:
+        aggregate: [d] float64, the aggregator's output over the group means.
+        group_means: [g, d] decoded weighted mean of each group with survivors.
+        group_weights: [g] total FedAvg weight of each group's survivors.
+        result: the protocol's RoundResult (sums, survivors, the server's view).
+        measurements: ``"component/metric" -> float`` for the whole round.
+    """
+
+    aggregate: np.ndarray
+    group_means: np.ndarray
+    group_weights: np.ndarray
+    result: RoundResult
+    measurements: dict[str, float]
+
+
+class Pipeline:
+    """Stages + protocol + grouping + aggregator for rounds of at most ``clients_per_round`` clients.
+
+    Args:
+        clients_per_round: the most clients a round may have (sizes the groups and the ring).
+        stages: client-side stages in order; real-valued stages first, ring stages last.
+        protocol: the secure sum (default ``Plaintext()``).
+        grouping: how clients are split into groups (default ``Individual()``).
+        aggregator: the rule over group means (default ``Mean()``).
+
+    Raises:
+        IncompatibleStagesError: the aggregator needs more inputs than the grouping yields, a
+            real-valued stage follows a ring stage, or a stage cannot be sized (e.g. too few bits).
+        ConfigurationError: a component does not have the interface its slot needs.
+    """
+
+    def __init__(
+        self,
+        *,
+        clients_per_round: int,
+        stages: Sequence[Stage] = (),
+        protocol: SecureSum | None = None,
+        grouping: Grouping | None = None,
+        aggregator: Aggregator | None = None,
+    ) -> None:
+        if not isinstance(clients_per_round, int) or clients_per_round < 1:
+            raise ConfigurationError(f"clients_per_round must be an int >= 1, got {clients_per_round!r}")
+        self.clients_per_round = clients_per_round
+        self.protocol = protocol if protocol is not None else Plaintext()
+        self.grouping = grouping if grouping is not None else Individual()
+        self.aggregator = aggregator if aggregator is not None else Mean()
+        for value, kind, slot in ((self.protocol, SecureSum, "protocol"), (self.grouping, Grouping, "grouping"),
+                                  (self.aggregator, Aggregator, "aggregator"), *((s, Stage, "stage") for s in stages)):
+            if not isinstance(value, kind):
+                raise ConfigurationError(f"{value!r} cannot be used as a {slot}: it lacks the {kind.__name__} interface")
+        self._check_groups()
+        self.stages = self._bind(list(stages))
+
+    def _check_groups(self) -> None:
+        n, need = self.clients_per_round, self.aggregator.min_inputs
+        groups = self.grouping.num_groups(n)
+        if groups < need:
+            fix = (f"use grouping = {{ kind = \"buckets\", size = {n // need} }} or smaller"
+                   if n >= need else f"sample at least {need} clients per round")
+            raise IncompatibleStagesError(
+                f"{self.aggregator!r} needs >= {need} inputs but {self.grouping!r} over {n} clients yields "
+                f"{groups} group(s); {fix}, or use an aggregator that needs fewer inputs (e.g. Mean)"
+            )
+
+    def _bind(self, stages: list[Stage]) -> list[Stage]:
+        bound, out, in_ring = Bounds.UNBOUNDED, [], False
+        group_size = self.grouping.max_group_size(self.clients_per_round)
+        for stage in stages:
+            if in_ring and stage.output != "ring":
+                raise IncompatibleStagesError(
+                    f"{stage!r} works on real values but comes after a ring stage; move it before Quantize"
+                )
+            in_ring = in_ring or stage.output == "ring"
+            configured = stage.bind(bound_in=bound, group_size=group_size)
+            bound = configured.value_bound(bound)
+            out.append(configured)
+        return out
+
+    def dp_event(self) -> dp_accounting.DpEvent:
+        """The privacy event of one round for one client's contribution (composition of stages)."""
+        events = [s.dp_event() for s in self.stages]
+        events = [e for e in events if not isinstance(e, dp_accounting.NoOpDpEvent)]
+        if not events:
+            return dp_accounting.NoOpDpEvent()
+        return events[0] if len(events) == 1 else dp_accounting.ComposedDpEvent(events)
+
+    def encode(self, update: Update, *, scale: float, rng: np.random.Generator) -> Update:
+        """Client side: run the stages, multiplying by the relative weight ``scale`` before the ring."""
+        weighted = False
+        for stage in self.stages:
+            if stage.output == "ring" and not weighted:
+                update, weighted = update.replace((update.values * scale).astype(np.float32)), True
+            update = stage.encode(update, rng=rng)
+        if not weighted:
+            update = update.replace((update.values * scale).astype(np.float32))
+        return update
+
+    def run_round(
+        self, updates: Sequence[Update], *, rng: np.random.Generator, dropouts: DropoutSchedule = NO_DROPOUTS
+    ) -> RoundOutput:
+        """Encode every update, securely sum per group, decode, aggregate.
+
+        Raises:
+            ConfigurationError: more clients than ``clients_per_round``, or a non-finite update.
+            InsufficientParticipantsError: fewer surviving groups than the aggregator needs.
+            ProtocolError: from the protocol (dropouts below its threshold, bad messages ...).
+        """
+        start = time.perf_counter()
+        if len(updates) > self.clients_per_round:
+            raise ConfigurationError(
+                f"round has {len(updates)} clients but the pipeline was built for at most {self.clients_per_round}"
+            )
+        for update in updates:
+            if update.values.dtype.kind == "f" and not np.all(np.isfinite(update.values)):
+                raise ConfigurationError(f"client {update.client_id} sent a non-finite update")
+        top = max((u.weight for u in updates), default=1.0)
+        client_rngs = rng.spawn(len(updates) + 1)
+        groups = self.grouping.assign([u.client_id for u in updates], rng=client_rngs[-1])
+        encoded = [self.encode(u, scale=u.weight / top, rng=r) for u, r in zip(updates, client_rngs)]
+        result = self.protocol.run(encoded, groups=groups, dropouts=dropouts)
+        weights = {u.client_id: u.weight for u in updates}
+        means, group_weights = [], []
+        for total, alive in zip(result.sums, result.survivors):
+            decoded = total
+            for stage in reversed(self.stages):
+                decoded = stage.decode(decoded, count=len(alive))
+            mass = sum(weights[c] for c in alive)
+            means.append(np.asarray(decoded, dtype=np.float64) / (mass / top))
+            group_weights.append(mass)
+        if len(means) < self.aggregator.min_inputs:
+            raise InsufficientParticipantsError(
+                f"{self.aggregator!r} needs >= {self.aggregator.min_inputs} groups, {len(means)} survived"
+            )
+        group_means, group_weights_arr = np.stack(means), np.asarray(group_weights)
+        aggregate = self.aggregator(group_means, weights=group_weights_arr)
+        measurements = dict(result.measurements)
+        for stage in self.stages:
+            measurements.update(stage.measurements())
+        measurements.update({"pipeline/clients": float(len(updates)), "pipeline/groups": float(len(means)),
+                             "pipeline/seconds": time.perf_counter() - start})
+        return RoundOutput(aggregate, group_means, group_weights_arr, result, measurements)
+
+    def __repr__(self) -> str:
+        return (f"Pipeline(stages={self.stages!r}, protocol={self.protocol!r}, grouping={self.grouping!r}, "
+                f"aggregator={self.aggregator!r})")

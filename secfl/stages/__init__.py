@@ -1,0 +1,8 @@
+"""Client-side stages: each transforms an update before the secure sum and inverts it after."""
+
+from secfl.stages.base import BaseStage
+from secfl.stages.clip import L2Clip
+from secfl.stages.noise import GaussianNoise
+from secfl.stages.quantize import Quantize
+
+__all__ = ["BaseStage", "L2Clip", "GaussianNoise", "Quantize"]

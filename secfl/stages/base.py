@@ -1,0 +1,37 @@
+"""Defaults shared by client-side stages: identity decode, no DP event, bounds unchanged."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import dp_accounting
+import numpy as np
+
+from secfl.types import Bounds
+
+
+class BaseStage:
+    """A stage that changes nothing on the server side unless it overrides a method."""
+
+    name: ClassVar[str]
+    output: ClassVar[str] = "real"
+
+    def decode(self, total: np.ndarray, *, count: int) -> np.ndarray:
+        """Invert the stage on a sum of ``count`` encoded vectors (identity by default)."""
+        return total
+
+    def dp_event(self) -> dp_accounting.DpEvent:
+        """The privacy event of one application of the stage (none by default)."""
+        return dp_accounting.NoOpDpEvent()
+
+    def value_bound(self, bound_in: Bounds) -> Bounds:
+        """The bounds of the output given those of the input (unchanged by default)."""
+        return bound_in
+
+    def bind(self, *, bound_in: Bounds, group_size: int) -> BaseStage:
+        """The stage configured for inputs within ``bound_in`` summed in groups of ``group_size``."""
+        return self
+
+    def measurements(self) -> dict[str, float]:
+        """Static facts about the configured stage, as ``"name/metric" -> value``."""
+        return {}

@@ -1,0 +1,104 @@
+"""Fixed-point quantization into the ring Z_2^b with unbiased stochastic rounding.
+
+The number of bits is derived, never guessed: from the propagated per-coordinate bound B, the
+scale s and the group size n, b = ceil(log2(2 n ceil(B s) + 1)), so a sum over a group can never
+wrap. Values are clamped to [-B, B] first, which makes that a guarantee rather than a likelihood.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+
+from secfl.exceptions import ConfigurationError, IncompatibleStagesError
+from secfl.hazmat import ring
+from secfl.stages.base import BaseStage
+from secfl.types import Bounds, Update
+
+MAX_BITS = 62
+
+
+class Quantize(BaseStage):
+    """Map real values to integers round(v * scale) embedded in Z_2^b.
+
+    Args:
+        scale: fixed-point scale s > 0 (the step is 1/s).
+        bits: force a ring size; construction fails if it is smaller than the derived one.
+        bound: clamp values to [-bound, bound]; defaults to the bound propagated from earlier stages.
+
+    Guarantee: E[decode(encode(v))] = clamp(v) (unbiased stochastic rounding); each coordinate of
+    a decoded sum of n inputs is within n/s of the sum of the clamped inputs; sums of up to the
+    bound group size never wrap.
+
+    References: Bonawitz et al., Practical Secure Aggregation for Privacy-Preserving ML, CCS 2017
+        (fixed-point encoding); Gupta et al., Deep Learning with Limited Numerical Precision, ICML 2015
+        (stochastic rounding).
+    """
+
+    name: ClassVar[str] = "quantize"
+    output: ClassVar[str] = "ring"
+
+    def __init__(self, scale: float = 2.0**16, bits: int | None = None, bound: float | None = None) -> None:
+        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+            raise ConfigurationError(f"Quantize(scale={scale!r}): scale must be a finite number > 0")
+        if bits is not None and not (isinstance(bits, int) and 1 <= bits <= MAX_BITS):
+            raise ConfigurationError(f"Quantize(bits={bits!r}): bits must be an int in 1..{MAX_BITS}")
+        if bound is not None and not (isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0):
+            raise ConfigurationError(f"Quantize(bound={bound!r}): bound must be a finite number > 0")
+        self.scale = float(scale)
+        self.bits = bits
+        self.bound = None if bound is None else float(bound)
+        self.group_size: int | None = None
+
+    def bind(self, *, bound_in: Bounds, group_size: int) -> Quantize:
+        bound = self.bound if self.bound is not None else bound_in.linf
+        if not math.isfinite(bound):
+            raise IncompatibleStagesError(
+                "Quantize needs bounded inputs: put L2Clip(norm=C) before it or give Quantize(bound=B)"
+            )
+        required = ring.bits_for_sum(math.ceil(bound * self.scale), group_size)
+        if required > MAX_BITS:
+            raise IncompatibleStagesError(
+                f"Quantize needs {required} bits for bound {bound:g} x scale {self.scale:g} x group size "
+                f"{group_size}, more than {MAX_BITS}; lower the scale, the clip norm or the group size"
+            )
+        if self.bits is not None and self.bits < required:
+            raise IncompatibleStagesError(
+                f"Quantize(bits={self.bits}) is too small: bound {bound:g} x scale {self.scale:g} x group "
+                f"size {group_size} needs {required} bits; raise bits, or lower the scale or clip norm"
+            )
+        bound_stage = Quantize(self.scale, self.bits or required, bound)
+        bound_stage.group_size = group_size
+        return bound_stage
+
+    def _configured(self) -> tuple[float, int, int]:
+        if self.bound is None or self.bits is None or self.group_size is None:
+            raise ConfigurationError("Quantize is configured by a Pipeline (or .bind()); use it inside one")
+        return self.bound, self.bits, self.group_size
+
+    def encode(self, update: Update, *, rng: np.random.Generator) -> Update:
+        bound, bits, _ = self._configured()
+        scaled = np.clip(update.values.astype(np.float64), -bound, bound) * self.scale
+        low = np.floor(scaled)
+        rounded = low + (rng.random(scaled.size) < (scaled - low))
+        return update.replace(ring.embed(rounded, bits))
+
+    def decode(self, total: np.ndarray, *, count: int) -> np.ndarray:
+        _, bits, group_size = self._configured()
+        if count > group_size:
+            raise IncompatibleStagesError(
+                f"Quantize was sized for groups of {group_size} but got a sum of {count}"
+            )
+        return ring.lift(total, bits).astype(np.float64) / self.scale
+
+    def value_bound(self, bound_in: Bounds) -> Bounds:
+        bound = self.bound if self.bound is not None else bound_in.linf
+        return Bounds(linf=bound + 1.0 / self.scale, l2=math.inf)
+
+    def measurements(self) -> dict[str, float]:
+        return {f"{self.name}/bits": float(self.bits or 0), f"{self.name}/scale": self.scale}
+
+    def __repr__(self) -> str:
+        return f"Quantize(scale={self.scale:g}, bits={self.bits}, bound={self.bound})"
