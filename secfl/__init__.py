@@ -1,0 +1,31 @@
+"""secfl: privacy-hardened secure aggregation for federated learning.
+
+The curated public API. Submodules: ``secfl.stages``, ``secfl.protocols``, ``secfl.aggregators``,
+``secfl.fl`` (the embedded engine); ``secfl.hazmat`` holds raw primitives and is not public.
+"""
+
+from secfl.aggregators import Mean, Median
+from secfl.exceptions import (
+    ConfigurationError,
+    IncompatibleStagesError,
+    InsufficientParticipantsError,
+    MalformedMessageError,
+    PrivacyBudgetExceededError,
+    ProtocolError,
+    ProtocolIntegrityError,
+    SecflError,
+)
+from secfl.grouping import Buckets, Individual, OneGroup
+from secfl.pipeline import Pipeline, RoundOutput
+from secfl.protocols import Plaintext
+from secfl.stages import GaussianNoise, L2Clip, Quantize
+from secfl.types import NO_DROPOUTS, Bounds, DropoutSchedule, RoundResult, ServerView, Update
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Pipeline", "RoundOutput", "Update", "Bounds", "DropoutSchedule", "NO_DROPOUTS", "RoundResult", "ServerView",
+    "L2Clip", "GaussianNoise", "Quantize", "Plaintext", "Individual", "OneGroup", "Buckets", "Mean", "Median",
+    "SecflError", "ConfigurationError", "IncompatibleStagesError", "PrivacyBudgetExceededError", "ProtocolError",
+    "InsufficientParticipantsError", "ProtocolIntegrityError", "MalformedMessageError",
+]

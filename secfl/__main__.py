@@ -1,0 +1,3 @@
+from secfl.cli import main
+
+main()

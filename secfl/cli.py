@@ -1,0 +1,118 @@
+"""The ``secfl`` command line: run a scenario, run the demo, list the components.
+
+A user mistake (bad scenario, bad option) exits with code 2 and one line on stderr, no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from secfl import registry, scenario
+from secfl.exceptions import SecflError
+from secfl.fl.data import DATASETS
+from secfl.fl.models import MODELS
+from secfl.fl.partition import PARTITIONS
+from secfl.runs import RunDir
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Secure, private, robust federated learning.")
+err = Console(stderr=True)
+
+Out = Annotated[Path | None, typer.Option("--out", help="run directory (default: runs/<scenario name>)")]
+Seed = Annotated[int | None, typer.Option("--seed", help="override run.seed")]
+Sets = Annotated[list[str] | None, typer.Option("--set", help="override a key: --set client.lr=0.1 (repeatable)")]
+Resume = Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last finished round")]
+
+
+def fancy() -> bool:
+    """Progress bars only on a terminal and outside CI."""
+    return sys.stderr.isatty() and os.environ.get("CI", "").lower() not in ("true", "1")
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def _execute(path: Path, out: Path | None, seed: int | None, sets: list[str] | None, resume: bool) -> None:
+    from secfl.fl.server import run  # torch import deferred: `secfl list` and errors stay fast
+
+    overrides = list(sets or []) + ([f"run.seed={seed}"] if seed is not None else [])
+    try:
+        spec = scenario.load(path, overrides=overrides)
+        run_dir = RunDir(out or Path("runs") / spec.name)
+        rounds = spec.run.rounds
+        if fancy():
+            columns = (TextColumn("round"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[acc]}"),
+                       TimeElapsedColumn())
+            with Progress(*columns, console=err, transient=True) as bar:
+                task = bar.add_task("rounds", total=rounds, acc="")
+
+                def show(row: dict[str, Any]) -> None:
+                    bar.update(task, completed=row["round"], acc=f"accuracy {row['accuracy']:.4f}")
+
+                summary = run(spec, run_dir, resume=resume, on_round=show)
+        else:
+            def show(row: dict[str, Any]) -> None:
+                print(f"round {row['round']}/{rounds} accuracy {row['accuracy']:.4f} loss {row['loss']:.4f} "
+                      f"({row['seconds']:.2f} s)", flush=True)
+
+            summary = run(spec, run_dir, resume=resume, on_round=show)
+    except SecflError as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: finished rounds are saved; continue with --resume", markup=False)
+        raise typer.Exit(code=130) from None
+    print(f"{summary['name']}: {summary['rounds']} rounds, final accuracy {summary['final_accuracy']:.4f} "
+          f"(best {summary['best_accuracy']:.4f}); results in {run_dir.path}")
+
+
+@app.command("run")
+def run_command(
+    scenario_path: Annotated[Path, typer.Argument(metavar="SCENARIO.toml", help="the scenario to run")],
+    out: Out = None, seed: Seed = None, sets: Sets = None, resume: Resume = False,
+) -> None:
+    """Run a scenario and write its run directory."""
+    _execute(scenario_path, out, seed, sets, resume)
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path | None, typer.Option("--out", help="run directory (default: runs/demo-<time>)")] = None,
+    seed: Seed = None, sets: Sets = None, resume: Resume = False,
+) -> None:
+    """Run the demo shipped inside the package (FedAvg on MNIST, 20 clients)."""
+    if out is None:
+        if resume:
+            raise fail("--resume needs the --out directory of the demo run to continue")
+        out = Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    with resources.as_file(resources.files("secfl") / "scenarios" / "demo.toml") as path:
+        _execute(path, out, seed, sets, resume)
+
+
+@app.command("list")
+def list_command() -> None:
+    """List the datasets, partitions, models, stages, protocols, groupings and aggregators."""
+    tables = {
+        "datasets": list(DATASETS), "partitions": list(PARTITIONS), "models": list(MODELS),
+        "stages": list(registry.STAGES), "protocols": list(registry.PROTOCOLS),
+        "groupings": list(registry.GROUPINGS), "aggregators": list(registry.AGGREGATORS),
+    }
+    for title, names in tables.items():
+        print(f"{title}: {', '.join(names)}")
+    print("component keys:")
+    for slot, table in registry.SLOTS.items():
+        for kind, cls in table.items():
+            print(f"  {slot} {kind}: {', '.join(registry.parameters(cls)) or '-'}")
+
+
+def main() -> None:  # pragma: no cover - `python -m secfl`
+    app()

@@ -1,0 +1,1 @@
+"""The embedded federated-learning engine: data, partitions, models, local training, server loop."""

@@ -1,0 +1,129 @@
+"""The server round loop of the embedded engine: sample, train locally, aggregate, step, evaluate.
+
+Each round's randomness is derived from (seed, round) alone, so a run resumed from the checkpoint
+of round r replays rounds r+1.. exactly as an uninterrupted run would: the checkpoint needs only the
+model and the server optimizer, no RNG state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from secfl.fl.client import evaluate, local_train
+from secfl.fl.data import load_dataset
+from secfl.fl.models import build_model
+from secfl.fl.params import flatten, num_params
+from secfl.fl.partition import partition
+from secfl.runs import RunDir
+from secfl.scenario import Scenario
+from secfl.types import Update
+
+
+def client_seed(seed: int, round_: int, client: int) -> int:
+    """The local-training seed of ``client`` in ``round_``."""
+    return int(np.random.SeedSequence([seed, 3, round_, client]).generate_state(1)[0])
+
+
+def set_pseudo_gradient(model: torch.nn.Module, delta: np.ndarray) -> None:
+    """Store -delta as the gradient of the model's parameters (flatten order) for the server step."""
+    offset = 0
+    for _, param in model.named_parameters():
+        chunk = delta[offset : offset + param.numel()]
+        param.grad = -torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)).view_as(param)
+        offset += param.numel()
+
+
+def _sum_measure(measurements: dict[str, float], metric: str) -> float:
+    return float(sum(v for k, v in measurements.items() if k.endswith(f"/{metric}")))
+
+
+def run(
+    scenario: Scenario,
+    run_dir: RunDir,
+    *,
+    resume: bool = False,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) a scenario, writing every finished round to ``run_dir``; return the summary.
+
+    Raises:
+        ConfigurationError: a bad scenario (caught before any training), or a resume that does
+            not match the stored run.
+        ProtocolError: a secure-sum round that cannot complete.
+    """
+    config, seed = scenario.resolved(), scenario.run.seed
+    pipeline = scenario.build_pipeline()
+    data = load_dataset(scenario.data.dataset, seed=seed, test_fraction=scenario.data.test_fraction,
+                        **scenario.data.options)
+    part = scenario.data.partition
+    extra = {k: v for k, v in (("alpha", part.alpha), ("shards_per_client", part.shards_per_client)) if v is not None}
+    if part.kind == "natural":
+        extra["natural"] = data.natural_clients
+    shards = partition(data.y_train, num_clients=scenario.data.num_clients, kind=part.kind,
+                       rng=np.random.default_rng([seed, 1]), min_per_client=part.min_per_client, **extra)
+    model = build_model(scenario.model.kind, input_shape=data.input_shape, num_classes=data.num_classes,
+                        seed=seed, **scenario.model.options)
+    optimizer = torch.optim.SGD(model.parameters(), lr=scenario.server.lr, momentum=scenario.server.momentum)
+
+    done, checkpoint = run_dir.resume(config) if resume else (0, None)
+    if not resume:
+        run_dir.start(config, seed=seed)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+
+    d, k = num_params(model), scenario.clients_per_round
+    for round_ in range(done + 1, scenario.run.rounds + 1):
+        start = time.perf_counter()
+        rng = np.random.default_rng([seed, 2, round_])
+        sampled = sorted(int(c) for c in rng.choice(scenario.data.num_clients, size=k, replace=False))
+        updates, losses = [], []
+        for cid in sampled:
+            idx = shards[cid]
+            local = local_train(model, data.x_train[idx], data.y_train[idx], epochs=scenario.client.epochs,
+                                batch_size=scenario.client.batch_size, lr=scenario.client.lr,
+                                momentum=scenario.client.momentum, weight_decay=scenario.client.weight_decay,
+                                seed=client_seed(seed, round_, cid))
+            updates.append(Update(cid, local.delta, weight=float(local.num_examples)))
+            losses.append((local.loss, local.num_examples))
+        out = pipeline.run_round(updates, rng=rng)
+        optimizer.zero_grad(set_to_none=True)
+        set_pseudo_gradient(model, out.aggregate)
+        optimizer.step()
+        accuracy, loss = evaluate(model, data.x_test, data.y_test)
+        row = {
+            "round": round_,
+            "accuracy": accuracy,
+            "loss": loss,
+            "train_loss": sum(l * n for l, n in losses) / sum(n for _, n in losses),
+            "bytes_up": _sum_measure(out.measurements, "bytes_up"),
+            "bytes_down": 4.0 * d * k + _sum_measure(out.measurements, "bytes_down"),
+            "seconds": time.perf_counter() - start,
+            "clients": k,
+            "groups": int(out.measurements["pipeline/groups"]),
+        }
+        run_dir.append_metrics(row)
+        run_dir.save_checkpoint({"round": round_, "model": model.state_dict(), "optimizer": optimizer.state_dict()})
+        if on_round is not None:
+            on_round(row)
+
+    rows = run_dir.metrics()
+    summary = {
+        "name": scenario.name,
+        "rounds": len(rows),
+        "final_accuracy": rows[-1]["accuracy"] if rows else None,
+        "best_accuracy": max((r["accuracy"] for r in rows), default=None),
+        "final_loss": rows[-1]["loss"] if rows else None,
+        "bytes_up_total": sum(r["bytes_up"] for r in rows),
+        "bytes_down_total": sum(r["bytes_down"] for r in rows),
+        "seconds_total": sum(r["seconds"] for r in rows),
+        "num_params": d,
+        "pipeline": repr(pipeline),
+    }
+    run_dir.write_summary(summary)
+    return summary

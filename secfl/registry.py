@@ -1,0 +1,65 @@
+"""Name -> class tables for every pluggable component, and ``build`` from a ``{kind = ...}`` table.
+
+Scenarios name components by ``kind``; the remaining keys are the constructor's keyword arguments.
+A key the constructor does not take is an error that names it (and the closest valid key).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from secfl.aggregators import Mean, Median
+from secfl.exceptions import ConfigurationError
+from secfl.grouping import Buckets, Individual, OneGroup
+from secfl.protocols import Plaintext
+from secfl.stages import GaussianNoise, L2Clip, Quantize
+
+STAGES: dict[str, type] = {cls.name: cls for cls in (L2Clip, GaussianNoise, Quantize)}
+PROTOCOLS: dict[str, type] = {cls.name: cls for cls in (Plaintext,)}
+GROUPINGS: dict[str, type] = {cls.name: cls for cls in (Individual, OneGroup, Buckets)}
+AGGREGATORS: dict[str, type] = {cls.name: cls for cls in (Mean, Median)}
+
+SLOTS: dict[str, dict[str, type]] = {
+    "stage": STAGES, "protocol": PROTOCOLS, "grouping": GROUPINGS, "aggregator": AGGREGATORS,
+}
+
+
+def suggest(word: str, choices: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parameters(cls: type) -> list[str]:
+    """The keyword parameters a component's constructor takes."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def build(slot: str, spec: Mapping[str, Any], *, where: str = "") -> Any:
+    """Construct the component of ``slot`` described by ``spec`` (``{"kind": ..., **kwargs}``).
+
+    Raises:
+        ConfigurationError: no or unknown kind, an unknown key, or a bad value (from the component).
+    """
+    table, where = SLOTS[slot], where or slot
+    if not isinstance(spec, Mapping) or "kind" not in spec:
+        raise ConfigurationError(f"{where}: needs a table with a 'kind' key, one of {sorted(table)}")
+    kind = spec["kind"]
+    if kind not in table:
+        raise ConfigurationError(f"{where}: unknown kind {kind!r}{suggest(str(kind), list(table))}; "
+                                 f"choose one of {sorted(table)}")
+    cls, kwargs = table[kind], {k: v for k, v in spec.items() if k != "kind"}
+    allowed = parameters(cls)
+    for key in kwargs:
+        if key not in allowed:
+            raise ConfigurationError(f"{where}: unknown key {key!r} for kind {kind!r}{suggest(key, allowed)}; "
+                                     f"valid keys: {allowed}")
+    signature = inspect.signature(cls.__init__).parameters
+    missing = [k for k in allowed if signature[k].default is inspect.Parameter.empty and k not in kwargs]
+    if missing:
+        raise ConfigurationError(f"{where}: kind {kind!r} needs the key(s) {missing}")
+    return cls(**kwargs)

@@ -1,0 +1,139 @@
+"""A run directory: resolved config, per-round metrics, summary, environment, and a resume checkpoint.
+
+Layout: ``config.toml`` (resolved scenario), ``metrics.jsonl`` (one JSON object per finished round),
+``summary.json``, ``env.json`` (versions, seed, git sha) and ``checkpoint.pt`` (model + server
+optimizer after the last finished round). Every file is written atomically or appended and fsynced,
+so a killed run loses nothing already written: a metrics line is made durable before its checkpoint,
+and on resume lines past the checkpoint are dropped, so no round is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import tomllib
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+import torch
+
+from secfl.exceptions import ConfigurationError
+
+PACKAGES = ("secfl", "numpy", "torch", "cryptography", "opacus", "tenseal", "dp-accounting", "pydantic", "flwr")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def environment(seed: int) -> dict[str, Any]:
+    """Versions of Python and the key packages, the platform, the seed and the git sha (if any)."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        sha = None
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": versions,
+            "seed": seed, "git_sha": sha, "crypto_randomness": "os.urandom (never seeded)",
+            "torch_threads": torch.get_num_threads()}
+
+
+class RunDir:
+    """The files of one run; ``start`` a new run or ``resume`` one with the same config."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config_path = self.path / "config.toml"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.summary_path = self.path / "summary.json"
+        self.env_path = self.path / "env.json"
+        self.checkpoint_path = self.path / "checkpoint.pt"
+
+    def start(self, config: dict[str, Any], *, seed: int) -> None:
+        """Create the directory for a new run.
+
+        Raises:
+            ConfigurationError: the directory already holds a run.
+        """
+        if self.config_path.exists():
+            raise ConfigurationError(
+                f"{self.path} already holds a run; pass --resume to continue it or --out to write elsewhere"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.config_path, tomli_w.dumps(config).encode())
+        atomic_write(self.env_path, json.dumps(environment(seed), indent=2).encode())
+        self.metrics_path.touch()
+
+    def resume(self, config: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+        """Reopen a run: return (last finished round, checkpoint or None) and trim unfinished lines.
+
+        Raises:
+            ConfigurationError: nothing to resume, or the run was started with another config.
+        """
+        if not self.config_path.exists():
+            raise ConfigurationError(f"{self.path} holds no run to resume; drop --resume to start one")
+        stored = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
+        if stored != config:
+            raise ConfigurationError(
+                f"{self.path} was started with a different config; resume with the same scenario, "
+                "seed and --set values, or use a new --out"
+            )
+        checkpoint = None
+        if self.checkpoint_path.exists():
+            checkpoint = torch.load(self.checkpoint_path, weights_only=False)
+        done = checkpoint["round"] if checkpoint else 0
+        kept = [row for row in self.metrics() if row["round"] <= done]
+        atomic_write(self.metrics_path, "".join(json.dumps(row) + "\n" for row in kept).encode())
+        return done, checkpoint
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """Every complete metrics line (a torn last line from a kill is ignored)."""
+        if not self.metrics_path.exists():
+            return []
+        rows = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+        return rows
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        """Append one round's metrics and make it durable."""
+        with open(self.metrics_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Atomically replace the checkpoint (after the round's metrics line is durable)."""
+        tmp = self.path / ".checkpoint.tmp"
+        torch.save(state, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.checkpoint_path)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write(self.summary_path, json.dumps(summary, indent=2).encode())

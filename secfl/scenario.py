@@ -1,0 +1,186 @@
+"""The TOML scenario schema (pydantic v2): every key known, every misspelling an error that names it.
+
+A scenario has top-level component tables (``stages``, ``protocol``, ``grouping``, ``aggregator``)
+and sections ``[run] [data] [model] [client] [server]``. ``--set a.b=value`` overrides any key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from secfl import registry
+from secfl.exceptions import ConfigurationError
+from secfl.pipeline import Pipeline
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunSection(_Strict):
+    rounds: int = Field(20, ge=1)
+    seed: int = Field(0, ge=0)
+    clients_per_round: int | None = Field(None, ge=1, description="default: every client, every round")
+
+
+class PartitionSection(_Strict):
+    kind: Literal["iid", "dirichlet", "shards", "natural"] = "iid"
+    alpha: float | None = Field(None, gt=0)
+    shards_per_client: int | None = Field(None, ge=1)
+    min_per_client: int = Field(10, ge=1)
+
+
+class DataSection(_Strict):
+    dataset: Literal["mnist", "digits", "synthetic"] = "mnist"
+    num_clients: int = Field(20, ge=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    partition: PartitionSection = PartitionSection()
+    options: dict[str, Any] = Field(default_factory=dict, description="dataset parameters, e.g. synthetic alpha")
+
+
+class ModelSection(_Strict):
+    kind: Literal["mlp", "cnn", "logreg"] = "mlp"
+    options: dict[str, Any] = Field(default_factory=dict, description="model parameters, e.g. hidden = 128")
+
+
+class ClientSection(_Strict):
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class ServerSection(_Strict):
+    lr: float = Field(1.0, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+
+
+class Scenario(_Strict):
+    """One federated-learning experiment, fully specified."""
+
+    name: str = "scenario"
+    stages: list[dict[str, Any]] = Field(default_factory=list)
+    protocol: dict[str, Any] = Field(default_factory=lambda: {"kind": "plaintext"})
+    grouping: dict[str, Any] = Field(default_factory=lambda: {"kind": "individual"})
+    aggregator: dict[str, Any] = Field(default_factory=lambda: {"kind": "mean"})
+    run: RunSection = RunSection()
+    data: DataSection = DataSection()
+    model: ModelSection = ModelSection()
+    client: ClientSection = ClientSection()
+    server: ServerSection = ServerSection()
+
+    @property
+    def clients_per_round(self) -> int:
+        return self.run.clients_per_round or self.data.num_clients
+
+    def build_pipeline(self) -> Pipeline:
+        """Construct and check the pipeline (raises ConfigurationError before any work)."""
+        if self.clients_per_round > self.data.num_clients:
+            raise ConfigurationError(
+                f"run.clients_per_round = {self.clients_per_round} exceeds data.num_clients = {self.data.num_clients}"
+            )
+        return Pipeline(
+            clients_per_round=self.clients_per_round,
+            stages=[registry.build("stage", s, where=f"stages[{i}]") for i, s in enumerate(self.stages)],
+            protocol=registry.build("protocol", self.protocol),
+            grouping=registry.build("grouping", self.grouping),
+            aggregator=registry.build("aggregator", self.aggregator),
+        )
+
+    def resolved(self) -> dict[str, Any]:
+        """Every key with its effective value (defaults filled in; None left out, as TOML has no null)."""
+        return _drop_none(self.model_dump())
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"a.b=value"`` -> (["a", "b"], value); the value is read as TOML, else taken as a string."""
+    key, sep, raw = text.partition("=")
+    path = [part.strip() for part in key.split(".")]
+    if not sep or not all(path):
+        raise ConfigurationError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. client.lr=0.1")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Set each ``a.b=value`` in a copy of ``data`` (missing tables are created, then validated)."""
+    data = _deep_copy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigurationError(f"--set {text!r}: {part!r} is not a table")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _describe(error: Mapping[str, Any], source: str) -> str:
+    loc = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        parent: Any = Scenario
+        for part in error["loc"][:-1]:
+            field = parent.model_fields.get(str(part)) if isinstance(parent, type) else None
+            parent = field.annotation if field is not None else None
+        fields = list(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
+        return f"{source}: unknown key {loc!r}{registry.suggest(str(error['loc'][-1]), fields)}"
+    return f"{source}: {loc}: {error['msg']} (got {error.get('input')!r})"
+
+
+def validate(data: Mapping[str, Any], *, source: str = "scenario") -> Scenario:
+    """Validate a scenario mapping and build its pipeline once, so every mistake surfaces now.
+
+    Raises:
+        ConfigurationError: one line naming the first bad key (and how many more there are).
+    """
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigurationError(_describe(errors[0], source) + more) from None
+    scenario.build_pipeline()
+    return scenario
+
+
+def load(path: str | Path, *, overrides: Sequence[str] = ()) -> Scenario:
+    """Read a scenario TOML file, apply ``--set`` overrides and validate it.
+
+    Raises:
+        ConfigurationError: unreadable file, invalid TOML, or an invalid scenario.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read scenario {str(path)!r}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
+    return validate(apply_overrides(data, overrides), source=str(path))
