@@ -93,7 +93,6 @@ def load_dataset(name: str, *, seed: int, test_fraction: float = 0.2, **params: 
         raise ConfigurationError(f"dataset {name!r} got unknown parameter(s) {unknown}; accepted: {accepted}")
 
     rng = np.random.default_rng(seed)
-    groups: np.ndarray
     if name == "mnist":
         pixels, y = _mnist_raw()
         x = pixels.astype(np.float32).reshape(-1, 1, 28, 28) / 255.0
@@ -113,13 +112,14 @@ def load_dataset(name: str, *, seed: int, test_fraction: float = 0.2, **params: 
             f"test_fraction={test_fraction} leaves {train.size} train and {test.size} test examples; "
             "choose a test_fraction closer to 0.5"
         )
-    mean, std = float(x[train].mean()), float(x[train].std())
+    x_train, x_test = x[train], x[test]
+    mean, std = float(x_train.mean()), float(x_train.std())
     scale = std if std > 0 else 1.0
     return Dataset(
         name=name,
-        x_train=((x[train] - mean) / scale).astype(np.float32),
+        x_train=((x_train - mean) / scale).astype(np.float32),
         y_train=y[train].astype(np.int64),
-        x_test=((x[test] - mean) / scale).astype(np.float32),
+        x_test=((x_test - mean) / scale).astype(np.float32),
         y_test=y[test].astype(np.int64),
         input_shape=tuple(int(s) for s in x.shape[1:]),
         num_classes=int(num_classes),

@@ -44,7 +44,8 @@ def unflatten(model: torch.nn.Module, vector: np.ndarray) -> None:
     expected = num_params(model)
     if vector.size != expected:
         raise ConfigurationError(
-            f"vector has length {vector.size} but the model has {expected} parameters; pass a vector of length {expected}"
+            f"vector has length {vector.size} but the model has {expected} parameters; "
+            f"pass a vector of length {expected}"
         )
     if not np.all(np.isfinite(vector)):
         raise ConfigurationError("vector contains NaN or infinite values; pass a finite vector")
@@ -52,7 +53,7 @@ def unflatten(model: torch.nn.Module, vector: np.ndarray) -> None:
     with torch.no_grad():
         for _, param in model.named_parameters():
             chunk = vector[offset : offset + param.numel()]
-            param.copy_(torch.from_numpy(np.ascontiguousarray(chunk)).view_as(param))
+            param.copy_(torch.tensor(chunk).view_as(param))
             offset += param.numel()
 
 

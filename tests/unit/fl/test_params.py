@@ -47,6 +47,14 @@ def test_unflatten_accepts_float64_and_writes_in_place():
     np.testing.assert_allclose(flatten(model), vector.astype(np.float32))
 
 
+def test_unflatten_accepts_read_only_vectors_without_warning(recwarn):
+    model = _model()
+    vector = flatten(model) * 2
+    vector.flags.writeable = False
+    unflatten(model, vector)
+    assert np.array_equal(flatten(model), vector) and len(recwarn) == 0
+
+
 @pytest.mark.parametrize(
     ("make", "fragment"),
     [

@@ -1,0 +1,104 @@
+import dp_accounting
+import numpy as np
+import pytest
+
+from secfl.aggregators import Mean, Median
+from secfl.exceptions import ConfigurationError, IncompatibleStagesError, InsufficientParticipantsError
+from secfl.grouping import Buckets, Individual, OneGroup
+from secfl.pipeline import Pipeline
+from secfl.stages import GaussianNoise, L2Clip, Quantize
+from secfl.types import DropoutSchedule, Update
+
+
+def make_updates(rng, n=6, d=12, scale=0.1):
+    return [Update(i, (rng.normal(size=d) * scale).astype(np.float32), weight=float(i + 1)) for i in range(n)]
+
+
+def weighted_mean(ups):
+    return sum(u.values.astype(np.float64) * u.weight for u in ups) / sum(u.weight for u in ups)
+
+
+@pytest.mark.parametrize("grouping", [Individual(), OneGroup(), Buckets(2), Buckets(4)])
+def test_weighted_fedavg_is_exact_without_stages(rng, grouping):
+    ups = make_updates(rng)
+    out = Pipeline(clients_per_round=6, grouping=grouping).run_round(ups, rng=rng)
+    assert np.allclose(out.aggregate, weighted_mean(ups), atol=1e-6)
+    assert out.group_weights.sum() == pytest.approx(21.0)
+
+
+@pytest.mark.parametrize("grouping", [Individual(), OneGroup(), Buckets(3)])
+def test_quantized_fedavg_is_within_the_rounding_error(rng, grouping):
+    ups = make_updates(rng)
+    pipeline = Pipeline(clients_per_round=6, stages=[L2Clip(1.0), Quantize(scale=2**16)], grouping=grouping)
+    out = pipeline.run_round(ups, rng=rng)
+    assert out.result.sums.dtype == np.uint64
+    # each client's weighted value is off by < 1/scale; dividing by the relative weight mass (>= 1/6)
+    # of a group keeps the error below 6/scale
+    assert np.max(np.abs(out.aggregate - weighted_mean(ups))) < 6 / 2**16
+
+
+def test_aggregator_needing_more_groups_is_refused_with_the_fix():
+    with pytest.raises(IncompatibleStagesError, match=r"needs >= 5 inputs .* yields 1 group.*buckets\", size = 4"):
+        Pipeline(clients_per_round=20, grouping=OneGroup(), aggregator=Median(num_byzantine=2))
+    with pytest.raises(IncompatibleStagesError, match="sample at least 5 clients"):
+        Pipeline(clients_per_round=3, aggregator=Median(num_byzantine=2))
+    Pipeline(clients_per_round=20, grouping=Buckets(4), aggregator=Median(num_byzantine=2))
+
+
+def test_real_stage_after_ring_stage_is_refused():
+    with pytest.raises(IncompatibleStagesError, match="before Quantize"):
+        Pipeline(clients_per_round=2, stages=[L2Clip(1.0), Quantize(), L2Clip(1.0)])
+
+
+def test_ring_is_sized_for_the_largest_group():
+    pipeline = Pipeline(clients_per_round=20, stages=[L2Clip(1.0), Quantize(scale=2**10)], grouping=Buckets(5))
+    assert pipeline.stages[1].group_size == 5
+    assert pipeline.stages[1].bits == 14  # 2 * 5 * 1025 + 1 values -> 14 bits
+
+
+def test_non_components_are_refused():
+    with pytest.raises(ConfigurationError, match="aggregator"):
+        Pipeline(clients_per_round=2, aggregator=lambda x: x)
+    with pytest.raises(ConfigurationError, match="clients_per_round"):
+        Pipeline(clients_per_round=0)
+
+
+def test_round_checks(rng):
+    pipeline = Pipeline(clients_per_round=2)
+    with pytest.raises(ConfigurationError, match="at most 2"):
+        pipeline.run_round(make_updates(rng, n=3), rng=rng)
+    bad = [Update(0, np.array([np.nan, 1.0], np.float32))]
+    with pytest.raises(ConfigurationError, match="client 0 .*non-finite"):
+        pipeline.run_round(bad, rng=rng)
+
+
+def test_dropouts_reduce_groups_and_can_abort(rng):
+    ups = make_updates(rng, n=5)
+    pipeline = Pipeline(clients_per_round=5, aggregator=Median(num_byzantine=2))
+    out = pipeline.run_round(ups, rng=rng)
+    assert out.group_means.shape[0] == 5
+    with pytest.raises(InsufficientParticipantsError):
+        pipeline.run_round(ups, rng=rng, dropouts=DropoutSchedule({"upload": {0}}))
+
+
+def test_dropped_client_is_left_out_of_the_weighted_mean(rng):
+    ups = make_updates(rng, n=4)
+    out = Pipeline(clients_per_round=4, grouping=OneGroup()).run_round(
+        ups, rng=rng, dropouts=DropoutSchedule({"upload": {3}}))
+    assert np.allclose(out.aggregate, weighted_mean(ups[:3]), atol=1e-6)
+
+
+def test_dp_event_composes_the_noise_stages():
+    pipeline = Pipeline(clients_per_round=4, stages=[L2Clip(2.0), GaussianNoise(1.1), Quantize()])
+    event = pipeline.dp_event()
+    assert isinstance(event, dp_accounting.GaussianDpEvent)
+    assert event.noise_multiplier == pytest.approx(1.1, rel=1e-5)
+    assert isinstance(Pipeline(clients_per_round=1).dp_event(), dp_accounting.NoOpDpEvent)
+
+
+def test_measurements_name_their_component(rng):
+    out = Pipeline(clients_per_round=3, stages=[L2Clip(1.0), Quantize()], grouping=OneGroup()).run_round(
+        make_updates(rng, n=3), rng=rng)
+    for key in ("plaintext/bytes_up", "quantize/bits", "pipeline/groups", "pipeline/seconds"):
+        assert key in out.measurements
+    assert out.measurements["pipeline/groups"] == 1
