@@ -29,7 +29,9 @@ SLOTS: dict[str, dict[str, type]] = {
 
 def suggest(word: str, choices: list[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, choices, n=1)
+    close = difflib.get_close_matches(word, choices, n=1) or [
+        c for c in choices if word.startswith(c) or c.startswith(word)
+    ][:1]
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

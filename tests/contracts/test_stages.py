@@ -1,0 +1,63 @@
+"""Every stage: decode(encode(x)) within its documented error, dtype of its output kind, bound honoured."""
+
+import math
+
+import numpy as np
+import pytest
+
+from secfl import registry
+from secfl.stages import GaussianNoise, L2Clip, Quantize
+from secfl.types import Bounds, Update
+
+C = 1.0
+# (stage, documented max |decode(encode(x)) - f(x)| where f is the stage's ideal map), per kind
+CASES = {
+    "l2clip": (L2Clip(C), 1e-6),
+    "gaussian_noise": (GaussianNoise(std=0.0), 1e-7),
+    "quantize": (Quantize(scale=2**12, bound=C), 1 / 2**12),
+}
+
+
+def ideal(kind, x):
+    if kind == "l2clip":
+        return x * min(1.0, C / np.linalg.norm(x))
+    if kind == "quantize":
+        return np.clip(x, -C, C)
+    return x
+
+
+def test_every_registered_stage_is_covered():
+    assert set(CASES) == set(registry.STAGES)
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_round_trip_within_documented_error(kind, rng):
+    stage, tolerance = CASES[kind]
+    stage = stage.bind(bound_in=Bounds(linf=C, l2=C), group_size=1)
+    x = rng.normal(size=40).astype(np.float32) * 0.5
+    encoded = stage.encode(Update(3, x, weight=2.0), rng=rng)
+    assert encoded.client_id == 3 and encoded.weight == 2.0
+    assert encoded.values.dtype == (np.uint64 if stage.output == "ring" else np.float32)
+    decoded = stage.decode(encoded.values, count=1)
+    assert np.max(np.abs(decoded - ideal(kind, x.astype(np.float64)))) <= tolerance
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_output_within_propagated_bound(kind, rng):
+    stage, _ = CASES[kind]
+    bound_in = Bounds(linf=C, l2=C)
+    stage = stage.bind(bound_in=bound_in, group_size=1)
+    out_bound = stage.value_bound(bound_in)
+    x = np.clip(rng.normal(size=100), -1, 1).astype(np.float32) * 0.1
+    decoded = stage.decode(stage.encode(Update(0, x), rng=rng).values, count=1)
+    assert np.max(np.abs(decoded)) <= out_bound.linf
+    if math.isfinite(out_bound.l2):
+        assert np.linalg.norm(decoded) <= out_bound.l2
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_dp_event_and_measurements(kind):
+    stage, _ = CASES[kind]
+    stage = stage.bind(bound_in=Bounds(linf=C, l2=C), group_size=1)
+    assert stage.dp_event() is not None
+    assert all(key.startswith(stage.name + "/") for key in stage.measurements())

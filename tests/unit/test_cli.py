@@ -1,0 +1,64 @@
+import json
+
+from typer.testing import CliRunner
+
+from secfl.cli import app
+
+runner = CliRunner()
+SMALL = """
+name = "tiny"
+[run]
+rounds = 2
+clients_per_round = 3
+[data]
+dataset = "digits"
+num_clients = 4
+[model]
+options = { hidden = 16 }
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_list_names_every_component():
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    for word in ("mnist", "dirichlet", "cnn", "l2clip", "quantize", "plaintext", "buckets", "median"):
+        assert word in result.output
+
+
+def test_run_writes_a_run_directory_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", write(tmp_path, SMALL), "--out", str(out), "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    assert "final accuracy" in result.output
+    assert json.loads((out / "env.json").read_text())["seed"] == 5
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    again = runner.invoke(app, ["run", write(tmp_path, SMALL), "--out", str(out), "--seed", "5"])
+    assert again.exit_code == 2 and "--resume" in again.output
+    resumed = runner.invoke(app, ["run", write(tmp_path, SMALL), "--out", str(out), "--seed", "5", "--resume"])
+    assert resumed.exit_code == 0 and len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_misspelled_key_exits_2_naming_it(tmp_path):
+    result = runner.invoke(app, ["run", write(tmp_path, SMALL + "[client]\nlrr = 0.1\n")])
+    assert result.exit_code == 2
+    assert "unknown key 'client.lrr'" in result.output and "Traceback" not in result.output
+
+
+def test_too_few_groups_exits_2_with_the_fix(tmp_path):
+    text = 'aggregator = { kind = "median", num_byzantine = 2 }\ngrouping = { kind = "one_group" }\n' + SMALL
+    result = runner.invoke(app, ["run", write(tmp_path, text), "--set", "run.clients_per_round=4"])
+    assert result.exit_code == 2
+    assert "needs >= 5 inputs" in result.output and "sample at least 5" in result.output
+
+
+def test_bad_override_and_resume_without_run_exit_2(tmp_path):
+    assert runner.invoke(app, ["run", write(tmp_path, SMALL), "--set", "nonsense"]).exit_code == 2
+    result = runner.invoke(app, ["run", write(tmp_path, SMALL), "--out", str(tmp_path / "x"), "--resume"])
+    assert result.exit_code == 2 and "no run to resume" in result.output
+    assert runner.invoke(app, ["demo", "--resume"]).exit_code == 2
