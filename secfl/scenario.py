@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from secfl import registry
 from secfl.exceptions import ConfigurationError
@@ -41,6 +41,17 @@ class DataSection(_Strict):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     partition: PartitionSection = PartitionSection()
     options: dict[str, Any] = Field(default_factory=dict, description="dataset parameters, e.g. synthetic alpha")
+
+    @model_validator(mode="after")
+    def _natural_needs_synthetic(self) -> DataSection:
+        if self.partition.kind == "natural":
+            if self.dataset != "synthetic":
+                raise ValueError(f"partition kind 'natural' needs dataset 'synthetic'; {self.dataset!r} has no natural clients")
+            generated = self.options.get("num_clients", 20)
+            if generated != self.num_clients:
+                raise ValueError(f"partition kind 'natural': num_clients = {self.num_clients} but the synthetic data "
+                                 f"has options.num_clients = {generated}; make them equal")
+        return self
 
 
 class ModelSection(_Strict):
@@ -151,6 +162,8 @@ def _describe(error: Mapping[str, Any], source: str) -> str:
             parent = field.annotation if field is not None else None
         fields = list(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
         return f"{source}: unknown key {loc!r}{registry.suggest(str(error['loc'][-1]), fields)}"
+    if error["type"] == "value_error":
+        return f"{source}: {loc}: {error['msg'].removeprefix('Value error, ')}"
     return f"{source}: {loc}: {error['msg']} (got {error.get('input')!r})"
 
 

@@ -79,28 +79,33 @@ Bounds.UNBOUNDED = Bounds()
 
 @dataclass(frozen=True)
 class DropoutSchedule:
-    """Which clients drop out at which protocol stage (simulation of failures).
+    """Which clients drop out, and at which protocol stage (simulation of failures).
 
-    ``at`` maps a stage name of the protocol (e.g. ``"upload"`` for Plaintext) to the client ids
-    that go silent from that stage on. A client listed at a stage sends nothing at it or later.
+    ``at`` maps a client id to the name of the protocol stage (e.g. ``"upload"`` for Plaintext) from
+    which it goes silent: it sends nothing at that stage or any later one.
     """
 
-    at: Mapping[str, frozenset[int]] = field(default_factory=dict)
+    at: Mapping[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        frozen = {str(k): frozenset(int(c) for c in v) for k, v in dict(self.at).items()}
+        frozen = {}
+        for client, stage in dict(self.at).items():
+            if not isinstance(client, (int, np.integer)) or not isinstance(stage, str):
+                raise ConfigurationError(
+                    f"DropoutSchedule maps client ids to stage names, got {client!r}: {stage!r}"
+                )
+            frozen[int(client)] = stage
         object.__setattr__(self, "at", MappingProxyType(frozen))
 
     def dropped_by(self, stage: str, order: Sequence[str]) -> frozenset[int]:
-        """Clients silent at ``stage``: those listed at it or at any earlier stage of ``order``."""
+        """Clients silent at ``stage``: those whose drop stage is ``stage`` or earlier in ``order``."""
         self.check(order)
-        out: set[int] = set()
-        for name in order[: list(order).index(stage) + 1]:
-            out |= self.at.get(name, frozenset())
-        return frozenset(out)
+        position = list(order).index(stage)
+        return frozenset(c for c, s in self.at.items() if list(order).index(s) <= position)
 
     def check(self, order: Sequence[str]) -> None:
-        unknown = sorted(set(self.at) - set(order))
+        """Raise ConfigurationError if a stage name is not one of ``order``."""
+        unknown = sorted(set(self.at.values()) - set(order))
         if unknown:
             raise ConfigurationError(
                 f"dropout stage(s) {unknown} unknown to this protocol; its stages are {list(order)}"

@@ -78,13 +78,13 @@ def test_dropouts_reduce_groups_and_can_abort(rng):
     out = pipeline.run_round(ups, rng=rng)
     assert out.group_means.shape[0] == 5
     with pytest.raises(InsufficientParticipantsError):
-        pipeline.run_round(ups, rng=rng, dropouts=DropoutSchedule({"upload": {0}}))
+        pipeline.run_round(ups, rng=rng, dropouts=DropoutSchedule({0: "upload"}))
 
 
 def test_dropped_client_is_left_out_of_the_weighted_mean(rng):
     ups = make_updates(rng, n=4)
     out = Pipeline(clients_per_round=4, grouping=OneGroup()).run_round(
-        ups, rng=rng, dropouts=DropoutSchedule({"upload": {3}}))
+        ups, rng=rng, dropouts=DropoutSchedule({3: "upload"}))
     assert np.allclose(out.aggregate, weighted_mean(ups[:3]), atol=1e-6)
 
 

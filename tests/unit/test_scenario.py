@@ -70,3 +70,12 @@ def test_shipped_demo_is_valid():
     with resources.as_file(resources.files("secfl") / "scenarios" / "demo.toml") as path:
         spec = scenario.load(path)
     assert spec.data.dataset == "mnist" and spec.data.num_clients == 20
+
+
+def test_natural_partition_needs_matching_synthetic_data(tmp_path):
+    path = write(tmp_path, '[data]\npartition = { kind = "natural" }\n')
+    with pytest.raises(ConfigurationError, match="needs dataset 'synthetic'"):
+        scenario.load(path)
+    with pytest.raises(ConfigurationError, match="make them equal"):
+        scenario.load(path, overrides=["data.dataset=synthetic", "data.options={num_clients = 5}"])
+    assert scenario.load(path, overrides=["data.dataset=synthetic"]).data.partition.kind == "natural"

@@ -21,14 +21,18 @@ def test_bad_updates(kwargs):
 
 
 def test_dropout_schedule_accumulates_over_stages():
-    schedule = DropoutSchedule({"a": [1], "c": {3}})
+    schedule = DropoutSchedule({1: "a", 3: "c"})
     order = ("a", "b", "c")
     assert schedule.dropped_by("a", order) == {1}
     assert schedule.dropped_by("b", order) == {1}
     assert schedule.dropped_by("c", order) == {1, 3}
     assert NO_DROPOUTS.dropped_by("c", order) == frozenset()
     with pytest.raises(TypeError):
-        schedule.at["a"] = frozenset()  # read-only
+        schedule.at[1] = "b"  # read-only
+    with pytest.raises(ConfigurationError, match="unknown"):
+        schedule.dropped_by("a", ("a", "b"))
+    with pytest.raises(ConfigurationError, match="client ids to stage names"):
+        DropoutSchedule({"a": [1]})
 
 
 def test_server_view_counts_bytes():

@@ -31,7 +31,7 @@ def test_ring_values_are_summed_mod_2_64():
 
 def test_dropouts_leave_the_sum_of_survivors():
     ups = updates(4)
-    result = Plaintext().run(ups, groups=[[0, 1], [2, 3]], dropouts=DropoutSchedule({"upload": {1}}))
+    result = Plaintext().run(ups, groups=[[0, 1], [2, 3]], dropouts=DropoutSchedule({1: "upload"}))
     assert result.survivors == ((0,), (2, 3))
     assert np.array_equal(result.sums[0], ups[0].values)
     assert 1 not in result.view.received
@@ -40,12 +40,12 @@ def test_dropouts_leave_the_sum_of_survivors():
 
 def test_a_group_with_no_survivor_aborts():
     with pytest.raises(InsufficientParticipantsError):
-        Plaintext().run(updates(2), groups=[[0], [1]], dropouts=DropoutSchedule({"upload": {1}}))
+        Plaintext().run(updates(2), groups=[[0], [1]], dropouts=DropoutSchedule({1: "upload"}))
 
 
 def test_unknown_dropout_stage_is_refused():
     with pytest.raises(ConfigurationError, match="upload"):
-        Plaintext().run(updates(2), groups=[[0, 1]], dropouts=DropoutSchedule({"unmask": {1}}))
+        Plaintext().run(updates(2), groups=[[0, 1]], dropouts=DropoutSchedule({1: "unmask"}))
 
 
 @pytest.mark.parametrize(
