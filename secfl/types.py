@@ -1,6 +1,6 @@
 """Core value types that flow through a round: updates, bounds, dropouts, the server's view, results.
 
-All are frozen dataclasses; arrays are numpy (float32 for real values, uint64 for ring elements).
+All are frozen dataclasses; arrays are numpy (float32 for real values, uint32/uint64 words for ring elements).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Update:
 
     Args:
         client_id: the client's public id (non-negative int).
-        values: shape [d]; float32 for real values, uint64 for ring elements.
+        values: shape [d]; float32 for real values, uint32/uint64 words for ring elements.
         weight: the FedAvg weight (n_k). Public: the server learns it.
     """
 
@@ -135,7 +135,7 @@ class RoundResult:
     """What a secure-sum round produced.
 
     Attributes:
-        sums: [g, d], one sum per group over that group's survivors (float64, or uint64 in the ring).
+        sums: [g, d], one sum per group over that group's survivors (float64, or the ring's uint32/uint64 words).
         survivors: per group, the client ids whose input is in the sum.
         view: the server's view (every byte it received).
         measurements: ``"component/metric" -> float`` (bytes_up, bytes_down, dropped, seconds ...).
@@ -152,7 +152,7 @@ class Stage(Protocol):
     """A client-side transform with its server-side inverse."""
 
     name: ClassVar[str]
-    output: ClassVar[str]  # "real" (float32) or "ring" (uint64 in Z_2^b)
+    output: ClassVar[str]  # "real" (float32) or "ring" (Z_2^b in uint32/uint64 words)
 
     def encode(self, update: Update, *, rng: np.random.Generator) -> Update: ...
     def decode(self, total: np.ndarray, *, count: int) -> np.ndarray: ...

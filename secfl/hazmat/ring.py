@@ -15,22 +15,27 @@ def bits_for_sum(max_abs: int, count: int) -> int:
     return max(1, math.ceil(math.log2(2 * count * max_abs + 1)))
 
 
+def word_dtype(bits: int) -> np.dtype:
+    """The machine word that holds Z_2^b: uint32 for b <= 32, else uint64 (2^b divides 2^32 or 2^64)."""
+    return np.dtype(np.uint32) if bits <= 32 else np.dtype(np.uint64)
+
+
 def embed(values: np.ndarray, bits: int) -> np.ndarray:
-    """Signed int64 -> uint64 residues mod 2^b."""
+    """Signed integers -> residues mod 2^b, as uint32 words for b <= 32 and uint64 words otherwise."""
     mask = np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(0xFFFFFFFFFFFFFFFF)
-    return values.astype(np.int64).view(np.uint64) & mask
+    return (values.astype(np.int64).view(np.uint64) & mask).astype(word_dtype(bits))
 
 
 def lift(residues: np.ndarray, bits: int) -> np.ndarray:
-    """uint64 values mod 2^64 -> centred representatives in [-2^(b-1), 2^(b-1)) as int64 (b <= 62 or 64)."""
+    """uint32/uint64 words -> centred representatives of their residues mod 2^b, as int64 (b <= 62 or 64)."""
     if bits == 64:
-        return residues.view(np.int64)
+        return residues.astype(np.uint64).view(np.int64)
     if not 1 <= bits <= 62:
         raise ValueError(f"lift supports 1..62 or 64 bits, got {bits}")
-    reduced = (residues & np.uint64((1 << bits) - 1)).astype(np.int64)
+    reduced = (residues.astype(np.uint64) & np.uint64((1 << bits) - 1)).astype(np.int64)
     return np.where(reduced >= (1 << (bits - 1)), reduced - (1 << bits), reduced)
 
 
 def ring_sum(arrays: np.ndarray) -> np.ndarray:
-    """Sum uint64 rows mod 2^64 (numpy's unsigned addition wraps, which is exactly that)."""
-    return np.sum(arrays, axis=0, dtype=np.uint64)
+    """Sum rows of unsigned words mod 2^32 or 2^64 (numpy's unsigned addition wraps: exactly that)."""
+    return np.sum(arrays, axis=0, dtype=arrays.dtype)

@@ -60,7 +60,7 @@ class Plaintext:
     """Sum the clients' vectors per group, in the clear.
 
     Vectors travel as wire-format bytes, exactly as a real deployment would send them. Real values
-    are summed in float64; ring elements (uint64) are summed mod 2^64, which the ring stage reduces.
+    are summed in float64; ring elements (uint32/uint64 words) are summed mod 2^32 / 2^64, which the ring stage reduces.
 
     Guarantee: none for privacy. Correctness: ``sums[g]`` is the exact sum over the group's survivors.
     Raises ``InsufficientParticipantsError`` if every client of some group dropped.

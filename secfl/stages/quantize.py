@@ -21,7 +21,7 @@ MAX_BITS = 62
 
 
 class Quantize(BaseStage):
-    """Map real values to integers round(v * scale) embedded in Z_2^b.
+    """Map real values to integers round(v * scale) embedded in Z_2^b (uint32 words for b <= 32, else uint64).
 
     Args:
         scale: fixed-point scale s > 0 (the step is 1/s).

@@ -36,7 +36,7 @@ def test_values_are_clamped_and_sums_decode_exactly_up_to_rounding(rng):
     stage = Quantize(scale=2**8, bound=1.0).bind(bound_in=Bounds.UNBOUNDED, group_size=5)
     rows = [rng.uniform(-1.5, 1.5, 50).astype(np.float32) for _ in range(5)]
     encoded = [stage.encode(Update(i, r), rng=rng).values for i, r in enumerate(rows)]
-    assert all(e.dtype == np.uint64 and np.all(e < 2**stage.bits) for e in encoded)
+    assert all(e.dtype == np.uint32 and np.all(e < 2**stage.bits) for e in encoded)
     decoded = stage.decode(ring_sum(np.stack(encoded)), count=5)
     exact = np.clip(np.stack(rows), -1, 1).sum(0)
     assert np.max(np.abs(decoded - exact)) < 5 / 2**8
@@ -60,3 +60,13 @@ def test_decode_refuses_larger_groups_than_sized_for():
 def test_bad_arguments(kwargs):
     with pytest.raises(ConfigurationError):
         Quantize(**kwargs)
+
+
+def test_word_size_follows_the_bits(rng):
+    small = Quantize(scale=2**10, bound=1.0).bind(bound_in=Bounds.UNBOUNDED, group_size=4)
+    large = Quantize(scale=2**40, bound=1.0).bind(bound_in=Bounds.UNBOUNDED, group_size=4)
+    x = Update(0, np.array([-1.0, 0.5, 1.0], np.float32))
+    assert small.encode(x, rng=rng).values.dtype == np.uint32 and small.bits <= 32
+    out = large.encode(x, rng=rng).values
+    assert out.dtype == np.uint64 and large.bits > 32
+    assert np.allclose(large.decode(out, count=1), [-1.0, 0.5, 1.0], atol=2**-40)
