@@ -25,6 +25,9 @@ class Individual:
     def max_group_size(self, num_clients: int) -> int:
         return 1
 
+    def min_group_size(self, num_clients: int) -> int:
+        return 1
+
     def assign(self, client_ids: Sequence[int], *, rng: np.random.Generator) -> list[list[int]]:
         return [[int(c)] for c in client_ids]
 
@@ -41,6 +44,9 @@ class OneGroup:
         return 1
 
     def max_group_size(self, num_clients: int) -> int:
+        return num_clients
+
+    def min_group_size(self, num_clients: int) -> int:
         return num_clients
 
     def assign(self, client_ids: Sequence[int], *, rng: np.random.Generator) -> list[list[int]]:
@@ -73,6 +79,9 @@ class Buckets:
 
     def max_group_size(self, num_clients: int) -> int:
         return math.ceil(num_clients / self.num_groups(num_clients))
+
+    def min_group_size(self, num_clients: int) -> int:
+        return num_clients // self.num_groups(num_clients)
 
     def assign(self, client_ids: Sequence[int], *, rng: np.random.Generator) -> list[list[int]]:
         order = [int(c) for c in rng.permutation(np.asarray(client_ids))]

@@ -77,6 +77,7 @@ class Pipeline:
                 raise ConfigurationError(f"{value!r} cannot be used as a {slot}: it lacks the {kind.__name__} interface")
         self._check_groups()
         self.stages = self._bind(list(stages))
+        self._check_protocol()
 
     def _check_groups(self) -> None:
         n, need = self.clients_per_round, self.aggregator.min_inputs
@@ -87,6 +88,21 @@ class Pipeline:
             raise IncompatibleStagesError(
                 f"{self.aggregator!r} needs >= {need} inputs but {self.grouping!r} over {n} clients yields "
                 f"{groups} group(s); {fix}, or use an aggregator that needs fewer inputs (e.g. Mean)"
+            )
+
+    def _check_protocol(self) -> None:
+        """A secure protocol sums ring words only, in groups big enough to hide an individual input."""
+        if getattr(self.protocol, "needs_ring", False) and not (self.stages and self.stages[-1].output == "ring"):
+            raise IncompatibleStagesError(
+                f"{self.protocol!r} sums ring elements: end the stages with Quantize "
+                "(and put L2Clip before it to bound the values)"
+            )
+        need = getattr(self.protocol, "min_group_size", 1)
+        smallest = self.grouping.min_group_size(self.clients_per_round)
+        if smallest < need:
+            raise IncompatibleStagesError(
+                f"{self.protocol!r} needs groups of >= {need} clients but {self.grouping!r} over "
+                f"{self.clients_per_round} clients makes groups of {smallest}; use larger buckets or one_group"
             )
 
     def _bind(self, stages: list[Stage]) -> list[Stage]:

@@ -14,11 +14,11 @@ from typing import Any
 from secfl.aggregators import Mean, Median
 from secfl.exceptions import ConfigurationError
 from secfl.grouping import Buckets, Individual, OneGroup
-from secfl.protocols import Plaintext
+from secfl.protocols import Plaintext, SecAgg, SecAggPlus
 from secfl.stages import GaussianNoise, L2Clip, Quantize
 
 STAGES: dict[str, type] = {cls.name: cls for cls in (L2Clip, GaussianNoise, Quantize)}
-PROTOCOLS: dict[str, type] = {cls.name: cls for cls in (Plaintext,)}
+PROTOCOLS: dict[str, type] = {cls.name: cls for cls in (Plaintext, SecAgg, SecAggPlus)}
 GROUPINGS: dict[str, type] = {cls.name: cls for cls in (Individual, OneGroup, Buckets)}
 AGGREGATORS: dict[str, type] = {cls.name: cls for cls in (Mean, Median)}
 
@@ -35,10 +35,14 @@ def suggest(word: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+# Constructor arguments a scenario may never set: the known-answer test mode of the crypto randomness.
+HIDDEN = frozenset({"self", "randomness"})
+
+
 def parameters(cls: type) -> list[str]:
-    """The keyword parameters a component's constructor takes."""
+    """The keyword parameters a component's constructor takes (that a scenario may set)."""
     params = inspect.signature(cls.__init__).parameters.values()
-    return [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return [p.name for p in params if p.name not in HIDDEN and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
 def build(slot: str, spec: Mapping[str, Any], *, where: str = "") -> Any:

@@ -71,6 +71,7 @@ class Plaintext:
 
     name: ClassVar[str] = "plaintext"
     stages: ClassVar[tuple[str, ...]] = ("upload",)
+    input_stage: ClassVar[str] = "upload"
 
     def run(
         self,
