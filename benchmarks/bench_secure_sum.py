@@ -39,6 +39,8 @@ TARGET_RANGE = 1 << 22  # Flower's default quantization_range
 
 def _flower():
     """Flower's masking helpers, or None when flwr is not importable."""
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
     try:
         import flwr
         from flwr.common.secure_aggregation import ndarrays_arithmetic as arith

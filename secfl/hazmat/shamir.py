@@ -94,7 +94,7 @@ def _threshold(threshold: int, available: int) -> int:
         raise ConfigurationError(f"threshold must be an int, got {type(threshold).__name__}") from None
     if not 1 <= t <= available:
         raise ConfigurationError(
-            f"threshold must be in 1..{available} (the number of shares), got {t}; "
+            f"threshold must be in 1..{available} (one per x in xs), got {t}; "
             "collect at least threshold shares or lower the threshold")
     return t
 

@@ -13,6 +13,7 @@ Each method consumes the server's message of a stage and returns the client's re
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,8 +36,15 @@ def derive_key(secret: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
 
 
-def advertise_message(header: m.Header, client: int, c_pk: bytes, s_pk: bytes) -> bytes:
-    return crypto.hkdf_info("secagg-advertise", header.session, header.round, header.group, client, c_pk, s_pk)
+def advertise_message(header: m.Header, entry: m.KeyEntry) -> bytes:
+    """What a client signs when it advertises its round keys."""
+    return crypto.hkdf_info("secagg-advertise", header.session, header.round, header.group, entry.client,
+                            entry.c_public, entry.s_public, entry.commitment)
+
+
+def commit(seed: bytes) -> bytes:
+    """The hiding, binding commitment to a 256-bit random self-mask seed."""
+    return hashlib.sha256(b"secfl-v1 secagg self-mask commitment" + seed).digest()
 
 
 def consistency_message(header: m.Header, survivors: Sequence[int]) -> bytes:
@@ -93,8 +101,9 @@ class SecAggClient:
     def advertise_keys(self) -> bytes:
         """Stage 0: fresh round keys, signed with the long-term key."""
         self._enter(0)
-        signature = crypto.sign(self.signing_key, advertise_message(self.ctx, self.id, self.c_pk, self.s_pk))
-        entry = m.KeyEntry(self.id, self.c_pk, self.s_pk, signature)
+        unsigned = m.KeyEntry(self.id, self.c_pk, self.s_pk, commit(self.b_seed), b"")
+        signature = crypto.sign(self.signing_key, advertise_message(self.ctx, unsigned))
+        entry = m.KeyEntry(self.id, self.c_pk, self.s_pk, unsigned.commitment, signature)
         return m.encode(m.ADVERTISE, self.ctx, m.write_entry(Writer(), entry))
 
     def share_keys(self, data: bytes) -> bytes:
@@ -107,8 +116,7 @@ class SecAggClient:
             entry = m.read_entry(reader)
             if entry.client in entries:
                 raise ProtocolIntegrityError()
-            crypto.verify(self.directory.public_key(entry.client), entry.signature,
-                          advertise_message(self.ctx, entry.client, entry.c_public, entry.s_public))
+            crypto.verify(self.directory.public_key(entry.client), entry.signature, advertise_message(self.ctx, entry))
             entries[entry.client] = entry
         reader.done()
         mine = entries.get(self.id)

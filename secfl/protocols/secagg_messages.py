@@ -66,24 +66,29 @@ def open_message(data: bytes, *, kind: int, expect: Header, max_bytes: int) -> R
 
 @dataclass(frozen=True)
 class KeyEntry:
-    """A client's advertised round keys: c (share encryption) and s (masks), signed long-term."""
+    """A client's advertised round keys, c (share encryption) and s (masks), and a hash commitment to
+    its self-mask seed (so a reconstructed seed can be checked), signed with its long-term key."""
 
     client: int
     c_public: bytes
     s_public: bytes
+    commitment: bytes
     signature: bytes
 
 
 def write_entry(writer: Writer, entry: KeyEntry) -> Writer:
-    return writer.u32(entry.client).raw(entry.c_public).raw(entry.s_public).raw(entry.signature)
+    return (writer.u32(entry.client).raw(entry.c_public).raw(entry.s_public).raw(entry.commitment)
+            .raw(entry.signature))
 
 
 def read_entry(reader: Reader, client: int | None = None) -> KeyEntry:
     cid = reader.u32() if client is None else client
-    return KeyEntry(cid, reader.raw(KEY_BYTES), reader.raw(KEY_BYTES), reader.raw(SIG_BYTES))
+    return KeyEntry(cid, reader.raw(KEY_BYTES), reader.raw(KEY_BYTES), reader.raw(COMMITMENT_BYTES),
+                    reader.raw(SIG_BYTES))
 
 
-ENTRY_BYTES = 4 + 2 * KEY_BYTES + SIG_BYTES
+COMMITMENT_BYTES = 32
+ENTRY_BYTES = 4 + 2 * KEY_BYTES + COMMITMENT_BYTES + SIG_BYTES
 
 
 def write_blobs(writer: Writer, blobs: dict[int, bytes]) -> Writer:

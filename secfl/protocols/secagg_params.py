@@ -107,9 +107,16 @@ def derive(
                 f"threshold={threshold} for k={k} neighbours is outside the safe range {safe_t}..{k} "
                 "(below it a malicious server could gather both shares of a client)"
             )
-        connected = k == n - 1 or n * (dropout_rate + corrupt_rate) ** (k // 2) <= 2.0**-security_bits
+        split = n * (dropout_rate + corrupt_rate) ** (k // 2)
+        if k < n - 1 and split > 2.0**-security_bits:
+            if neighbours is not None:
+                raise ConfigurationError(
+                    f"neighbours={k}: dropouts at rate {dropout_rate} split a group of {n} with probability up to "
+                    f"2^{math.log2(split):.1f} (> 2^-{security_bits}), revealing partial sums; raise neighbours"
+                )
+            continue
         failure = _failure_log2(n, k, t, dropout_rate)
-        if connected and (failure <= -failure_bits or k == candidates[-1]):
+        if failure <= -failure_bits or k == candidates[-1]:
             return SecAggParams(n, k, t, c, failure)
     raise ConfigurationError(
         f"no (neighbours, threshold) for a group of {n} reaches 2^-{security_bits} security with "

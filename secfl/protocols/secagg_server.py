@@ -21,7 +21,7 @@ from secfl.hazmat.codec import Writer
 from secfl.protocols import secagg_messages as m
 from secfl.protocols.directory import KeyDirectory
 from secfl.protocols.secagg_client import (
-    advertise_message, consistency_message, derive_key, max_message_bytes, pair_info, self_mask_info,
+    advertise_message, commit, consistency_message, derive_key, max_message_bytes, pair_info, self_mask_info,
 )
 from secfl.protocols.secagg_params import SecAggParams, graph_seed, neighbours_of
 
@@ -70,8 +70,7 @@ class SecAggServer:
             reader.done()
             if entry.client != client:
                 raise ProtocolIntegrityError()
-            crypto.verify(self.directory.public_key(client), entry.signature,
-                          advertise_message(self._to(client), client, entry.c_public, entry.s_public))
+            crypto.verify(self.directory.public_key(client), entry.signature, advertise_message(self.ctx, entry))
             return entry
 
         self.keys = self._parse_each(messages, parse)
@@ -157,6 +156,8 @@ class SecAggServer:
         total = np.sum(np.stack([self.masked[c] for c in self.survivors]), axis=0, dtype=self.dtype)
         for u in self.survivors:
             b_seed = shamir.decode_secret(self._reconstruct(u, responses))
+            if commit(b_seed) != self.keys[u].commitment:
+                raise ProtocolIntegrityError()
             prg.add_mask(total, derive_key(b_seed, self_mask_info(self.ctx, u)), sign=-1)
         survivors = set(self.survivors)
         for v in sorted(set(self.shared_with) - survivors):
