@@ -149,8 +149,9 @@ def test_forged_or_sybil_keys_are_refused():
     sybil = m.KeyEntry(99, public, public, bytes(32), bytes(64))
     with pytest.raises(ProtocolIntegrityError):  # an id the directory does not know
         rnd.clients[0].share_keys(keys_message(rnd, [*entries[:3], sybil]))
+    rnd = Round(n=4)
     with pytest.raises(MalformedMessageError):  # more entries than the group has members
-        rnd.clients[0].share_keys(keys_message(rnd, [*entries, sybil]))
+        rnd.clients[0].share_keys(keys_message(rnd, [*advertised(rnd), sybil]))
 
 
 def test_leaving_the_client_out_of_its_own_key_list_is_refused():
