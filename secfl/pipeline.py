@@ -7,6 +7,7 @@ server decodes each group's sum into a group mean, and the aggregator combines t
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ class RoundOutput:
     Attributes:
         aggregate: [d] float64, the aggregator's output over the group means.
         group_means: [g, d] decoded weighted mean of each group with survivors.
-        group_weights: [g] total FedAvg weight of each group's survivors.
+        group_weights: [g] total relative weight of each group's survivors (decoded from the sum).
         result: the protocol's RoundResult (sums, survivors, the server's view).
         measurements: ``"component/metric" -> float`` for the whole round.
     """
@@ -49,6 +50,8 @@ class Pipeline:
         protocol: the secure sum (default ``Plaintext()``).
         grouping: how clients are split into groups (default ``Individual()``).
         aggregator: the rule over group means (default ``Mean()``).
+        weight_cap: a public bound W on client weights: a client's weight travels as min(w, W) / W.
+            If None, W is the round's largest weight (then the clients must know that maximum).
 
     Raises:
         IncompatibleStagesError: the aggregator needs more inputs than the grouping yields, a
@@ -64,10 +67,15 @@ class Pipeline:
         protocol: SecureSum | None = None,
         grouping: Grouping | None = None,
         aggregator: Aggregator | None = None,
+        weight_cap: float | None = None,
     ) -> None:
         if not isinstance(clients_per_round, int) or clients_per_round < 1:
             raise ConfigurationError(f"clients_per_round must be an int >= 1, got {clients_per_round!r}")
         self.clients_per_round = clients_per_round
+        if weight_cap is not None and not (isinstance(weight_cap, (int, float)) and math.isfinite(weight_cap)
+                                           and weight_cap > 0):
+            raise ConfigurationError(f"weight_cap={weight_cap!r} must be a finite number > 0")
+        self.weight_cap = None if weight_cap is None else float(weight_cap)
         self.protocol = protocol if protocol is not None else Plaintext()
         self.grouping = grouping if grouping is not None else Individual()
         self.aggregator = aggregator if aggregator is not None else Mean()
@@ -113,6 +121,8 @@ class Pipeline:
                 raise IncompatibleStagesError(
                     f"{stage!r} works on real values but comes after a ring stage; move it before Quantize"
                 )
+            if stage.output == "ring" and not in_ring:
+                bound = Bounds(linf=max(bound.linf, 1.0), l2=math.hypot(bound.l2, 1.0))  # + the weight r <= 1
             in_ring = in_ring or stage.output == "ring"
             configured = stage.bind(bound_in=bound, group_size=group_size)
             bound = configured.value_bound(bound)
@@ -127,16 +137,27 @@ class Pipeline:
             return dp_accounting.NoOpDpEvent()
         return events[0] if len(events) == 1 else dp_accounting.ComposedDpEvent(events)
 
-    def encode(self, update: Update, *, scale: float, rng: np.random.Generator) -> Update:
-        """Client side: run the stages, multiplying by the relative weight ``scale`` before the ring."""
+    def relative_weight(self, weight: float, top: float) -> float:
+        """A client's weight in (0, 1]: w / weight_cap (capped), or w / the round's largest weight."""
+        return min(weight, self.weight_cap) / self.weight_cap if self.weight_cap else weight / top
+
+    def encode(self, update: Update, *, relative_weight: float, rng: np.random.Generator) -> Update:
+        """Client side: run the real stages, append r and scale to [r x, r], then run the ring stages.
+
+        The weight travels inside the vector the protocol sums, so the server learns only the
+        total weight of each group, never a client's own.
+        """
         weighted = False
         for stage in self.stages:
             if stage.output == "ring" and not weighted:
-                update, weighted = update.replace((update.values * scale).astype(np.float32)), True
+                update, weighted = self._weigh(update, relative_weight), True
             update = stage.encode(update, rng=rng)
-        if not weighted:
-            update = update.replace((update.values * scale).astype(np.float32))
-        return update
+        return update if weighted else self._weigh(update, relative_weight)
+
+    @staticmethod
+    def _weigh(update: Update, relative_weight: float) -> Update:
+        values = np.append(update.values.astype(np.float64) * relative_weight, relative_weight)
+        return update.replace(values.astype(np.float32))
 
     def run_round(
         self, updates: Sequence[Update], *, rng: np.random.Generator, dropouts: DropoutSchedule = NO_DROPOUTS
@@ -159,16 +180,22 @@ class Pipeline:
         top = max((u.weight for u in updates), default=1.0)
         client_rngs = rng.spawn(len(updates) + 1)
         groups = self.grouping.assign([u.client_id for u in updates], rng=client_rngs[-1])
-        encoded = [self.encode(u, scale=u.weight / top, rng=r) for u, r in zip(updates, client_rngs)]
+        encoded = [self.encode(u, relative_weight=self.relative_weight(u.weight, top), rng=r)
+                   for u, r in zip(updates, client_rngs)]
         result = self.protocol.run(encoded, groups=groups, dropouts=dropouts)
-        weights = {u.client_id: u.weight for u in updates}
         means, group_weights = [], []
         for total, alive in zip(result.sums, result.survivors):
             decoded = total
             for stage in reversed(self.stages):
                 decoded = stage.decode(decoded, count=len(alive))
-            mass = sum(weights[c] for c in alive)
-            means.append(np.asarray(decoded, dtype=np.float64) / (mass / top))
+            decoded = np.asarray(decoded, dtype=np.float64)
+            mass = decoded[-1]  # the sum of the survivors' relative weights
+            if not mass > 0:
+                raise ConfigurationError(
+                    f"group total weight decoded as {mass:g}: the weights are too small for the quantization "
+                    "scale (raise Quantize scale or lower weight_cap)"
+                )
+            means.append(decoded[:-1] / mass)
             group_weights.append(mass)
         if len(means) < self.aggregator.min_inputs:
             raise InsufficientParticipantsError(

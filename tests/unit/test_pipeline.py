@@ -23,7 +23,7 @@ def test_weighted_fedavg_is_exact_without_stages(rng, grouping):
     ups = make_updates(rng)
     out = Pipeline(clients_per_round=6, grouping=grouping).run_round(ups, rng=rng)
     assert np.allclose(out.aggregate, weighted_mean(ups), atol=1e-6)
-    assert out.group_weights.sum() == pytest.approx(21.0)
+    assert out.group_weights.sum() == pytest.approx(21.0 / 6)  # relative weights w / max w, summed
 
 
 @pytest.mark.parametrize("grouping", [Individual(), OneGroup(), Buckets(3)])
@@ -102,3 +102,42 @@ def test_measurements_name_their_component(rng):
     for key in ("plaintext/bytes_up", "quantize/bits", "pipeline/groups", "pipeline/seconds"):
         assert key in out.measurements
     assert out.measurements["pipeline/groups"] == 1
+
+
+def test_weights_travel_inside_the_summed_vector(rng):
+    ups = make_updates(rng, n=4, d=3)
+    out = Pipeline(clients_per_round=4, grouping=OneGroup()).run_round(ups, rng=rng)
+    assert out.result.sums.shape == (1, 4)  # d values + the weight
+    assert out.result.sums[0, -1] == pytest.approx(sum(u.weight for u in ups) / 4)
+
+
+def test_weight_cap_bounds_each_clients_influence(rng):
+    ups = [Update(0, np.ones(2, np.float32), weight=1.0), Update(1, np.zeros(2, np.float32), weight=1000.0)]
+    capped = Pipeline(clients_per_round=2, grouping=OneGroup(), weight_cap=10.0).run_round(ups, rng=rng)
+    assert np.allclose(capped.aggregate, 1 / 11)  # weight 1000 counts as 10
+    with pytest.raises(ConfigurationError, match="weight_cap"):
+        Pipeline(clients_per_round=2, weight_cap=0.0)
+
+
+def test_secure_protocols_need_a_ring_stage_and_big_enough_groups():
+    from secfl.protocols import SecAggPlus
+
+    with pytest.raises(IncompatibleStagesError, match="end the stages with Quantize"):
+        Pipeline(clients_per_round=6, protocol=SecAggPlus(), grouping=OneGroup(), stages=[L2Clip(1.0)])
+    with pytest.raises(IncompatibleStagesError, match="groups of >= 3 .* groups of 2"):
+        Pipeline(clients_per_round=6, protocol=SecAggPlus(), grouping=Buckets(2), stages=[L2Clip(1.0), Quantize()])
+
+
+def test_secure_bucketed_pipeline_equals_plaintext_up_to_rounding(rng):
+    from secfl.protocols import SecAgg
+
+    ups = make_updates(rng, n=9)
+    stages = [L2Clip(1.0), Quantize(scale=2**20)]
+    secure = Pipeline(clients_per_round=9, stages=stages, protocol=SecAgg(), grouping=Buckets(3),
+                      aggregator=Median(num_byzantine=1))
+    out = secure.run_round(ups, rng=np.random.default_rng(5))
+    plain = Pipeline(clients_per_round=9, stages=stages, grouping=Buckets(3), aggregator=Median(num_byzantine=1))
+    ref = plain.run_round(ups, rng=np.random.default_rng(5))
+    assert np.array_equal(out.result.sums, ref.result.sums)  # same buckets, same rounding: identical sums
+    assert np.array_equal(out.aggregate, ref.aggregate)
+    assert out.measurements["secagg/threshold"] == 2
