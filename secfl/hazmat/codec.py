@@ -109,7 +109,7 @@ class Reader:
         if got_size != itemsize or count != length:
             raise MalformedMessageError(f"vector of {count} x {got_size}-byte words, expected {length} x {itemsize}")
         dtype = _WORDS[itemsize]
-        return np.frombuffer(self._take(count * itemsize), dtype=dtype).astype(dtype.newbyteorder("="))
+        return np.frombuffer(self._take(count * itemsize), dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
 
     def done(self) -> None:
         if self._pos != len(self._data):

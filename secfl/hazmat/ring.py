@@ -22,8 +22,11 @@ def word_dtype(bits: int) -> np.dtype:
 
 def embed(values: np.ndarray, bits: int) -> np.ndarray:
     """Signed integers -> residues mod 2^b, as uint32 words for b <= 32 and uint64 words otherwise."""
-    mask = np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(0xFFFFFFFFFFFFFFFF)
-    return (values.astype(np.int64).view(np.uint64) & mask).astype(word_dtype(bits))
+    ints = values.astype(np.int64, copy=False)
+    if bits <= 32:
+        words = ints.astype(np.uint32)  # two's complement, truncated mod 2^32
+        return words if bits == 32 else np.bitwise_and(words, np.uint32((1 << bits) - 1), out=words)
+    return ints.view(np.uint64) & np.uint64((1 << bits) - 1 if bits < 64 else 0xFFFFFFFFFFFFFFFF)
 
 
 def lift(residues: np.ndarray, bits: int) -> np.ndarray:

@@ -31,8 +31,8 @@ def frame(kind: int, payload: bytes) -> bytes:
     return _HEADER.pack(MAGIC, VERSION, kind, len(payload)) + payload
 
 
-def unframe(data: bytes, *, kind: int, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
-    """Check the header of ``data`` and return its payload.
+def unframe(data: bytes, *, kind: int, max_bytes: int = MAX_MESSAGE_BYTES) -> memoryview:
+    """Check the header of ``data`` and return its payload (a zero-copy view).
 
     Raises:
         MalformedMessageError: wrong type, magic, version or kind, truncated, trailing bytes, or
@@ -40,13 +40,13 @@ def unframe(data: bytes, *, kind: int, max_bytes: int = MAX_MESSAGE_BYTES) -> by
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise MalformedMessageError(f"expected bytes, got {type(data).__name__}")
-    data = bytes(data)
+    data = memoryview(data).cast("B")
     if len(data) > max_bytes:
         raise MalformedMessageError(f"message of {len(data)} bytes exceeds the cap of {max_bytes}")
     if len(data) < _HEADER.size:
         raise MalformedMessageError("truncated header")
     magic, version, got_kind, length = _HEADER.unpack_from(data)
-    if magic != MAGIC:
+    if bytes(magic) != MAGIC:
         raise MalformedMessageError("bad magic")
     if version != VERSION:
         raise MalformedMessageError(f"unsupported wire version {version}")

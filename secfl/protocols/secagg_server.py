@@ -153,7 +153,9 @@ class SecAggServer:
 
         responses = self._parse_each(messages, parse)
         self._need(responses, "unmask")
-        total = np.sum(np.stack([self.masked[c] for c in self.survivors]), axis=0, dtype=self.dtype)
+        total = self.masked[self.survivors[0]].copy()
+        for c in self.survivors[1:]:
+            np.add(total, self.masked[c], out=total)  # wraps mod 2^32 / 2^64, in place
         for u in self.survivors:
             b_seed = shamir.decode_secret(self._reconstruct(u, responses))
             if commit(b_seed) != self.keys[u].commitment:

@@ -80,10 +80,10 @@ class Quantize(BaseStage):
 
     def encode(self, update: Update, *, rng: np.random.Generator) -> Update:
         bound, bits, _ = self._configured()
-        scaled = np.clip(update.values.astype(np.float64), -bound, bound) * self.scale
-        low = np.floor(scaled)
-        rounded = low + (rng.random(scaled.size) < (scaled - low))
-        return update.replace(ring.embed(rounded, bits))
+        scaled = np.clip(update.values, -bound, bound, dtype=np.float64)
+        scaled *= self.scale
+        scaled += rng.random(scaled.size)
+        return update.replace(ring.embed(np.floor(scaled, out=scaled), bits))  # floor(x + U): unbiased rounding
 
     def decode(self, total: np.ndarray, *, count: int) -> np.ndarray:
         _, bits, group_size = self._configured()
