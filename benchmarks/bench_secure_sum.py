@@ -183,7 +183,7 @@ def flower_client_step_fn(d: int, k: int, keys: list[bytes], values: np.ndarray,
     from flwr.common.secure_aggregation.quantization import quantize
 
     _, pseudo_rand_gen, arith = flower
-    dims = [values.shape]
+    dims = [a.shape for a in arith.factor_combine(TARGET_RANGE, quantize([values], 8.0, TARGET_RANGE))]
 
     def run() -> None:
         params = arith.factor_combine(TARGET_RANGE, quantize([values], 8.0, TARGET_RANGE))

@@ -28,7 +28,8 @@ class Quantize(BaseStage):
         bits: force a ring size; construction fails if it is smaller than the derived one.
         bound: clamp values to [-bound, bound]; defaults to the bound propagated from earlier stages.
 
-    Guarantee: E[decode(encode(v))] = clamp(v) (unbiased stochastic rounding); each coordinate of
+    Guarantee: E[decode(encode(v))] = clamp(v) up to 2^-24 of a step (stochastic rounding with
+    float32 uniforms, whose grid is 2^-24); each coordinate of
     a decoded sum of n inputs is within n/s of the sum of the clamped inputs; sums of up to the
     bound group size never wrap.
 
@@ -80,10 +81,17 @@ class Quantize(BaseStage):
 
     def encode(self, update: Update, *, rng: np.random.Generator) -> Update:
         bound, bits, _ = self._configured()
-        scaled = np.clip(update.values, -bound, bound, dtype=np.float64)
-        scaled *= self.scale
-        scaled += rng.random(scaled.size)
-        return update.replace(ring.embed(np.floor(scaled, out=scaled), bits))  # floor(x + U): unbiased rounding
+        offset = math.ceil(bound * self.scale)
+        shifted = np.clip(update.values, -bound, bound, dtype=np.float64)
+        shifted *= self.scale
+        shifted += offset  # now in [0, 2 * offset], which the ring's 2^b holds
+        shifted += rng.random(shifted.size, dtype=np.float32)  # floor(y + U) rounds y up with probability frac(y)
+        dtype = ring.word_dtype(bits)
+        words = shifted.astype(dtype)  # truncation is floor for non-negative values
+        words -= dtype.type(offset)  # back to signed values, mod the word size
+        if bits < 8 * dtype.itemsize:
+            words &= dtype.type((1 << bits) - 1)
+        return update.replace(words)
 
     def decode(self, total: np.ndarray, *, count: int) -> np.ndarray:
         _, bits, group_size = self._configured()

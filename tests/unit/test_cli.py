@@ -62,3 +62,27 @@ def test_bad_override_and_resume_without_run_exit_2(tmp_path):
     result = runner.invoke(app, ["run", write(tmp_path, SMALL), "--out", str(tmp_path / "x"), "--resume"])
     assert result.exit_code == 2 and "no run to resume" in result.output
     assert runner.invoke(app, ["demo", "--resume"]).exit_code == 2
+
+
+SECURE = """
+stages = [{ kind = "l2clip", norm = 5.0 }, { kind = "quantize", scale = 4096.0 }]
+protocol = { kind = "secagg+" }
+grouping = { kind = "buckets", size = 3 }
+""" + SMALL.replace("clients_per_round = 3", "clients_per_round = 6").replace("num_clients = 4", "num_clients = 6")
+
+
+def test_secagg_plus_scenario_runs_and_counts_its_bytes(tmp_path):
+    out = tmp_path / "secure"
+    result = runner.invoke(app, ["run", write(tmp_path, SECURE), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(row["groups"] == 2 and row["bytes_up"] > 0 and row["bytes_down"] > 0 for row in rows)
+
+
+def test_secure_protocol_without_quantize_exits_2_with_the_fix(tmp_path):
+    text = SECURE.replace(', { kind = "quantize", scale = 4096.0 }', "")
+    result = runner.invoke(app, ["run", write(tmp_path, text)])
+    assert result.exit_code == 2 and "end the stages with Quantize" in result.output
+    text = SECURE.replace("size = 3", "size = 2")
+    result = runner.invoke(app, ["run", write(tmp_path, text)])
+    assert result.exit_code == 2 and "groups of >= 3" in result.output

@@ -70,6 +70,7 @@ def test_shipped_demo_is_valid():
     with resources.as_file(resources.files("secfl") / "scenarios" / "demo.toml") as path:
         spec = scenario.load(path)
     assert spec.data.dataset == "mnist" and spec.data.num_clients == 20
+    assert spec.protocol == {"kind": "secagg+"} and spec.grouping == {"kind": "one_group"}
 
 
 def test_natural_partition_needs_matching_synthetic_data(tmp_path):
