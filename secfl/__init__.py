@@ -17,7 +17,7 @@ from secfl.exceptions import (
 )
 from secfl.grouping import Buckets, Individual, OneGroup
 from secfl.pipeline import Pipeline, RoundOutput
-from secfl.protocols import Plaintext
+from secfl.protocols import KeyDirectory, Plaintext, SecAgg, SecAggPlus
 from secfl.stages import GaussianNoise, L2Clip, Quantize
 from secfl.types import NO_DROPOUTS, Bounds, DropoutSchedule, RoundResult, ServerView, Update
 
@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Pipeline", "RoundOutput", "Update", "Bounds", "DropoutSchedule", "NO_DROPOUTS", "RoundResult", "ServerView",
-    "L2Clip", "GaussianNoise", "Quantize", "Plaintext", "Individual", "OneGroup", "Buckets", "Mean", "Median",
+    "L2Clip", "GaussianNoise", "Quantize", "Plaintext", "SecAgg", "SecAggPlus", "KeyDirectory", "Individual", "OneGroup", "Buckets", "Mean", "Median",
     "SecflError", "ConfigurationError", "IncompatibleStagesError", "PrivacyBudgetExceededError", "ProtocolError",
     "InsufficientParticipantsError", "ProtocolIntegrityError", "MalformedMessageError",
 ]

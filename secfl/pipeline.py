@@ -112,6 +112,9 @@ class Pipeline:
                 f"{self.protocol!r} needs groups of >= {need} clients but {self.grouping!r} over "
                 f"{self.clients_per_round} clients makes groups of {smallest}; use larger buckets or one_group"
             )
+        if hasattr(self.protocol, "params"):  # parameters (and their overrides) for every group size used
+            for size in {smallest, self.grouping.max_group_size(self.clients_per_round)}:
+                self.protocol.params(size)
 
     def _bind(self, stages: list[Stage]) -> list[Stage]:
         bound, out, in_ring = Bounds.UNBOUNDED, [], False

@@ -70,6 +70,9 @@ class SecAggPlus:
         for key, value in (("security_bits", security_bits), ("failure_bits", failure_bits)):
             if not isinstance(value, int) or not 1 <= value <= 128:
                 raise ConfigurationError(f"{self.name}: {key}={value!r} must be an int in 1..128")
+        for key, value in (("dropout_rate", dropout_rate), ("corrupt_rate", corrupt_rate)):
+            if not isinstance(value, (int, float)) or not 0 <= value < 0.5:
+                raise ConfigurationError(f"{self.name}: {key}={value!r} must be a number in [0, 0.5)")
         self.neighbours, self.threshold = neighbours, threshold
         self.dropout_rate, self.corrupt_rate = float(dropout_rate), float(corrupt_rate)
         self.security_bits, self.failure_bits = security_bits, failure_bits
@@ -77,7 +80,6 @@ class SecAggPlus:
         self.directory = KeyDirectory()
         self._signing: dict[int, bytes] = {}
         self._round = 0
-        self.params(MIN_GROUP)  # check the overrides' types and rates now
 
     def params(self, n: int) -> SecAggParams:
         """The derived (or checked) parameters for a group of ``n`` clients."""

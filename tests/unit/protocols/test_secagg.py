@@ -99,3 +99,16 @@ def test_unknown_dropout_stage():
 def test_bad_parameters(kwargs):
     with pytest.raises(ConfigurationError):
         SecAggPlus(**kwargs)
+
+
+def test_overrides_fit_large_groups_and_are_checked_when_the_pipeline_is_built():
+    from secfl.grouping import OneGroup
+    from secfl.pipeline import Pipeline
+    from secfl.stages import L2Clip, Quantize
+
+    protocol = SecAggPlus(neighbours=22, threshold=14)  # fine for a group of 100
+    assert protocol.params(100).threshold == 14
+    Pipeline(clients_per_round=100, protocol=protocol, grouping=OneGroup(), stages=[L2Clip(1.0), Quantize()])
+    with pytest.raises(ConfigurationError, match="safe range"):
+        Pipeline(clients_per_round=100, protocol=SecAggPlus(neighbours=22, threshold=6), grouping=OneGroup(),
+                 stages=[L2Clip(1.0), Quantize()])
