@@ -69,10 +69,6 @@ class Bounds:
 
     UNBOUNDED: ClassVar[Bounds]
 
-    @property
-    def bounded(self) -> bool:
-        return math.isfinite(self.linf)
-
 
 Bounds.UNBOUNDED = Bounds()
 

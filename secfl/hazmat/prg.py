@@ -93,7 +93,7 @@ def add_mask(acc: np.ndarray, key: bytes, *, sign: int = +1) -> None:
         raise ConfigurationError(f"sign must be +1 or -1, got {sign!r}; pass +1 or -1")
     if not isinstance(acc, np.ndarray) or acc.ndim != 1 or np.dtype(acc.dtype.type) not in _WORDS:
         what = f"{acc.ndim}-D {acc.dtype}" if isinstance(acc, np.ndarray) else type(acc).__name__
-        raise ConfigurationError(f"acc must be a 1-D uint32 or uint64 array, got {what}; use ring.embed output")
+        raise ConfigurationError(f"acc must be a 1-D uint32 or uint64 array, got {what}; use Quantize output")
     if not acc.flags.c_contiguous or not acc.flags.writeable:
         raise ConfigurationError("acc must be C-contiguous and writeable, got a view; pass np.ascontiguousarray(acc)")
     word = _WORDS[np.dtype(acc.dtype.type)]

@@ -1,4 +1,4 @@
-"""Arithmetic in the ring Z_2^b on numpy uint64 arrays (two's-complement embedding of integers)."""
+"""Arithmetic in the ring Z_2^b on numpy uint32/uint64 words (two's-complement representatives)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,6 @@ def bits_for_sum(max_abs: int, count: int) -> int:
 def word_dtype(bits: int) -> np.dtype:
     """The machine word that holds Z_2^b: uint32 for b <= 32, else uint64 (2^b divides 2^32 or 2^64)."""
     return np.dtype(np.uint32) if bits <= 32 else np.dtype(np.uint64)
-
-
-def embed(values: np.ndarray, bits: int) -> np.ndarray:
-    """Signed integers -> residues mod 2^b, as uint32 words for b <= 32 and uint64 words otherwise."""
-    ints = values.astype(np.int64, copy=False)
-    if bits <= 32:
-        words = ints.astype(np.uint32)  # two's complement, truncated mod 2^32
-        return words if bits == 32 else np.bitwise_and(words, np.uint32((1 << bits) - 1), out=words)
-    return ints.view(np.uint64) & np.uint64((1 << bits) - 1 if bits < 64 else 0xFFFFFFFFFFFFFFFF)
 
 
 def lift(residues: np.ndarray, bits: int) -> np.ndarray:

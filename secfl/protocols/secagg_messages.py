@@ -35,9 +35,6 @@ class Header:
     sender: int
     recipient: int
 
-    def to(self, recipient: int) -> Header:
-        return Header(self.session, self.round, self.group, self.sender, recipient)
-
     def reply(self) -> Header:
         return Header(self.session, self.round, self.group, self.recipient, self.sender)
 

@@ -40,10 +40,6 @@ class SecAggParams:
     corrupt_bound: int
     failure_log2: float  # log2 of the union-bounded probability that the round fails for lack of shares
 
-    @property
-    def complete(self) -> bool:
-        return self.neighbours == self.n - 1
-
 
 def _pmf(k: int, p: float, j: int) -> float:
     """P[Bin(k, p) = j], in log space so that large k cannot overflow."""

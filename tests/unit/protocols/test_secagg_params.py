@@ -8,7 +8,7 @@ from secfl.protocols.secagg_params import derive, graph_seed, neighbours_of
 
 def test_small_groups_use_the_complete_graph_with_a_majority_threshold():
     p = derive(10, dropout_rate=0.05, corrupt_rate=0.0)
-    assert (p.neighbours, p.threshold, p.complete) == (9, 5, True)
+    assert (p.neighbours, p.threshold) == (9, 5)  # k = n - 1: the complete graph
 
 
 @pytest.mark.parametrize("n", [100, 1000, 100_000])
