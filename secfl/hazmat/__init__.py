@@ -1,4 +1,5 @@
-"""Raw primitives with no safety net (wire codec, CSPRNG sampling, ring arithmetic).
+"""Raw primitives with no safety net: wire frames and field codec, CSPRNG sampling, randomness
+sources, ring arithmetic, AES-CTR mask expansion, Shamir sharing, key agreement / AEAD / signatures.
 
 Nothing here is part of the public API; protocols and stages build the safe layer on top.
 """
