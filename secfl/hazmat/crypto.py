@@ -106,7 +106,12 @@ def agree(private: bytes, peer_public: bytes, *, info: bytes) -> bytes:
         raise ProtocolIntegrityError() from None
     if hmac.compare_digest(shared, bytes(len(shared))):
         raise ProtocolIntegrityError()
-    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=info).derive(shared)
+    return derive(shared, info=info)
+
+
+def derive(secret: bytes, *, info: bytes) -> bytes:
+    """HKDF-SHA256 (no salt) of a high-entropy ``secret`` into a 32-byte single-use key bound to ``info``."""
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=_context(info, "info")).derive(secret)
 
 
 def seal(key: bytes, plaintext: bytes, *, aad: bytes, randomness: Randomness = OS_RANDOM) -> bytes:

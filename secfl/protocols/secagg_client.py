@@ -17,8 +17,6 @@ import hashlib
 from collections.abc import Sequence
 
 import numpy as np
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from secfl.exceptions import ConfigurationError, InsufficientParticipantsError, ProtocolIntegrityError
 from secfl.hazmat import crypto, prg, shamir
@@ -29,11 +27,6 @@ from secfl.protocols.directory import KeyDirectory
 from secfl.protocols.secagg_params import SecAggParams, graph_seed, neighbours_of
 
 STAGES = ("advertise_keys", "share_keys", "masked_input", "consistency_check", "unmask")
-
-
-def derive_key(secret: bytes, info: bytes) -> bytes:
-    """HKDF-SHA256 of ``secret`` into a 32-byte single-use key bound to ``info``."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
 
 
 def advertise_message(header: m.Header, entry: m.KeyEntry) -> bytes:
@@ -163,7 +156,7 @@ class SecAggClient:
             self.held[u] = body
         self.shared_with = frozenset(blobs)
         masked = self.values.copy()
-        prg.add_mask(masked, derive_key(self.b_seed, self_mask_info(self.ctx, self.id)))
+        prg.add_mask(masked, crypto.derive(self.b_seed, info=self_mask_info(self.ctx, self.id)))
         for v in sorted(self.shared_with):
             key = crypto.agree(self.s_sk, self.keys[v].s_public, info=pair_info("secagg-mask", self.ctx, self.id, v))
             prg.add_mask(masked, key, sign=1 if self.id < v else -1)

@@ -21,7 +21,7 @@ from secfl.hazmat.codec import Writer
 from secfl.protocols import secagg_messages as m
 from secfl.protocols.directory import KeyDirectory
 from secfl.protocols.secagg_client import (
-    advertise_message, commit, consistency_message, derive_key, max_message_bytes, pair_info, self_mask_info,
+    advertise_message, commit, consistency_message, max_message_bytes, pair_info, self_mask_info,
 )
 from secfl.protocols.secagg_params import SecAggParams, graph_seed, neighbours_of
 
@@ -160,7 +160,7 @@ class SecAggServer:
             b_seed = shamir.decode_secret(self._reconstruct(u, responses))
             if commit(b_seed) != self.keys[u].commitment:
                 raise ProtocolIntegrityError()
-            prg.add_mask(total, derive_key(b_seed, self_mask_info(self.ctx, u)), sign=-1)
+            prg.add_mask(total, crypto.derive(b_seed, info=self_mask_info(self.ctx, u)), sign=-1)
         survivors = set(self.survivors)
         for v in sorted(set(self.shared_with) - survivors):
             s_sk = shamir.decode_secret(self._reconstruct(v, responses))
