@@ -46,8 +46,8 @@ class Update:
     def __post_init__(self) -> None:
         if not isinstance(self.client_id, (int, np.integer)) or self.client_id < 0:
             raise ConfigurationError(f"Update.client_id must be a non-negative int, got {self.client_id!r}")
-        if not isinstance(self.values, np.ndarray) or self.values.ndim != 1:
-            raise ConfigurationError("Update.values must be a 1-D numpy array")
+        if not isinstance(self.values, np.ndarray) or self.values.ndim != 1 or self.values.dtype.kind not in "fu":
+            raise ConfigurationError("Update.values must be a 1-D numpy array of floats or unsigned ring words")
         if not (math.isfinite(self.weight) and self.weight > 0):
             raise ConfigurationError(f"Update.weight must be finite and > 0, got {self.weight!r}")
 

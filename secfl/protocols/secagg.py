@@ -24,7 +24,7 @@ from secfl.hazmat import crypto
 from secfl.hazmat.randomness import OS_RANDOM, Randomness
 from secfl.protocols import secagg_messages as m
 from secfl.protocols.directory import KeyDirectory
-from secfl.protocols.plaintext import check_round
+from secfl.protocols.rounds import check_round
 from secfl.protocols.secagg_client import STAGES, SecAggClient
 from secfl.protocols.secagg_params import MIN_GROUP, SecAggParams, derive
 from secfl.protocols.secagg_server import SecAggServer

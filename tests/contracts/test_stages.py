@@ -2,6 +2,7 @@
 
 import math
 
+import dp_accounting
 import numpy as np
 import pytest
 
@@ -59,5 +60,5 @@ def test_output_within_propagated_bound(kind, rng):
 def test_dp_event_and_measurements(kind):
     stage, _ = CASES[kind]
     stage = stage.bind(bound_in=Bounds(linf=C, l2=C), group_size=1)
-    assert stage.dp_event() is not None
+    assert isinstance(stage.dp_event(), dp_accounting.DpEvent)
     assert all(key.startswith(stage.name + "/") for key in stage.measurements())

@@ -11,6 +11,8 @@ from secfl.types import NO_DROPOUTS, DropoutSchedule, ServerView, Update
         {"client_id": -1, "values": np.zeros(2)},
         {"client_id": 0, "values": np.zeros((2, 2))},
         {"client_id": 0, "values": [1.0]},
+        {"client_id": 0, "values": np.array(["a"], dtype=object)},
+        {"client_id": 0, "values": np.zeros(2, dtype=np.int64)},
         {"client_id": 0, "values": np.zeros(2), "weight": 0.0},
         {"client_id": 0, "values": np.zeros(2), "weight": float("inf")},
     ],
