@@ -32,6 +32,8 @@ class RoundOutput:
         group_weights: [g] total relative weight of each group's survivors (decoded from the sum).
         result: the protocol's RoundResult (sums, survivors, the server's view).
         measurements: ``"component/metric" -> float`` for the whole round.
+        dp_event: the round's privacy event for one client (its group's realized noise; the
+            sampling of clients is the ledger's part).
     """
 
     aggregate: np.ndarray
@@ -39,6 +41,7 @@ class RoundOutput:
     group_weights: np.ndarray
     result: RoundResult
     measurements: dict[str, float]
+    dp_event: dp_accounting.DpEvent
 
 
 class Pipeline:
@@ -52,6 +55,11 @@ class Pipeline:
         aggregator: the rule over group means (default ``Mean()``).
         weight_cap: a public bound W on client weights: a client's weight travels as min(w, W) / W.
             If None, W is the round's largest weight (then the clients must know that maximum).
+        expected_clients: clients expected per round when rounds vary in size (Poisson sampling);
+            distributed noise is split over the smallest group at this count. Default: clients_per_round.
+
+    With a DP stage (one whose event is not a no-op) every client weighs 1: a client's weight (e.g.
+    its example count) would otherwise scale its sensitivity and leak through the group's total.
 
     Raises:
         IncompatibleStagesError: the aggregator needs more inputs than the grouping yields, a
@@ -68,10 +76,15 @@ class Pipeline:
         grouping: Grouping | None = None,
         aggregator: Aggregator | None = None,
         weight_cap: float | None = None,
+        expected_clients: int | None = None,
     ) -> None:
         if not isinstance(clients_per_round, int) or clients_per_round < 1:
             raise ConfigurationError(f"clients_per_round must be an int >= 1, got {clients_per_round!r}")
         self.clients_per_round = clients_per_round
+        if expected_clients is not None and not (isinstance(expected_clients, int)
+                                                 and 1 <= expected_clients <= clients_per_round):
+            raise ConfigurationError(f"expected_clients={expected_clients!r} must be an int in 1..clients_per_round")
+        self.expected_clients = expected_clients or clients_per_round
         if weight_cap is not None and not (isinstance(weight_cap, (int, float)) and math.isfinite(weight_cap)
                                            and weight_cap > 0):
             raise ConfigurationError(f"weight_cap={weight_cap!r} must be a finite number > 0")
@@ -85,6 +98,7 @@ class Pipeline:
                 raise ConfigurationError(f"{value!r} cannot be used as a {slot}: it lacks the {kind.__name__} interface")
         self._check_groups()
         self.stages = self._bind(list(stages))
+        self.private = not isinstance(self.dp_event(), dp_accounting.NoOpDpEvent)
         self._check_protocol()
 
     def _check_groups(self) -> None:
@@ -119,6 +133,7 @@ class Pipeline:
     def _bind(self, stages: list[Stage]) -> list[Stage]:
         bound, out, in_ring = Bounds.UNBOUNDED, [], False
         group_size = self.grouping.max_group_size(self.clients_per_round)
+        min_group_size = self.grouping.min_group_size(self.expected_clients)
         for stage in stages:
             if in_ring and stage.output != "ring":
                 raise IncompatibleStagesError(
@@ -127,21 +142,35 @@ class Pipeline:
             if stage.output == "ring" and not in_ring:
                 bound = Bounds(linf=max(bound.linf, 1.0), l2=math.hypot(bound.l2, 1.0))  # + the weight r <= 1
             in_ring = in_ring or stage.output == "ring"
-            configured = stage.bind(bound_in=bound, group_size=group_size)
+            configured = stage.bind(bound_in=bound, group_size=group_size, min_group_size=min_group_size)
             bound = configured.value_bound(bound)
             out.append(configured)
         return out
 
-    def dp_event(self) -> dp_accounting.DpEvent:
-        """The privacy event of one round for one client's contribution (composition of stages)."""
-        events = [s.dp_event() for s in self.stages]
+    @property
+    def min_clients(self) -> int:
+        """The fewest clients a round can have: enough groups for the aggregator, big enough for the protocol."""
+        need = getattr(self.protocol, "min_group_size", 1)
+        for n in range(1, self.clients_per_round + 1):
+            if (self.grouping.num_groups(n) >= self.aggregator.min_inputs
+                    and self.grouping.min_group_size(n) >= need):
+                return n
+        return self.clients_per_round
+
+    def dp_event(self, contributors: int | None = None) -> dp_accounting.DpEvent:
+        """The privacy event of one round for one client: its group sum, holding ``contributors``
+        clients' noise (default: as many as expected), composed over the stages."""
+        events = [s.dp_event(contributors) for s in self.stages]
         events = [e for e in events if not isinstance(e, dp_accounting.NoOpDpEvent)]
         if not events:
             return dp_accounting.NoOpDpEvent()
         return events[0] if len(events) == 1 else dp_accounting.ComposedDpEvent(events)
 
     def relative_weight(self, weight: float, top: float) -> float:
-        """A client's weight in (0, 1]: w / weight_cap (capped), or w / the round's largest weight."""
+        """A client's weight in (0, 1]: w / weight_cap (capped), or w / the round's largest weight;
+        1 for everyone in a private pipeline."""
+        if self.private:
+            return 1.0
         return min(weight, self.weight_cap) / self.weight_cap if self.weight_cap else weight / top
 
     def encode(self, update: Update, *, relative_weight: float, rng: np.random.Generator) -> Update:
@@ -209,9 +238,14 @@ class Pipeline:
         measurements = dict(result.measurements)
         for stage in self.stages:
             measurements.update(stage.measurements())
+        contributors = min(len(alive) for alive in result.survivors)
+        event = self.dp_event(contributors)
+        if isinstance(event, dp_accounting.GaussianDpEvent):
+            measurements["dp/noise_multiplier"] = event.noise_multiplier
         measurements.update({"pipeline/clients": float(len(updates)), "pipeline/groups": float(len(means)),
-                             "pipeline/seconds": time.perf_counter() - start})
-        return RoundOutput(aggregate, group_means, group_weights_arr, result, measurements)
+                             "pipeline/seconds": time.perf_counter() - start,
+                             "dp/contributors": float(contributors)})
+        return RoundOutput(aggregate, group_means, group_weights_arr, result, measurements, event)
 
     def __repr__(self) -> str:
         return (f"Pipeline(stages={self.stages!r}, protocol={self.protocol!r}, grouping={self.grouping!r}, "

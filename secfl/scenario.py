@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from secfl import registry
 from secfl.exceptions import ConfigurationError
 from secfl.pipeline import Pipeline
+from secfl.privacy import Accountant, Ledger
+
+NOISE_STAGES = frozenset({"gaussian_noise", "ddgauss"})
+DISCRETE = frozenset({"ddgauss"})
 
 
 class _Strict(BaseModel):
@@ -26,6 +30,9 @@ class RunSection(_Strict):
     rounds: int = Field(20, ge=1)
     seed: int = Field(0, ge=0)
     clients_per_round: int | None = Field(None, ge=1, description="default: every client, every round")
+    sampling: Literal["fixed", "poisson"] = Field(
+        "fixed", description="fixed: exactly clients_per_round each round; poisson: each client joins with "
+        "probability clients_per_round / num_clients")
 
 
 class PartitionSection(_Strict):
@@ -65,11 +72,29 @@ class ClientSection(_Strict):
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    dp_sgd: DpSgdSection | None = Field(None, description="sample-level DP-SGD (Opacus) in local training")
+
+
+class DpSgdSection(_Strict):
+    noise_multiplier: float = Field(ge=0)
+    max_grad_norm: float = Field(gt=0)
+    grad_sample_mode: Literal["hooks", "functorch", "ghost"] = "hooks"
+    delta: float = Field(1e-5, gt=0, lt=1)
 
 
 class ServerSection(_Strict):
     lr: float = Field(1.0, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)
+
+
+class PrivacySection(_Strict):
+    accountant: Literal["auto", "pld", "rdp"] = Field(
+        "auto", description="auto: PLD for Poisson sampling of Gaussian rounds, else RDP")
+    delta: float = Field(1e-5, gt=0, lt=1)
+    target_epsilon: float | None = Field(
+        None, gt=0, description="solve the noise stage's noise_multiplier for this epsilon after run.rounds")
+    budget: float | None = Field(None, gt=0, description="stop before a round would exceed it "
+                                 "(default: target_epsilon)")
 
 
 class Scenario(_Strict):
@@ -85,10 +110,16 @@ class Scenario(_Strict):
     model: ModelSection = ModelSection()
     client: ClientSection = ClientSection()
     server: ServerSection = ServerSection()
+    privacy: PrivacySection = PrivacySection()
 
     @property
     def clients_per_round(self) -> int:
         return self.run.clients_per_round or self.data.num_clients
+
+    @property
+    def sample_rate(self) -> float:
+        """q: the fraction (fixed) or probability (Poisson) of clients in a round."""
+        return self.clients_per_round / self.data.num_clients
 
     def build_pipeline(self) -> Pipeline:
         """Construct and check the pipeline (raises ConfigurationError before any work)."""
@@ -96,13 +127,66 @@ class Scenario(_Strict):
             raise ConfigurationError(
                 f"run.clients_per_round = {self.clients_per_round} exceeds data.num_clients = {self.data.num_clients}"
             )
+        poisson = self.run.sampling == "poisson"
         return Pipeline(
-            clients_per_round=self.clients_per_round,
+            clients_per_round=self.data.num_clients if poisson else self.clients_per_round,
+            expected_clients=self.clients_per_round,
             stages=[registry.build("stage", s, where=f"stages[{i}]") for i, s in enumerate(self.stages)],
             protocol=registry.build("protocol", self.protocol),
             grouping=registry.build("grouping", self.grouping),
             aggregator=registry.build("aggregator", self.aggregator),
         )
+
+    def accountant(self) -> Accountant:
+        """The accountant matching the engine's sampling (``privacy.accountant``; auto picks PLD when it can)."""
+        sampling = "poisson" if self.run.sampling == "poisson" else "without_replacement"
+        kind = self.privacy.accountant
+        if kind == "auto":
+            kind = "pld" if sampling == "poisson" and not any(s.get("kind") in DISCRETE for s in self.stages) else "rdp"
+        return Accountant(kind, sampling)
+
+    def with_noise_solved(self) -> Scenario:
+        """This scenario with ``privacy.target_epsilon`` turned into the noise stage's noise_multiplier."""
+        target = self.privacy.target_epsilon
+        if target is None:
+            return self
+        noisy = [i for i, s in enumerate(self.stages) if s.get("kind") in NOISE_STAGES]
+        if len(noisy) != 1 or "std" in self.stages[noisy[0]]:
+            raise ConfigurationError(
+                f"privacy.target_epsilon needs exactly one noise stage ({sorted(NOISE_STAGES)}) without std=; "
+                f"found {len(noisy)}"
+            )
+        index, accountant = noisy[0], self.accountant()
+        if "noise_multiplier" in self.stages[index]:  # both given (or solved before): they must agree
+            eps = accountant.epsilon_of([(self.build_pipeline().dp_event(), self.run.rounds)],
+                                        sample_rate=self.sample_rate, delta=self.privacy.delta)
+            if eps > target * (1 + 1e-9):
+                raise ConfigurationError(
+                    f"stages[{index}]: noise_multiplier = {self.stages[index]['noise_multiplier']} gives epsilon "
+                    f"{eps:.4g} > privacy.target_epsilon = {target:g}; give only one of them"
+                )
+            return self
+
+        def event(z: float) -> Any:
+            return self._with_stage(index, noise_multiplier=z).build_pipeline().dp_event()
+
+        z = accountant.calibrate(event, target_epsilon=target, sample_rate=self.sample_rate,
+                                 rounds=self.run.rounds, delta=self.privacy.delta)
+        return self._with_stage(index, noise_multiplier=z)
+
+    def _with_stage(self, index: int, **changes: Any) -> Scenario:
+        stages = [dict(s) for s in self.stages]
+        stages[index].update(changes)
+        return self.model_copy(update={"stages": stages})
+
+    def ledger(self, pipeline: Pipeline) -> Ledger | None:
+        """The run's privacy ledger, or None when the pipeline adds no DP noise."""
+        if not pipeline.private:
+            if self.privacy.target_epsilon is not None or self.privacy.budget is not None:
+                raise ConfigurationError("privacy.target_epsilon / budget need a noise stage in stages")
+            return None
+        budget = self.privacy.budget if self.privacy.budget is not None else self.privacy.target_epsilon
+        return Ledger(self.accountant(), sample_rate=self.sample_rate, delta=self.privacy.delta, budget=budget)
 
     def resolved(self) -> dict[str, Any]:
         """Every key with its effective value (defaults filled in; None left out, as TOML has no null)."""
@@ -179,7 +263,8 @@ def validate(data: Mapping[str, Any], *, source: str = "scenario") -> Scenario:
         errors = exc.errors()
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ConfigurationError(_describe(errors[0], source) + more) from None
-    scenario.build_pipeline()
+    scenario = scenario.with_noise_solved()
+    scenario.ledger(scenario.build_pipeline())
     return scenario
 
 

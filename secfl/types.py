@@ -145,16 +145,21 @@ class RoundResult:
 
 @runtime_checkable
 class Stage(Protocol):
-    """A client-side transform with its server-side inverse."""
+    """A client-side transform with its server-side inverse.
+
+    Inside a Pipeline, ring stages (and every ``decode``) see the client's relative weight appended
+    as the last coordinate: ``[r x, r]`` on the client, ``[sum r x, sum r]`` on the server. A stage
+    that treats coordinates differently (noise, rotation) leaves that last coordinate exact.
+    """
 
     name: ClassVar[str]
     output: ClassVar[str]  # "real" (float32) or "ring" (Z_2^b in uint32/uint64 words)
 
     def encode(self, update: Update, *, rng: np.random.Generator) -> Update: ...
     def decode(self, total: np.ndarray, *, count: int) -> np.ndarray: ...
-    def dp_event(self): ...
+    def dp_event(self, contributors: int | None = None): ...  # one group sum's event, dp_accounting
     def value_bound(self, bound_in: Bounds) -> Bounds: ...
-    def bind(self, *, bound_in: Bounds, group_size: int) -> Stage: ...
+    def bind(self, *, bound_in: Bounds, group_size: int, min_group_size: int | None = None) -> Stage: ...
     def measurements(self) -> dict[str, float]: ...
 
 

@@ -19,6 +19,9 @@ from secfl.fl.data import load_dataset
 from secfl.fl.models import build_model
 from secfl.fl.params import flatten, num_params
 from secfl.fl.partition import partition
+from secfl.exceptions import PrivacyBudgetExceededError
+from secfl.pipeline import Pipeline
+from secfl.privacy import Ledger
 from secfl.runs import RunDir
 from secfl.scenario import Scenario
 from secfl.types import Update
@@ -56,8 +59,10 @@ def run(
             not match the stored run.
         ProtocolError: a secure-sum round that cannot complete.
     """
+    scenario = scenario.with_noise_solved()
     config, seed = scenario.resolved(), scenario.run.seed
     pipeline = scenario.build_pipeline()
+    ledger = scenario.ledger(pipeline)
     data = load_dataset(scenario.data.dataset, seed=seed, test_fraction=scenario.data.test_fraction,
                         **scenario.data.options)
     part = scenario.data.partition
@@ -76,42 +81,83 @@ def run(
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
+    if ledger is not None:  # the claim so far, rebuilt from what was written, not from memory
+        for row in run_dir.metrics():
+            ledger.record(pipeline.dp_event(row.get("dp_contributors")))
 
-    d, k = num_params(model), scenario.clients_per_round
-    for round_ in range(done + 1, scenario.run.rounds + 1):
-        start = time.perf_counter()
-        rng = np.random.default_rng([seed, 2, round_])
-        sampled = sorted(int(c) for c in rng.choice(scenario.data.num_clients, size=k, replace=False))
-        updates, losses = [], []
-        for cid in sampled:
-            idx = shards[cid]
-            local = local_train(model, data.x_train[idx], data.y_train[idx], epochs=scenario.client.epochs,
-                                batch_size=scenario.client.batch_size, lr=scenario.client.lr,
-                                momentum=scenario.client.momentum, weight_decay=scenario.client.weight_decay,
-                                seed=client_seed(seed, round_, cid))
-            updates.append(Update(cid, local.delta, weight=float(local.num_examples)))
-            losses.append((local.loss, local.num_examples))
-        out = pipeline.run_round(updates, rng=rng)
-        optimizer.zero_grad(set_to_none=True)
-        set_pseudo_gradient(model, out.aggregate)
-        optimizer.step()
+    d = num_params(model)
+    try:
+        for round_ in range(done + 1, scenario.run.rounds + 1):
+            row = _round(scenario, pipeline, ledger, model, optimizer, data, shards, round_)
+            run_dir.append_metrics(row)
+            run_dir.save_checkpoint({"round": round_, "model": model.state_dict(),
+                                     "optimizer": optimizer.state_dict()})
+            if on_round is not None:
+                on_round(row)
+    except PrivacyBudgetExceededError as exc:
+        _summarize(scenario, run_dir, pipeline, ledger, d, stopped=str(exc))
+        raise
+    return _summarize(scenario, run_dir, pipeline, ledger, d)
+
+
+def sample_clients(scenario: Scenario, rng: np.random.Generator) -> list[int]:
+    """This round's clients: a fixed-size sample without replacement, or Poisson with rate q."""
+    n = scenario.data.num_clients
+    if scenario.run.sampling == "poisson":
+        return [int(c) for c in np.flatnonzero(rng.random(n) < scenario.sample_rate)]
+    return sorted(int(c) for c in rng.choice(n, size=scenario.clients_per_round, replace=False))
+
+
+def _round(scenario, pipeline, ledger, model, optimizer, data, shards, round_) -> dict[str, Any]:
+    """Run one round (privacy budget checked first) and return its metrics row."""
+    start, seed = time.perf_counter(), scenario.run.seed
+    if ledger is not None:
+        ledger.check(pipeline.dp_event())
+    rng = np.random.default_rng([seed, 2, round_])
+    sampled = sample_clients(scenario, rng)
+    d, k = num_params(model), len(sampled)
+    if k < pipeline.min_clients:  # a Poisson round too small for the protocol: nothing is released
         accuracy, loss = evaluate(model, data.x_test, data.y_test)
-        row = {
-            "round": round_,
-            "accuracy": accuracy,
-            "loss": loss,
-            "train_loss": sum(l * n for l, n in losses) / sum(n for _, n in losses),
-            "bytes_up": _sum_measure(out.measurements, "bytes_up"),
-            "bytes_down": 4.0 * d * k + _sum_measure(out.measurements, "bytes_down"),
-            "seconds": time.perf_counter() - start,
-            "clients": k,
-            "groups": int(out.measurements["pipeline/groups"]),
-        }
-        run_dir.append_metrics(row)
-        run_dir.save_checkpoint({"round": round_, "model": model.state_dict(), "optimizer": optimizer.state_dict()})
-        if on_round is not None:
-            on_round(row)
+        row = {"round": round_, "accuracy": accuracy, "loss": loss, "train_loss": None, "bytes_up": 0.0,
+               "bytes_down": 0.0, "seconds": time.perf_counter() - start, "clients": k, "groups": 0}
+        if ledger is not None:  # accounted as a full round anyway (conservative)
+            row["epsilon"] = ledger.record(pipeline.dp_event())
+        return row
+    updates, losses = [], []
+    for cid in sampled:
+        idx = shards[cid]
+        local = local_train(model, data.x_train[idx], data.y_train[idx], epochs=scenario.client.epochs,
+                            batch_size=scenario.client.batch_size, lr=scenario.client.lr,
+                            momentum=scenario.client.momentum, weight_decay=scenario.client.weight_decay,
+                            seed=client_seed(seed, round_, cid))
+        updates.append(Update(cid, local.delta, weight=float(local.num_examples)))
+        losses.append((local.loss, local.num_examples))
+    out = pipeline.run_round(updates, rng=rng)
+    optimizer.zero_grad(set_to_none=True)
+    set_pseudo_gradient(model, out.aggregate)
+    optimizer.step()
+    accuracy, loss = evaluate(model, data.x_test, data.y_test)
+    row = {
+        "round": round_,
+        "accuracy": accuracy,
+        "loss": loss,
+        "train_loss": sum(l * n for l, n in losses) / sum(n for _, n in losses),
+        "bytes_up": _sum_measure(out.measurements, "bytes_up"),
+        "bytes_down": 4.0 * d * k + _sum_measure(out.measurements, "bytes_down"),
+        "seconds": time.perf_counter() - start,
+        "clients": k,
+        "groups": int(out.measurements["pipeline/groups"]),
+    }
+    if ledger is not None:
+        row["dp_contributors"] = int(out.measurements["dp/contributors"])
+        if "dp/noise_multiplier" in out.measurements:
+            row["noise_multiplier"] = out.measurements["dp/noise_multiplier"]
+        row["epsilon"] = ledger.record(out.dp_event)
+    return row
 
+
+def _summarize(scenario: Scenario, run_dir: RunDir, pipeline: Pipeline, ledger: Ledger | None, d: int,
+               stopped: str | None = None) -> dict[str, Any]:
     rows = run_dir.metrics()
     summary = {
         "name": scenario.name,
@@ -125,5 +171,10 @@ def run(
         "num_params": d,
         "pipeline": repr(pipeline),
     }
+    if ledger is not None:
+        summary.update({"epsilon": rows[-1].get("epsilon") if rows else 0.0, "delta": ledger.delta,
+                        "accountant": repr(ledger.accountant), "sample_rate": ledger.sample_rate})
+    if stopped is not None:
+        summary["stopped"] = stopped
     run_dir.write_summary(summary)
     return summary

@@ -20,16 +20,17 @@ class BaseStage:
         """Invert the stage on a sum of ``count`` encoded vectors (identity by default)."""
         return total
 
-    def dp_event(self) -> dp_accounting.DpEvent:
-        """The privacy event of one application of the stage (none by default)."""
+    def dp_event(self, contributors: int | None = None) -> dp_accounting.DpEvent:
+        """The privacy event of one group sum holding ``contributors`` clients (none by default)."""
         return dp_accounting.NoOpDpEvent()
 
     def value_bound(self, bound_in: Bounds) -> Bounds:
         """The bounds of the output given those of the input (unchanged by default)."""
         return bound_in
 
-    def bind(self, *, bound_in: Bounds, group_size: int) -> BaseStage:
-        """The stage configured for inputs within ``bound_in`` summed in groups of ``group_size``."""
+    def bind(self, *, bound_in: Bounds, group_size: int, min_group_size: int | None = None) -> BaseStage:
+        """The stage configured for inputs within ``bound_in`` summed in groups of at most ``group_size``
+        (and, when a round is full, at least ``min_group_size``)."""
         return self
 
     def measurements(self) -> dict[str, float]:

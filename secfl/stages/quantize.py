@@ -53,7 +53,7 @@ class Quantize(BaseStage):
         self.bound = None if bound is None else float(bound)
         self.group_size: int | None = None
 
-    def bind(self, *, bound_in: Bounds, group_size: int) -> Quantize:
+    def bind(self, *, bound_in: Bounds, group_size: int, min_group_size: int | None = None) -> Quantize:
         bound = self.bound if self.bound is not None else bound_in.linf
         if not math.isfinite(bound):
             raise IncompatibleStagesError(
