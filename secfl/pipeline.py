@@ -135,9 +135,10 @@ class Pipeline:
         group_size = self.grouping.max_group_size(self.clients_per_round)
         min_group_size = self.grouping.min_group_size(self.expected_clients)
         for stage in stages:
-            if in_ring and stage.output != "ring":
+            if in_ring:
                 raise IncompatibleStagesError(
-                    f"{stage!r} works on real values but comes after a ring stage; move it before Quantize"
+                    f"{stage!r} comes after a ring stage; the stage that maps into the ring "
+                    "(Quantize or DistributedDiscreteGaussian) must be the last"
                 )
             if stage.output == "ring" and not in_ring:
                 bound = Bounds(linf=max(bound.linf, 1.0), l2=math.hypot(bound.l2, 1.0))  # + the weight r <= 1

@@ -15,9 +15,9 @@ from secfl.aggregators import Mean, Median
 from secfl.exceptions import ConfigurationError
 from secfl.grouping import Buckets, Individual, OneGroup
 from secfl.protocols import Plaintext, SecAgg, SecAggPlus
-from secfl.stages import GaussianNoise, L2Clip, Quantize
+from secfl.stages import DistributedDiscreteGaussian, GaussianNoise, L2Clip, Quantize
 
-STAGES: dict[str, type] = {cls.name: cls for cls in (L2Clip, GaussianNoise, Quantize)}
+STAGES: dict[str, type] = {cls.name: cls for cls in (L2Clip, GaussianNoise, DistributedDiscreteGaussian, Quantize)}
 PROTOCOLS: dict[str, type] = {cls.name: cls for cls in (Plaintext, SecAgg, SecAggPlus)}
 GROUPINGS: dict[str, type] = {cls.name: cls for cls in (Individual, OneGroup, Buckets)}
 AGGREGATORS: dict[str, type] = {cls.name: cls for cls in (Mean, Median)}

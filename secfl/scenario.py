@@ -15,11 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from secfl import registry
 from secfl.exceptions import ConfigurationError
+from secfl.fl.data import describe
+from secfl.fl.models import build_model
+from secfl.fl.params import num_params
 from secfl.pipeline import Pipeline
 from secfl.privacy import Accountant, Ledger
 
 NOISE_STAGES = frozenset({"gaussian_noise", "ddgauss"})
 DISCRETE = frozenset({"ddgauss"})
+NEEDS_DIM = frozenset({"ddgauss"})  # stages whose "dim" defaults to the model's parameter count
 
 
 class _Strict(BaseModel):
@@ -128,14 +132,21 @@ class Scenario(_Strict):
                 f"run.clients_per_round = {self.clients_per_round} exceeds data.num_clients = {self.data.num_clients}"
             )
         poisson = self.run.sampling == "poisson"
+        stages = [{"dim": self.model_dim(), **s} if s.get("kind") in NEEDS_DIM else s for s in self.stages]
         return Pipeline(
             clients_per_round=self.data.num_clients if poisson else self.clients_per_round,
             expected_clients=self.clients_per_round,
-            stages=[registry.build("stage", s, where=f"stages[{i}]") for i, s in enumerate(self.stages)],
+            stages=[registry.build("stage", s, where=f"stages[{i}]") for i, s in enumerate(stages)],
             protocol=registry.build("protocol", self.protocol),
             grouping=registry.build("grouping", self.grouping),
             aggregator=registry.build("aggregator", self.aggregator),
         )
+
+    def model_dim(self) -> int:
+        """The number of model parameters (the update's dimension)."""
+        shape, classes = describe(self.data.dataset, **self.data.options)
+        return num_params(build_model(self.model.kind, input_shape=shape, num_classes=classes, seed=0,
+                                      **self.model.options))
 
     def accountant(self) -> Accountant:
         """The accountant matching the engine's sampling (``privacy.accountant``; auto picks PLD when it can)."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from secfl.exceptions import ConfigurationError
 
-__all__ = ["DATASETS", "Dataset", "load_dataset"]
+__all__ = ["DATASETS", "Dataset", "describe", "load_dataset"]
 
 DATASETS: tuple[str, ...] = ("mnist", "digits", "synthetic")
 
@@ -58,6 +58,16 @@ class Dataset:
     input_shape: tuple[int, ...]
     num_classes: int
     natural_clients: np.ndarray | None = None
+
+
+def describe(name: str, **params: Any) -> tuple[tuple[int, ...], int]:
+    """``(input_shape, num_classes)`` of a dataset without loading it (``load_dataset``'s arguments)."""
+    if name == "mnist":
+        return (1, 28, 28), 10
+    if name == "digits":
+        return (1, 8, 8), 10
+    config = {**_SYNTHETIC_DEFAULTS, **params}
+    return (int(config["dim"]),), int(config["num_classes"])
 
 
 def load_dataset(name: str, *, seed: int, test_fraction: float = 0.2, **params: Any) -> Dataset:

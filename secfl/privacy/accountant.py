@@ -1,5 +1,9 @@
 """The accountant: prices the composition of per-round DP events as (epsilon, delta).
 
+Units: a Gaussian event's z is std / C, where C bounds one client's contribution (add/remove-one).
+Under replace-one neighbours (sampling without replacement) one client moves a sum by up to 2C; the
+accountant converts (z / 2 in dp-accounting's units), so the same z costs more epsilon there.
+
 Backends are dp-accounting's PLD accountant (the primary one: tight, numerically composed privacy
 loss distributions) and its RDP accountant. Client sampling is either Poisson with rate q
 (add/remove-one neighbours) or a fixed-size sample without replacement (replace-one neighbours),
@@ -27,6 +31,7 @@ import dp_accounting
 import numpy as np
 from dp_accounting.pld import PLDAccountant
 from dp_accounting.rdp import RdpAccountant
+from dp_accounting.rdp.rdp_privacy_accountant import DEFAULT_RDP_ORDERS
 
 from secfl.exceptions import ConfigurationError
 from secfl.privacy import discrete
@@ -77,6 +82,7 @@ class Accountant:
     def epsilon(self, *, noise_multiplier: float, sample_rate: float, rounds: int, delta: float) -> float:
         """Epsilon after ``rounds`` rounds of the sampled Gaussian mechanism with multiplier z."""
         z = _check("noise_multiplier", noise_multiplier, 0.0)
+        self._check_common(sample_rate, rounds, delta)
         if z == 0:
             return math.inf
         return self.epsilon_of([(dp_accounting.GaussianDpEvent(z), rounds)], sample_rate=sample_rate, delta=delta)
@@ -153,7 +159,8 @@ class Accountant:
         if self.sampling == "poisson":
             return dp_accounting.PoissonSampledDpEvent(sample_rate, event)
         ratio = Fraction(sample_rate).limit_denominator(1_000_000)  # RDP uses only the ratio
-        return dp_accounting.SampledWithoutReplacementDpEvent(ratio.denominator, ratio.numerator, event)
+        return dp_accounting.SampledWithoutReplacementDpEvent(ratio.denominator, ratio.numerator,
+                                                              _replace_one(event))
 
     def _discrete_epsilon(self, counts: Counter, sample_rate: float, delta: float) -> float:
         """RDP of composed rounds containing discrete mechanisms (general subsampling bounds)."""
@@ -162,7 +169,10 @@ class Accountant:
                 "discrete-noise rounds (distributed discrete Gaussian / Skellam) are accounted in RDP only; "
                 "use accountant kind 'rdp'"
             )
-        orders = np.asarray(discrete.ORDERS, dtype=float)
+        if sample_rate >= 1:  # no subsampling bound to satisfy: fractional orders too (tighter near 1)
+            orders = np.union1d(DEFAULT_RDP_ORDERS, discrete.ORDERS).astype(float)
+        else:  # the general subsampling bounds hold at integer orders
+            orders = np.asarray(discrete.ORDERS, dtype=float)
         subsample = discrete.poisson_subsampled_rdp if self.sampling == "poisson" else discrete.wor_subsampled_rdp
         total = np.zeros_like(orders)
         for event, count in counts.items():
@@ -179,6 +189,18 @@ class Accountant:
 
     def __repr__(self) -> str:
         return f"Accountant(kind={self.kind!r}, sampling={self.sampling!r})"
+
+
+def _replace_one(event: dp_accounting.DpEvent) -> dp_accounting.DpEvent:
+    """An event in replace-one units: dp-accounting reads z as std / (replace-one sensitivity), and
+    replacing a client moves a sum of vectors clipped to C by up to 2C, so z becomes z / 2."""
+    if isinstance(event, dp_accounting.GaussianDpEvent):
+        return dp_accounting.GaussianDpEvent(event.noise_multiplier / 2)
+    if isinstance(event, dp_accounting.ComposedDpEvent):
+        return dp_accounting.ComposedDpEvent([_replace_one(e) for e in event.events])
+    if isinstance(event, dp_accounting.SelfComposedDpEvent):
+        return dp_accounting.SelfComposedDpEvent(_replace_one(event.event), event.count)
+    return event
 
 
 def _has_discrete(event: dp_accounting.DpEvent) -> bool:

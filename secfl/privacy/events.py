@@ -37,4 +37,5 @@ class DiscreteSumDpEvent(dp_accounting.DpEvent):
         l2, l1 = factor * self.l2, factor * self.l1
         if self.mechanism == "dgauss":
             return discrete.ddg_rdp(orders, l2, l1, self.local_stddev, self.clients, self.dim)
-        return discrete.skellam_rdp(orders, l2, l1, self.clients * self.local_stddev**2, self.scale)
+        # all in integer units, where AKL21's formula holds with scale 1
+        return discrete.skellam_rdp(orders, l2, l1, self.clients * self.local_stddev**2, 1.0)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from secfl import registry
-from secfl.stages import GaussianNoise, L2Clip, Quantize
+from secfl.stages import DistributedDiscreteGaussian, GaussianNoise, L2Clip, Quantize
 from secfl.types import Bounds, Update
 
 C = 1.0
@@ -16,10 +16,14 @@ CASES = {
     "l2clip": (L2Clip(C), 1e-6),
     "gaussian_noise": (GaussianNoise(std=0.0), 1e-7),
     "quantize": (Quantize(scale=2**12, bound=C), 1 / 2**12),
+    # ring stages see [x, weight]: x of dimension 39 here; the noise (z = 1e-4) and rounding are tiny
+    "ddgauss": (DistributedDiscreteGaussian(1e-4, C, 39, bits=32), 2e-3),
 }
 
 
 def ideal(kind, x):
+    if kind == "ddgauss":
+        return np.append(x[:-1] * min(1.0, C / np.linalg.norm(x[:-1])), np.round(x[-1]))
     if kind == "l2clip":
         return x * min(1.0, C / np.linalg.norm(x))
     if kind == "quantize":
@@ -36,6 +40,7 @@ def test_round_trip_within_documented_error(kind, rng):
     stage, tolerance = CASES[kind]
     stage = stage.bind(bound_in=Bounds(linf=C, l2=C), group_size=1)
     x = rng.normal(size=40).astype(np.float32) * 0.5
+    x[-1] = 1.0  # the weight coordinate a ring stage sees in a pipeline
     encoded = stage.encode(Update(3, x, weight=2.0), rng=rng)
     assert encoded.client_id == 3 and encoded.weight == 2.0
     assert encoded.values.dtype == (np.uint32 if stage.output == "ring" else np.float32)  # 13 bits fit a uint32 word
@@ -49,7 +54,7 @@ def test_output_within_propagated_bound(kind, rng):
     bound_in = Bounds(linf=C, l2=C)
     stage = stage.bind(bound_in=bound_in, group_size=1)
     out_bound = stage.value_bound(bound_in)
-    x = np.clip(rng.normal(size=100), -1, 1).astype(np.float32) * 0.1
+    x = np.clip(rng.normal(size=40), -1, 1).astype(np.float32) * 0.1
     decoded = stage.decode(stage.encode(Update(0, x), rng=rng).values, count=1)
     assert np.max(np.abs(decoded)) <= out_bound.linf
     if math.isfinite(out_bound.l2):
