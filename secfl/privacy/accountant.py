@@ -38,6 +38,7 @@ from secfl.privacy import discrete
 from secfl.privacy.events import DiscreteSumDpEvent
 
 KINDS = ("pld", "rdp")
+PLD_GRID = 1e-3  # PLD discretization; pessimistic rounding keeps epsilon an upper bound (1.8289 vs 1.8282 at 1e-4)
 SAMPLINGS = ("poisson", "without_replacement")
 _RELATION = {
     "poisson": dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
@@ -153,7 +154,9 @@ class Accountant:
 
     def _fresh(self) -> dp_accounting.PrivacyAccountant:
         relation = _RELATION[self.sampling]
-        return PLDAccountant(relation) if self.kind == "pld" else RdpAccountant(neighboring_relation=relation)
+        if self.kind == "pld":  # a 1e-3 grid: 10x faster than the default 1e-4, still an upper bound
+            return PLDAccountant(relation, value_discretization_interval=PLD_GRID)
+        return RdpAccountant(neighboring_relation=relation)
 
     def _sampled(self, event: dp_accounting.DpEvent, sample_rate: float) -> dp_accounting.DpEvent:
         if self.sampling == "poisson":
