@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from secfl.fl.client import evaluate, local_train
-from secfl.fl.data import load_dataset
+from secfl.fl.data import Dataset, load_dataset
+from secfl.fl.dpsgd import DpSgdConfig, dp_local_train
 from secfl.fl.models import build_model
 from secfl.fl.params import flatten, num_params
 from secfl.fl.partition import partition
@@ -86,12 +88,14 @@ def run(
             ledger.record(pipeline.dp_event(row.get("dp_contributors")))
 
     d = num_params(model)
+    state = _State(scenario, pipeline, ledger, model, optimizer, data, shards,
+                   dict(checkpoint.get("dp_sgd", {})) if checkpoint is not None else {})
     try:
         for round_ in range(done + 1, scenario.run.rounds + 1):
-            row = _round(scenario, pipeline, ledger, model, optimizer, data, shards, round_)
+            row = _round(state, round_)
             run_dir.append_metrics(row)
             run_dir.save_checkpoint({"round": round_, "model": model.state_dict(),
-                                     "optimizer": optimizer.state_dict()})
+                                     "optimizer": optimizer.state_dict(), "dp_sgd": state.dp_sgd})
             if on_round is not None:
                 on_round(row)
     except PrivacyBudgetExceededError as exc:
@@ -108,8 +112,43 @@ def sample_clients(scenario: Scenario, rng: np.random.Generator) -> list[int]:
     return sorted(int(c) for c in rng.choice(n, size=scenario.clients_per_round, replace=False))
 
 
-def _round(scenario, pipeline, ledger, model, optimizer, data, shards, round_) -> dict[str, Any]:
+@dataclass
+class _State:
+    """What the rounds of one run share (dp_sgd: client id -> (Opacus accountant state, epsilon))."""
+
+    scenario: Scenario
+    pipeline: Pipeline
+    ledger: Ledger | None
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    data: Dataset
+    shards: list[np.ndarray]
+    dp_sgd: dict[int, tuple[dict, float]]
+
+
+def _train(state: _State, cid: int, round_: int) -> tuple[Update, float, int]:
+    """One client's local training (DP-SGD if configured): its update, loss and example count."""
+    scenario, idx = state.scenario, state.shards[cid]
+    client = scenario.client
+    kwargs = {"epochs": client.epochs, "batch_size": client.batch_size, "lr": client.lr,
+              "momentum": client.momentum, "weight_decay": client.weight_decay,
+              "seed": client_seed(scenario.run.seed, round_, cid)}
+    x, y = state.data.x_train[idx], state.data.y_train[idx]
+    if client.dp_sgd is None:
+        local = local_train(state.model, x, y, **kwargs)
+    else:
+        config = DpSgdConfig(noise_multiplier=client.dp_sgd.noise_multiplier, max_grad_norm=client.dp_sgd.max_grad_norm,
+                             grad_sample_mode=client.dp_sgd.grad_sample_mode, delta=client.dp_sgd.delta)
+        previous = state.dp_sgd.get(cid, (None, 0.0))[0]
+        local = dp_local_train(state.model, x, y, config=config, accountant_state=previous, **kwargs)
+        state.dp_sgd[cid] = (local.accountant_state, local.epsilon)
+    return Update(cid, local.delta, weight=float(local.num_examples)), local.loss, local.num_examples
+
+
+def _round(state: _State, round_: int) -> dict[str, Any]:
     """Run one round (privacy budget checked first) and return its metrics row."""
+    scenario, pipeline, ledger, model, optimizer, data = (state.scenario, state.pipeline, state.ledger, state.model,
+                                                          state.optimizer, state.data)
     start, seed = time.perf_counter(), scenario.run.seed
     if ledger is not None:
         ledger.check(pipeline.dp_event())
@@ -125,13 +164,9 @@ def _round(scenario, pipeline, ledger, model, optimizer, data, shards, round_) -
         return row
     updates, losses = [], []
     for cid in sampled:
-        idx = shards[cid]
-        local = local_train(model, data.x_train[idx], data.y_train[idx], epochs=scenario.client.epochs,
-                            batch_size=scenario.client.batch_size, lr=scenario.client.lr,
-                            momentum=scenario.client.momentum, weight_decay=scenario.client.weight_decay,
-                            seed=client_seed(seed, round_, cid))
-        updates.append(Update(cid, local.delta, weight=float(local.num_examples)))
-        losses.append((local.loss, local.num_examples))
+        update, local_loss, count = _train(state, cid, round_)
+        updates.append(update)
+        losses.append((local_loss, count))
     out = pipeline.run_round(updates, rng=rng)
     optimizer.zero_grad(set_to_none=True)
     set_pseudo_gradient(model, out.aggregate)
@@ -141,7 +176,7 @@ def _round(scenario, pipeline, ledger, model, optimizer, data, shards, round_) -
         "round": round_,
         "accuracy": accuracy,
         "loss": loss,
-        "train_loss": sum(l * n for l, n in losses) / sum(n for _, n in losses),
+        "train_loss": _mean_loss(losses),
         "bytes_up": _sum_measure(out.measurements, "bytes_up"),
         "bytes_down": 4.0 * d * k + _sum_measure(out.measurements, "bytes_down"),
         "seconds": time.perf_counter() - start,
@@ -153,7 +188,15 @@ def _round(scenario, pipeline, ledger, model, optimizer, data, shards, round_) -
         if "dp/noise_multiplier" in out.measurements:
             row["noise_multiplier"] = out.measurements["dp/noise_multiplier"]
         row["epsilon"] = ledger.record(out.dp_event)
+    if state.dp_sgd:
+        row["client_epsilon"] = max(eps for _, eps in state.dp_sgd.values())
     return row
+
+
+def _mean_loss(losses: list[tuple[float, int]]) -> float | None:
+    """Example-weighted mean of the clients' losses (a DP-SGD client with no example drawn has NaN)."""
+    seen = [(loss, n) for loss, n in losses if loss == loss]
+    return sum(loss * n for loss, n in seen) / sum(n for _, n in seen) if seen else None
 
 
 def _summarize(scenario: Scenario, run_dir: RunDir, pipeline: Pipeline, ledger: Ledger | None, d: int,

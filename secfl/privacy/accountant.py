@@ -22,9 +22,11 @@ References: Meiser & Mohammadi, Tight on Budget?, CCS 2018, and Doroshenko et al
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 
 import dp_accounting
@@ -150,7 +152,8 @@ class Accountant:
         accountant = self._fresh()
         for event, count in counts.items():
             accountant.compose(self._sampled(event, sample_rate), count)
-        return float(accountant.get_epsilon(delta))
+        with _quiet_absl():  # dp-accounting's RDP logs "failed to converge" for orders it then skips
+            return float(accountant.get_epsilon(delta))
 
     def _fresh(self) -> dp_accounting.PrivacyAccountant:
         relation = _RELATION[self.sampling]
@@ -192,6 +195,17 @@ class Accountant:
 
     def __repr__(self) -> str:
         return f"Accountant(kind={self.kind!r}, sampling={self.sampling!r})"
+
+
+@contextlib.contextmanager
+def _quiet_absl() -> Iterator[None]:
+    log = logging.getLogger("absl")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _replace_one(event: dp_accounting.DpEvent) -> dp_accounting.DpEvent:

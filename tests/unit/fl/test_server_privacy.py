@@ -104,3 +104,25 @@ def test_distributed_discrete_gaussian_runs_through_the_engine(tmp_path):
     rows = RunDir(tmp_path / "a").metrics()
     assert len(rows) == 3 and rows[-1]["epsilon"] > rows[0]["epsilon"] > 0
     assert "rdp" in json.loads((tmp_path / "a" / "summary.json").read_text())["accountant"]
+
+
+def test_dp_sgd_clients_report_their_epsilon_and_it_survives_a_resume(tmp_path):
+    spec = scenario.validate(with_(DP, stages=[], protocol={"kind": "plaintext"}, run={"rounds": 3, "sampling": "fixed"},
+                                   client={"dp_sgd": {"noise_multiplier": 1.0, "max_grad_norm": 1.0}}))
+    server.run(spec, RunDir(tmp_path / "full"))
+    full = RunDir(tmp_path / "full").metrics()
+    assert all("epsilon" not in r for r in full)  # no client-level noise: no client-level claim
+    eps = [r["client_epsilon"] for r in full]
+    assert 0 < eps[0] <= eps[1] <= eps[2] < 100
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(row):
+        if row["round"] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        server.run(spec, RunDir(tmp_path / "cut"), on_round=kill_after_two)
+    server.run(spec, RunDir(tmp_path / "cut"), resume=True)
+    assert [r["client_epsilon"] for r in RunDir(tmp_path / "cut").metrics()] == pytest.approx(eps)
