@@ -57,13 +57,13 @@ def _execute(path: Path, out: Path | None, seed: int | None, sets: list[str] | N
                 task = bar.add_task("rounds", total=rounds, acc="")
 
                 def show(row: dict[str, Any]) -> None:
-                    bar.update(task, completed=row["round"], acc=f"accuracy {row['accuracy']:.4f}")
+                    bar.update(task, completed=row["round"], acc=f"accuracy {row['accuracy']:.4f}{_privacy(row)}")
 
                 summary = run(spec, run_dir, resume=resume, on_round=show)
         else:
             def show(row: dict[str, Any]) -> None:
-                print(f"round {row['round']}/{rounds} accuracy {row['accuracy']:.4f} loss {row['loss']:.4f} "
-                      f"({row['seconds']:.2f} s)", flush=True)
+                print(f"round {row['round']}/{rounds} accuracy {row['accuracy']:.4f} loss {row['loss']:.4f}"
+                      f"{_privacy(row)} ({row['seconds']:.2f} s)", flush=True)
 
             summary = run(spec, run_dir, resume=resume, on_round=show)
     except SecflError as exc:
@@ -71,8 +71,16 @@ def _execute(path: Path, out: Path | None, seed: int | None, sets: list[str] | N
     except KeyboardInterrupt:
         err.print("interrupted: finished rounds are saved; continue with --resume", markup=False)
         raise typer.Exit(code=130) from None
+    claim = f", epsilon {summary['epsilon']:.4g} at delta {summary['delta']:g}" if "epsilon" in summary else ""
     print(f"{summary['name']}: {summary['rounds']} rounds, final accuracy {summary['final_accuracy']:.4f} "
-          f"(best {summary['best_accuracy']:.4f}); results in {run_dir.path}")
+          f"(best {summary['best_accuracy']:.4f}){claim}; results in {run_dir.path}")
+
+
+def _privacy(row: dict[str, Any]) -> str:
+    """`` epsilon 1.23`` (client level) and `` client epsilon 4.5`` (DP-SGD) when the row has them."""
+    parts = [f" epsilon {row['epsilon']:.4g}" if "epsilon" in row else "",
+             f" client epsilon {row['client_epsilon']:.4g}" if "client_epsilon" in row else ""]
+    return "".join(parts)
 
 
 @app.command("run")

@@ -133,7 +133,7 @@ class Pipeline:
     def _bind(self, stages: list[Stage]) -> list[Stage]:
         bound, out, in_ring = Bounds.UNBOUNDED, [], False
         group_size = self.grouping.max_group_size(self.clients_per_round)
-        min_group_size = self.grouping.min_group_size(self.expected_clients)
+        min_group_size = self.grouping.min_group_size(self.min_clients)  # the smallest group a round can have
         for stage in stages:
             if in_ring:
                 raise IncompatibleStagesError(
@@ -158,10 +158,10 @@ class Pipeline:
                 return n
         return self.clients_per_round
 
-    def dp_event(self, contributors: int | None = None) -> dp_accounting.DpEvent:
-        """The privacy event of one round for one client: its group sum, holding ``contributors``
-        clients' noise (default: as many as expected), composed over the stages."""
-        events = [s.dp_event(contributors) for s in self.stages]
+    def dp_event(self, contributors: int | None = None, shares: int | None = None) -> dp_accounting.DpEvent:
+        """The privacy event of one round for one client: its group sum, holding the noise of
+        ``contributors`` of the ``shares`` clients it was split over (default: all), over the stages."""
+        events = [s.dp_event(contributors, shares) for s in self.stages]
         events = [e for e in events if not isinstance(e, dp_accounting.NoOpDpEvent)]
         if not events:
             return dp_accounting.NoOpDpEvent()
@@ -174,14 +174,18 @@ class Pipeline:
             return 1.0
         return min(weight, self.weight_cap) / self.weight_cap if self.weight_cap else weight / top
 
-    def encode(self, update: Update, *, relative_weight: float, rng: np.random.Generator) -> Update:
+    def encode(self, update: Update, *, relative_weight: float, rng: np.random.Generator,
+               group_size: int | None = None) -> Update:
         """Client side: run the real stages, append r and scale to [r x, r], then run the ring stages.
+
+        ``group_size`` is the size of the client's group this round (noise shares are split over it).
 
         The weight travels inside the vector the protocol sums, so the server learns only the
         total weight of each group, never a client's own.
         """
         weighted = False
         for stage in self.stages:
+            stage = stage.for_group(group_size) if group_size else stage
             if stage.output == "ring" and not weighted:
                 update, weighted = self._weigh(update, relative_weight), True
             update = stage.encode(update, rng=rng)
@@ -213,8 +217,9 @@ class Pipeline:
         top = max((u.weight for u in updates), default=1.0)
         client_rngs = rng.spawn(len(updates) + 1)
         groups = self.grouping.assign([u.client_id for u in updates], rng=client_rngs[-1])
-        encoded = [self.encode(u, relative_weight=self.relative_weight(u.weight, top), rng=r)
-                   for u, r in zip(updates, client_rngs)]
+        size_of = {cid: len(group) for group in groups for cid in group}
+        encoded = [self.encode(u, relative_weight=self.relative_weight(u.weight, top), rng=r,
+                               group_size=size_of[u.client_id]) for u, r in zip(updates, client_rngs)]
         result = self.protocol.run(encoded, groups=groups, dropouts=dropouts)
         means, group_weights = [], []
         for total, alive in zip(result.sums, result.survivors):
@@ -239,13 +244,15 @@ class Pipeline:
         measurements = dict(result.measurements)
         for stage in self.stages:
             measurements.update(stage.measurements())
-        contributors = min(len(alive) for alive in result.survivors)
-        event = self.dp_event(contributors)
+        # the group whose sum kept the smallest fraction of its noise shares bounds this round's event
+        contributors, shares = min(((len(alive), len(group)) for alive, group in zip(result.survivors, groups)),
+                                   key=lambda pair: pair[0] / pair[1])
+        event = self.dp_event(contributors, shares)
         if isinstance(event, dp_accounting.GaussianDpEvent):
             measurements["dp/noise_multiplier"] = event.noise_multiplier
         measurements.update({"pipeline/clients": float(len(updates)), "pipeline/groups": float(len(means)),
                              "pipeline/seconds": time.perf_counter() - start,
-                             "dp/contributors": float(contributors)})
+                             "dp/contributors": float(contributors), "dp/shares": float(shares)})
         return RoundOutput(aggregate, group_means, group_weights_arr, result, measurements, event)
 
     def __repr__(self) -> str:

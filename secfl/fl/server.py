@@ -85,7 +85,7 @@ def run(
         optimizer.load_state_dict(checkpoint["optimizer"])
     if ledger is not None:  # the claim so far, rebuilt from what was written, not from memory
         for row in run_dir.metrics():
-            ledger.record(pipeline.dp_event(row.get("dp_contributors")))
+            ledger.record(pipeline.dp_event(row.get("dp_contributors"), row.get("dp_shares")))
 
     d = num_params(model)
     state = _State(scenario, pipeline, ledger, model, optimizer, data, shards,
@@ -185,6 +185,7 @@ def _round(state: _State, round_: int) -> dict[str, Any]:
     }
     if ledger is not None:
         row["dp_contributors"] = int(out.measurements["dp/contributors"])
+        row["dp_shares"] = int(out.measurements["dp/shares"])
         if "dp/noise_multiplier" in out.measurements:
             row["noise_multiplier"] = out.measurements["dp/noise_multiplier"]
         row["epsilon"] = ledger.record(out.dp_event)

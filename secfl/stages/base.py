@@ -20,8 +20,13 @@ class BaseStage:
         """Invert the stage on a sum of ``count`` encoded vectors (identity by default)."""
         return total
 
-    def dp_event(self, contributors: int | None = None) -> dp_accounting.DpEvent:
-        """The privacy event of one group sum holding ``contributors`` clients (none by default)."""
+    def for_group(self, size: int) -> BaseStage:
+        """The stage as a client of a group of ``size`` uses it this round (unchanged by default)."""
+        return self
+
+    def dp_event(self, contributors: int | None = None, shares: int | None = None) -> dp_accounting.DpEvent:
+        """The privacy event of one group sum: ``contributors`` of the ``shares`` clients the noise was
+        split over delivered (default: all of them). None by default."""
         return dp_accounting.NoOpDpEvent()
 
     def value_bound(self, bound_in: Bounds) -> Bounds:

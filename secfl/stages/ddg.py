@@ -40,7 +40,7 @@ class DistributedDiscreteGaussian(BaseStage):
 
     Args:
         noise_multiplier: z; each group sum carries noise of standard deviation z * clip (in the
-            real domain), split across the m clients expected in the smallest group.
+            real domain), split across the m clients of the group (``for_group``).
         clip: the L2 clip norm c.
         dim: the update's dimension (before padding to a power of two for the rotation).
         bits: the ring Z_2^bits of the secure sum (4..32).
@@ -89,21 +89,38 @@ class DistributedDiscreteGaussian(BaseStage):
     def bind(self, *, bound_in: Bounds, group_size: int, min_group_size: int | None = None) -> DistributedDiscreteGaussian:
         bound = DistributedDiscreteGaussian.__new__(DistributedDiscreteGaussian)
         bound.__dict__.update(self.__dict__)
-        share = min_group_size or group_size
-        local = self.noise_multiplier * self.clip / math.sqrt(share)  # real units
+        full = self.noise_multiplier * self.clip / math.sqrt(group_size)  # a full group's share, real units
         try:
-            scale = discrete.heuristic_scale(self.bits, group_size, self.padded, self.clip, local, self.k_stddevs)
+            scale = discrete.heuristic_scale(self.bits, group_size, self.padded, self.clip, full, self.k_stddevs)
         except ConfigurationError as exc:
             raise IncompatibleStagesError(f"DistributedDiscreteGaussian: {exc}") from None
-        bound.share, bound.scale, bound.local_stddev = share, scale, local * scale
+        bound.scale = scale
         bound.l2 = discrete.inflated_l2(self.clip, scale, self.padded, self.beta)
         bound.l1 = discrete.inflated_l1(bound.l2, self.padded)
-        if bound.local_stddev < 0.5:
+        if full * scale < 0.5:
             raise IncompatibleStagesError(
-                f"DistributedDiscreteGaussian: the noise share is {bound.local_stddev:.3g} integer units (< 0.5); "
+                f"DistributedDiscreteGaussian: the noise share is {full * scale:.3g} integer units (< 0.5); "
                 "raise the noise multiplier or the bits"
             )
-        return bound
+        return bound._split(min_group_size or group_size)
+
+    def for_group(self, size: int) -> DistributedDiscreteGaussian:
+        """This round's noise share, for a group of ``size`` clients (the scale stays)."""
+        self._configured()
+        return self if size == self.share else self._split(size)
+
+    def _split(self, size: int) -> DistributedDiscreteGaussian:
+        if not (isinstance(size, int) and size >= 1):
+            raise ConfigurationError(f"DistributedDiscreteGaussian: group size {size!r} must be an int >= 1")
+        split = DistributedDiscreteGaussian.__new__(DistributedDiscreteGaussian)
+        split.__dict__.update(self.__dict__)
+        split.share = size
+        split.local_stddev = self._local(size)
+        return split
+
+    def _local(self, shares: int) -> float:
+        """Each client's noise standard deviation in integer units when split over ``shares`` clients."""
+        return self.noise_multiplier * self.clip * self.scale / math.sqrt(shares)
 
     def _configured(self) -> None:
         if not self.share:
@@ -150,10 +167,12 @@ class DistributedDiscreteGaussian(BaseStage):
     def value_bound(self, bound_in: Bounds) -> Bounds:
         return Bounds(linf=2.0 ** (self.bits - 1) / self.scale if self.share else math.inf, l2=math.inf)
 
-    def dp_event(self, contributors: int | None = None) -> DiscreteSumDpEvent:
+    def dp_event(self, contributors: int | None = None, shares: int | None = None) -> DiscreteSumDpEvent:
+        """One group sum: ``contributors`` of the ``shares`` clients the noise was split over delivered."""
         self._configured()
-        return DiscreteSumDpEvent(self.mechanism, self.l2, self.l1, self.local_stddev,
-                                  contributors or self.share, self.padded, self.scale)
+        shares = shares or self.share
+        return DiscreteSumDpEvent(self.mechanism, self.l2, self.l1, self._local(shares),
+                                  min(contributors or shares, shares), self.padded, self.scale)
 
     def measurements(self) -> dict[str, float]:
         return {f"{self.name}/bits": float(self.bits), f"{self.name}/scale": self.scale,

@@ -5,10 +5,11 @@ server nor anyone who knows the experiment seed can predict and subtract it. ``s
 from the experiment RNG instead: reproducible, for experiments only, never for a privacy claim.
 
 Placement decides who must be trusted:
-- ``"distributed"``: each client adds N(0, z^2 C^2 / m) for the m clients expected in its group, so
-  the group's sum carries N(0, z^2 C^2) and the server never sees an un-noised sum: this is the mode
-  that composes with a secure sum. Fewer survivors than m means less noise; the pipeline reports the
-  realized noise multiplier and the ledger accounts for it.
+- ``"distributed"``: each client adds N(0, z^2 C^2 / m) for the m clients of its group this round
+  (the protocol's participant list tells it m), so the group's sum carries N(0, z^2 C^2) and the
+  server never sees an un-noised sum: this is the mode that composes with a secure sum. Clients
+  that drop out after committing leave less noise; the pipeline reports the realized noise
+  multiplier and the ledger accounts for it.
 - ``"central"``: the (trusted) server adds N(0, z^2 C^2) to each decoded group sum.
 - ``"client"``: each client adds the full N(0, z^2 C^2) to its own update (local noise).
 
@@ -56,9 +57,9 @@ class GaussianNoise(BaseStage):
         secure: draw from the OS CSPRNG and snap to a grid (default) or, if False, from the
             experiment RNG.
 
-    Guarantee: with ``L2Clip(C)`` before it and all m expected clients of a group delivering, each
-    group sum is the Gaussian mechanism with L2 sensitivity C and noise multiplier z (``dp_event``);
-    with k < m survivors the multiplier is z * sqrt(k / m) (``dp_event(contributors=k)``).
+    Guarantee: with ``L2Clip(C)`` before it and all m clients of a group delivering, each group sum
+    is the Gaussian mechanism with L2 sensitivity C and noise multiplier z (``dp_event``); with k < m
+    survivors the multiplier is z * sqrt(k / m) (``dp_event(contributors=k, shares=m)``).
     Values beyond TAIL standard deviations are clamped by a later ``Quantize`` (post-processing).
 
     References: McMahan et al., Learning Differentially Private Recurrent Language Models, ICLR 2018
@@ -105,6 +106,17 @@ class GaussianNoise(BaseStage):
             bound.std = self.noise_multiplier * bound_in.l2
         return bound
 
+    def for_group(self, size: int) -> GaussianNoise:
+        """Distributed placement: this round's share, for a group of ``size`` clients."""
+        if self.placement != "distributed" or size == self.share:
+            return self
+        if not (isinstance(size, int) and size >= 1):
+            raise ConfigurationError(f"GaussianNoise.for_group(size={size!r}): size must be an int >= 1")
+        split = GaussianNoise.__new__(GaussianNoise)
+        split.__dict__.update(self.__dict__)
+        split.share = size
+        return split
+
     def _std(self) -> float:
         if self.std is None:
             raise ConfigurationError(
@@ -141,14 +153,15 @@ class GaussianNoise(BaseStage):
     def value_bound(self, bound_in: Bounds) -> Bounds:
         return Bounds(linf=bound_in.linf + TAIL * self.client_std(), l2=math.inf)
 
-    def dp_event(self, contributors: int | None = None) -> dp_accounting.DpEvent:
-        """The event of one group sum; ``contributors`` = clients whose noise it holds (default m)."""
+    def dp_event(self, contributors: int | None = None, shares: int | None = None) -> dp_accounting.DpEvent:
+        """The event of one group sum holding the noise of ``contributors`` of its ``shares`` clients
+        (default: all of them)."""
         std = self._std()
         if not math.isfinite(self._sensitivity) or std == 0 or self.noise_multiplier is None:
             return dp_accounting.NonPrivateDpEvent()
         z = std / self._sensitivity
         if self.placement == "distributed" and contributors is not None:
-            z *= math.sqrt(contributors / self.share)
+            z *= math.sqrt(min(1.0, contributors / (shares or self.share)))
         return dp_accounting.GaussianDpEvent(noise_multiplier=z)
 
     def measurements(self) -> dict[str, float]:

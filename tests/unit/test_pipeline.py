@@ -141,3 +141,16 @@ def test_secure_bucketed_pipeline_equals_plaintext_up_to_rounding(rng):
     assert np.array_equal(out.result.sums, ref.result.sums)  # same buckets, same rounding: identical sums
     assert np.array_equal(out.aggregate, ref.aggregate)
     assert out.measurements["secagg/threshold"] == 2
+
+
+def test_distributed_noise_follows_the_round_size_and_dropouts_are_accounted(rng):
+    pipeline = Pipeline(clients_per_round=20, expected_clients=10, grouping=OneGroup(),
+                        stages=[L2Clip(1.0), GaussianNoise(2.0, secure=False)])
+    ups = [Update(i, rng.normal(size=20_000).astype(np.float32) * 1e-3) for i in range(5)]
+    full = pipeline.run_round(ups, rng=rng)
+    assert full.dp_event.noise_multiplier == pytest.approx(2.0)  # 5 shares of z^2 C^2 / 5
+    assert np.std(full.aggregate * 5) == pytest.approx(2.0, rel=0.03)
+    dropped = pipeline.run_round(ups, rng=rng, dropouts=DropoutSchedule({3: "upload"}))
+    assert dropped.dp_event.noise_multiplier == pytest.approx(2.0 * np.sqrt(4 / 5))
+    assert dropped.measurements["dp/contributors"] == 4 and dropped.measurements["dp/shares"] == 5
+    assert pipeline.relative_weight(7.0, 100.0) == 1.0  # a private pipeline weighs every client 1

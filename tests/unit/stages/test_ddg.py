@@ -107,11 +107,13 @@ def test_refusals():
         Pipeline(clients_per_round=4, stages=[DistributedDiscreteGaussian(1.0, 1.0, D), Quantize()])
 
 
-def test_buckets_split_the_noise_over_the_smallest_bucket(rng):
+def test_each_bucket_splits_the_noise_over_its_own_clients(rng):
     pipeline = Pipeline(clients_per_round=11, stages=[DistributedDiscreteGaussian(1.0, 1.0, D)],
                         protocol=SecAggPlus(), grouping=Buckets(size=4))
     stage = pipeline.stages[0]
-    assert stage.share == 3  # 11 clients -> buckets of 4, 4, 3
-    out = pipeline.run_round(updates(11, rng), rng=rng)
+    assert stage.share == 3  # the smallest bucket a round can have (worst case for the ring bound)
+    assert stage.for_group(4).local_stddev == pytest.approx(stage.local_stddev * math.sqrt(3 / 4))
+    out = pipeline.run_round(updates(11, rng), rng=rng)  # 11 clients -> buckets of 4, 4, 3
     assert out.group_means.shape == (3, D) and sorted(out.group_weights) == [3, 4, 4]
-    assert out.dp_event.clients == 3
+    event = out.dp_event  # every bucket holds the full central noise z c s
+    assert event.local_stddev * math.sqrt(event.clients) == pytest.approx(stage.scale * 1.0 * 1.0)
