@@ -181,6 +181,17 @@ class SecureSum(Protocol):
 
 
 @runtime_checkable
+class PreAggregator(Protocol):
+    """A transform of the inputs [n, d] -> [n, d] before a rule (clipping, nearest-neighbour mixing)."""
+
+    name: ClassVar[str]
+    min_inputs: int
+    pre: ClassVar[bool]  # True: marks a pre-aggregator (it returns rows, not one vector)
+
+    def __call__(self, vectors: np.ndarray, *, weights: np.ndarray | None = None) -> np.ndarray: ...
+
+
+@runtime_checkable
 class Aggregator(Protocol):
     """A rule over vectors [n, d] -> [d]; hyper-parameters in __init__, data in __call__."""
 
