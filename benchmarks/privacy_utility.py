@@ -44,7 +44,7 @@ def spec(mode: str, epsilon: float, rounds: int, seed: int) -> dict:
             stages.append({"kind": "gaussian_noise", "placement": mode})
     if mode != "central" and stages[-1]["kind"] != "ddgauss":
         stages.append({"kind": "quantize", "scale": 2.0**14})
-    privacy = {"target_epsilon": epsilon, "budget": 2 * epsilon} if math.isfinite(epsilon) else {}
+    privacy = {"target_epsilon": epsilon} if math.isfinite(epsilon) else {}
     return {
         "name": f"dp-{mode}-eps{epsilon:g}",
         "stages": stages, "protocol": protocol, "grouping": {"kind": "one_group"},

@@ -150,9 +150,9 @@ class Accountant:
         if any(_has_discrete(e) for e in counts):
             return self._discrete_epsilon(counts, sample_rate, delta)
         accountant = self._fresh()
-        for event, count in counts.items():
-            accountant.compose(self._sampled(event, sample_rate), count)
         with _quiet_absl():  # dp-accounting's RDP logs "failed to converge" for orders it then skips
+            for event, count in counts.items():
+                accountant.compose(self._sampled(event, sample_rate), count)
             return float(accountant.get_epsilon(delta))
 
     def _fresh(self) -> dp_accounting.PrivacyAccountant:
