@@ -16,6 +16,8 @@ import dp_accounting
 import numpy as np
 
 from secfl.aggregators import Mean
+from secfl.aggregators.chain import takes_ids
+from secfl.aggregators.ewwa import check_pairing
 from secfl.exceptions import ConfigurationError, IncompatibleStagesError, InsufficientParticipantsError
 from secfl.grouping import Individual
 from secfl.protocols import Plaintext
@@ -98,6 +100,7 @@ class Pipeline:
                 raise ConfigurationError(f"{value!r} cannot be used as a {slot}: it lacks the {kind.__name__} interface")
         self._check_groups()
         self.stages = self._bind(list(stages))
+        check_pairing(self.stages, self.aggregator, grouping=self.grouping)
         self.private = not isinstance(self.dp_event(), dp_accounting.NoOpDpEvent)
         self._check_protocol()
 
@@ -240,7 +243,9 @@ class Pipeline:
                 f"{self.aggregator!r} needs >= {self.aggregator.min_inputs} groups, {len(means)} survived"
             )
         group_means, group_weights_arr = np.stack(means), np.asarray(group_weights)
-        aggregate = self.aggregator(group_means, weights=group_weights_arr)
+        extra = {"ids": [alive[0] if len(alive) == 1 else tuple(alive) for alive in result.survivors]} \
+            if takes_ids(self.aggregator) else {}
+        aggregate = self.aggregator(group_means, weights=group_weights_arr, **extra)
         measurements = dict(result.measurements)
         for stage in self.stages:
             measurements.update(stage.measurements())

@@ -11,19 +11,23 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from secfl.aggregators import Mean, Median
+from secfl.aggregators import (AdaptiveClip, Bulyan, CenteredClip, DnC, Ewwa, FLTrust, GeometricMedian, Krum,
+                               MajorityVote, Mean, Median, MultiKrum, NearestNeighborMixing, StaticClip, TrimmedMean)
 from secfl.exceptions import ConfigurationError
 from secfl.grouping import Buckets, Individual, OneGroup
 from secfl.protocols import Plaintext, SecAgg, SecAggPlus
-from secfl.stages import DistributedDiscreteGaussian, GaussianNoise, L2Clip, Quantize
+from secfl.stages import DistributedDiscreteGaussian, EwwaContribution, GaussianNoise, L2Clip, Quantize
 
-STAGES: dict[str, type] = {cls.name: cls for cls in (L2Clip, GaussianNoise, DistributedDiscreteGaussian, Quantize)}
+STAGES: dict[str, type] = {cls.name: cls for cls in (L2Clip, GaussianNoise, DistributedDiscreteGaussian, Quantize,
+                                                     EwwaContribution)}
 PROTOCOLS: dict[str, type] = {cls.name: cls for cls in (Plaintext, SecAgg, SecAggPlus)}
 GROUPINGS: dict[str, type] = {cls.name: cls for cls in (Individual, OneGroup, Buckets)}
-AGGREGATORS: dict[str, type] = {cls.name: cls for cls in (Mean, Median)}
+AGGREGATORS: dict[str, type] = {cls.name: cls for cls in (Mean, Median, TrimmedMean, Krum, MultiKrum, GeometricMedian,
+                                                          Bulyan, CenteredClip, DnC, FLTrust, MajorityVote, Ewwa)}
+PRE_AGGREGATORS: dict[str, type] = {cls.name: cls for cls in (StaticClip, AdaptiveClip, NearestNeighborMixing)}
 
 SLOTS: dict[str, dict[str, type]] = {
-    "stage": STAGES, "protocol": PROTOCOLS, "grouping": GROUPINGS, "aggregator": AGGREGATORS,
+    "stage": STAGES, "protocol": PROTOCOLS, "grouping": GROUPINGS, "aggregator": AGGREGATORS, "pre": PRE_AGGREGATORS,
 }
 
 

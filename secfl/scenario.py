@@ -1,6 +1,6 @@
 """The TOML scenario schema (pydantic v2): every key known, every misspelling an error that names it.
 
-A scenario has top-level component tables (``stages``, ``protocol``, ``grouping``, ``aggregator``)
+A scenario has top-level component tables (``stages``, ``protocol``, ``grouping``, ``aggregator``, ``pre``)
 and sections ``[run] [data] [model] [client] [server]``. ``--set a.b=value`` overrides any key.
 """
 
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from secfl import registry
 from secfl.exceptions import ConfigurationError
+from secfl.aggregators.chain import Chain
 from secfl.fl.data import describe
 from secfl.fl.models import build_model
 from secfl.fl.params import num_params
@@ -109,6 +110,7 @@ class Scenario(_Strict):
     protocol: dict[str, Any] = Field(default_factory=lambda: {"kind": "plaintext"})
     grouping: dict[str, Any] = Field(default_factory=lambda: {"kind": "individual"})
     aggregator: dict[str, Any] = Field(default_factory=lambda: {"kind": "mean"})
+    pre: list[dict[str, Any]] = Field(default_factory=list, description="pre-aggregators before the rule, in order")
     run: RunSection = RunSection()
     data: DataSection = DataSection()
     model: ModelSection = ModelSection()
@@ -139,8 +141,14 @@ class Scenario(_Strict):
             stages=[registry.build("stage", s, where=f"stages[{i}]") for i, s in enumerate(stages)],
             protocol=registry.build("protocol", self.protocol),
             grouping=registry.build("grouping", self.grouping),
-            aggregator=registry.build("aggregator", self.aggregator),
+            aggregator=self.build_aggregator(),
         )
+
+    def build_aggregator(self) -> Any:
+        """The rule, behind its pre-aggregators if any (a ``Chain``)."""
+        rule = registry.build("aggregator", self.aggregator)
+        pre = [registry.build("pre", p, where=f"pre[{i}]") for i, p in enumerate(self.pre)]
+        return Chain(rule, pre) if pre else rule
 
     def model_dim(self) -> int:
         """The number of model parameters (the update's dimension)."""

@@ -21,6 +21,7 @@ from secfl.fl.dpsgd import DpSgdConfig, dp_local_train
 from secfl.fl.models import build_model
 from secfl.fl.params import flatten, num_params
 from secfl.fl.partition import partition
+from secfl.aggregators import Chain, FLTrust
 from secfl.exceptions import PrivacyBudgetExceededError
 from secfl.pipeline import Pipeline
 from secfl.privacy import Ledger
@@ -167,6 +168,8 @@ def _round(state: _State, round_: int) -> dict[str, Any]:
         update, local_loss, count = _train(state, cid, round_)
         updates.append(update)
         losses.append((local_loss, count))
+    if isinstance(_rule(pipeline.aggregator), FLTrust):
+        _set_fltrust_reference(state, round_)
     out = pipeline.run_round(updates, rng=rng)
     optimizer.zero_grad(set_to_none=True)
     set_pseudo_gradient(model, out.aggregate)
@@ -192,6 +195,25 @@ def _round(state: _State, round_: int) -> dict[str, Any]:
     if state.dp_sgd:
         row["client_epsilon"] = max(eps for _, eps in state.dp_sgd.values())
     return row
+
+
+def _rule(aggregator: Any) -> Any:
+    return aggregator.rule if isinstance(aggregator, Chain) else aggregator
+
+
+def _set_fltrust_reference(state: _State, round_: int) -> None:
+    """FLTrust: the server trains on its root data (root_size training examples, fixed by the seed)
+    from the current model, and that update becomes this round's reference g0."""
+    scenario, aggregator = state.scenario, state.pipeline.aggregator
+    rule = _rule(aggregator)
+    count = min(rule.root_size, len(state.data.y_train))
+    root = np.random.default_rng([scenario.run.seed, 4]).choice(len(state.data.y_train), size=count, replace=False)
+    client, server_id = scenario.client, scenario.data.num_clients  # no client has this id
+    local = local_train(state.model, state.data.x_train[root], state.data.y_train[root], epochs=client.epochs,
+                        batch_size=client.batch_size, lr=client.lr, momentum=client.momentum,
+                        weight_decay=client.weight_decay, seed=client_seed(scenario.run.seed, round_, server_id))
+    configured = rule.with_reference(local.delta)
+    state.pipeline.aggregator = Chain(configured, aggregator.pre) if isinstance(aggregator, Chain) else configured
 
 
 def _mean_loss(losses: list[tuple[float, int]]) -> float | None:

@@ -3,7 +3,8 @@
 from secfl.stages.base import BaseStage
 from secfl.stages.clip import L2Clip
 from secfl.stages.ddg import DistributedDiscreteGaussian
+from secfl.stages.ewwa import EwwaContribution
 from secfl.stages.noise import GaussianNoise
 from secfl.stages.quantize import Quantize
 
-__all__ = ["BaseStage", "L2Clip", "GaussianNoise", "DistributedDiscreteGaussian", "Quantize"]
+__all__ = ["BaseStage", "L2Clip", "GaussianNoise", "DistributedDiscreteGaussian", "EwwaContribution", "Quantize"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from secfl import registry
-from secfl.stages import DistributedDiscreteGaussian, GaussianNoise, L2Clip, Quantize
+from secfl.stages import DistributedDiscreteGaussian, EwwaContribution, GaussianNoise, L2Clip, Quantize
 from secfl.types import Bounds, Update
 
 C = 1.0
@@ -18,6 +18,7 @@ CASES = {
     "quantize": (Quantize(scale=2**12, bound=C), 1 / 2**12),
     # ring stages see [x, weight]: x of dimension 39 here; the noise (z = 1e-4) and rounding are tiny
     "ddgauss": (DistributedDiscreteGaussian(1e-4, C, 39, bits=32), 2e-3),
+    "ewwa": (EwwaContribution(), 1e-6),  # [e x, e] decodes to x when summed alone
 }
 
 

@@ -1,0 +1,115 @@
+"""EWWA-FL's contribution computed on the client, so the element-wise softmax survives secure aggregation.
+
+Client c keeps its own Adam-style moments, computes its contribution b_c and sends [e_c ⊙ x_c, e_c]
+with e_c = exp(b_c - B). The secure sum gives N = sum r e x and D = sum r e; N ⊘ D is exactly the
+softmax-weighted average of ``Ewwa(mode="paper")``, as the common factor exp(-B) cancels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+
+from secfl.aggregators.ewwa import adaptive_contribution, check_hyperparameters
+from secfl.exceptions import ConfigurationError
+from secfl.stages.base import BaseStage
+from secfl.types import Bounds, Update
+
+MAX_BOUND = 40.0  # e >= exp(-2 B) must stay a normal float32 (exp(-80) ~ 1.8e-35 > 1.2e-38)
+
+
+class EwwaContribution(BaseStage):
+    """Encode a delta x (length d) as the float32 vector [e ⊙ x, e] (length 2d).
+
+    Args:
+        bound: B > 0 (at most 40); the contribution b is clipped to [-B, B] and e = exp(b - B), so
+            e ∈ [exp(-2B), 1]. This also caps how far one client can take over an element: its weight
+            is at most e^(2B) / (e^(2B) + K - 1). With the default Adam moments |b| / scale is at most 1.01 in
+            the first 5 rounds, 2.25 by round 100 and 7.28 ever (Cauchy-Schwarz), so B = 10 never clips;
+            a smaller B (e.g. 3 to 5) gives finer fixed-point precision, as a quantization step 1/s costs up
+            to (1/s) / e_min of relative accuracy in a ratio, with e_min >= exp(-2B).
+        beta1, beta2, eps, scale, variant: as in ``Ewwa`` (defaults 0.9, 0.999, 1e-8, 1, "adam").
+
+    For each client (keyed by ``update.client_id``): g = -x, the moments and step count are updated,
+    b = clip(scale * m̂ / (sqrt(v̂) + eps), -B, B). In a deployment each client keeps its own moments;
+    here this one object simulates them all, so one instance is one training run. A client updates its
+    moments whenever it encodes (even if it drops out later), as a real client would.
+
+    Inside a Pipeline the sum of a group is [sum r e x, sum r e, sum r] (the relative weight r appended
+    last); ``decode`` returns [(sum r e x / sum r e) * sum r, sum r], so the pipeline's division by the
+    last coordinate yields sum_c (r_c e_c / sum r e) ⊙ x_c, the softmax-weighted average with
+    p_c ∝ r_c exp(b_c). Use it with ``Ewwa(mode="secure")`` and ``one_group`` (exact) or buckets, put it
+    after L2Clip and before Quantize. Outside a pipeline a bare sum [N, D] (even length) decodes to N / D.
+
+    Guarantee: decoded exactly (up to float32 rounding) when nothing is clipped and no quantization
+    intervenes; |output| <= max(B_in, 1) per coordinate. The server learns the per-element total
+    D = sum r e beyond FedAvg, and the uplink doubles. No DP event; its L2 bound is unknown (e adds up
+    to sqrt(d)), so a noise stage after it cannot be calibrated and is rejected by the pipeline.
+
+    References: Hu et al., EWWA-FL, ICDMW 2023 (the softmax weights); Bonawitz et al., Practical Secure
+        Aggregation, CCS 2017 (the sums).
+    """
+
+    name: ClassVar[str] = "ewwa"
+    output: ClassVar[str] = "real"
+
+    def __init__(self, bound: float = 10.0, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 scale: float = 1.0, variant: str = "adam") -> None:
+        if not (isinstance(bound, (int, float)) and not isinstance(bound, bool) and math.isfinite(bound)
+                and 0 < bound <= MAX_BOUND):
+            raise ConfigurationError(f"EwwaContribution(bound={bound!r}): bound must be a number in (0, {MAX_BOUND:g}]")
+        check_hyperparameters("EwwaContribution", beta1, beta2, eps, scale, variant)
+        self.bound = float(bound)
+        self.beta1, self.beta2, self.eps, self.scale = float(beta1), float(beta2), float(eps), float(scale)
+        self.variant = variant
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every client's moments (start a new training run)."""
+        self._clients: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+
+    def encode(self, update: Update, *, rng: np.random.Generator) -> Update:
+        if update.values.dtype.kind != "f":
+            raise ConfigurationError("EwwaContribution takes real values: put it before Quantize")
+        x = update.values.astype(np.float64)
+        cid = int(update.client_id)
+        d = x.size
+        m, v, steps = self._clients.get(cid, (np.zeros(d), np.zeros(d), 0))
+        if m.size != d:
+            raise ConfigurationError(
+                f"EwwaContribution: client {cid} sent a vector of length {d} but its moments have length "
+                f"{m.size}; one instance is one training run (create a new one or call reset())"
+            )
+        m, v, steps, b = adaptive_contribution(m, v, steps, -x, beta1=self.beta1, beta2=self.beta2,
+                                               eps=self.eps, scale=self.scale, variant=self.variant)
+        e = np.exp(np.clip(b, -self.bound, self.bound) - self.bound)
+        self._clients[cid] = (m, v, steps)
+        return update.replace(np.concatenate([e * x, e]).astype(np.float32))
+
+    def decode(self, total: np.ndarray, *, count: int) -> np.ndarray:
+        total = np.asarray(total, dtype=np.float64)
+        if total.ndim != 1 or total.size < 2:
+            raise ConfigurationError(f"EwwaContribution.decode expects [N, D(, weight)], got shape {total.shape}")
+        weighted = total.size % 2 == 1  # a pipeline appends the total relative weight
+        d = total.size // 2
+        numerator, denominator = total[:d], total[d:2 * d]
+        if not np.all(denominator > 0):
+            bad = int(np.sum(~(denominator > 0)))
+            raise ConfigurationError(
+                f"EwwaContribution: the summed weight mass is <= 0 in {bad} coordinate(s) (e rounded to 0 by "
+                "quantization); lower bound or raise the quantization scale"
+            )
+        ratio = numerator / denominator
+        return np.append(ratio * total[-1], total[-1]) if weighted else ratio
+
+    def value_bound(self, bound_in: Bounds) -> Bounds:
+        return Bounds(linf=max(bound_in.linf, 1.0), l2=math.inf)  # |e x| <= |x| and 0 < e <= 1
+
+    def measurements(self) -> dict[str, float]:
+        return {f"{self.name}/bound": self.bound, f"{self.name}/uplink_factor": 2.0}
+
+    def __repr__(self) -> str:
+        return (f"EwwaContribution(bound={self.bound}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "
+                f"scale={self.scale}, variant={self.variant!r})")
