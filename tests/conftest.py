@@ -16,3 +16,25 @@ torch.use_deterministic_algorithms(True)
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+class Interrupted(Exception):
+    """Raised by ``interrupted_run`` to stop a run between rounds, as a kill would."""
+
+
+@pytest.fixture
+def interrupted_run():
+    """``interrupted_run(spec, run_dir, after=2)``: run, stop after round ``after`` (all written), then resume."""
+    from secfl.fl import server
+
+    def run(spec, run_dir, *, after: int = 2) -> None:
+        def stop(row):
+            if row["round"] == after:
+                raise Interrupted
+
+        with pytest.raises(Interrupted):
+            server.run(spec, run_dir, on_round=stop)
+        assert len(run_dir.metrics()) == after
+        server.run(spec, run_dir, resume=True)
+
+    return run

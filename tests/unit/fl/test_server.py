@@ -30,21 +30,11 @@ def test_run_learns_and_writes_every_round(tmp_path):
     assert (tmp_path / "a" / "summary.json").exists()
 
 
-def test_same_seed_same_metrics_and_interrupted_run_resumes_exactly(tmp_path):
+def test_same_seed_same_metrics_and_interrupted_run_resumes_exactly(tmp_path, interrupted_run):
     spec = scenario.validate(SMALL)
     server.run(spec, RunDir(tmp_path / "full"))
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_two(row):
-        if row["round"] == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        server.run(spec, RunDir(tmp_path / "cut"), on_round=kill_after_two)
-    assert len(RunDir(tmp_path / "cut").metrics()) == 2
-    server.run(spec, RunDir(tmp_path / "cut"), resume=True)
+    interrupted_run(spec, RunDir(tmp_path / "cut"))
     assert without_time(RunDir(tmp_path / "cut").metrics()) == without_time(RunDir(tmp_path / "full").metrics())
 
 

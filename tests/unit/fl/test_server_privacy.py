@@ -77,20 +77,11 @@ def test_budget_stops_the_run_cleanly_with_everything_saved(tmp_path):
     assert "budget" in summary["stopped"] and summary["rounds"] == len(rows)
 
 
-def test_resumed_run_rebuilds_the_ledger_from_its_metrics(tmp_path):
+def test_resumed_run_rebuilds_the_ledger_from_its_metrics(tmp_path, interrupted_run):
     spec = scenario.validate(with_(DP, run={"rounds": 4}))
     server.run(spec, RunDir(tmp_path / "full"))
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_two(row):
-        if row["round"] == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        server.run(spec, RunDir(tmp_path / "cut"), on_round=kill_after_two)
-    server.run(spec, RunDir(tmp_path / "cut"), resume=True)
+    interrupted_run(spec, RunDir(tmp_path / "cut"))
     full, cut = RunDir(tmp_path / "full").metrics(), RunDir(tmp_path / "cut").metrics()
     assert [r["epsilon"] for r in cut] == pytest.approx([r["epsilon"] for r in full], rel=1e-9)
 
@@ -106,7 +97,7 @@ def test_distributed_discrete_gaussian_runs_through_the_engine(tmp_path):
     assert "rdp" in json.loads((tmp_path / "a" / "summary.json").read_text())["accountant"]
 
 
-def test_dp_sgd_clients_report_their_epsilon_and_it_survives_a_resume(tmp_path):
+def test_dp_sgd_clients_report_their_epsilon_and_it_survives_a_resume(tmp_path, interrupted_run):
     spec = scenario.validate(with_(DP, stages=[], protocol={"kind": "plaintext"}, run={"rounds": 3, "sampling": "fixed"},
                                    client={"dp_sgd": {"noise_multiplier": 1.0, "max_grad_norm": 1.0}}))
     server.run(spec, RunDir(tmp_path / "full"))
@@ -115,14 +106,5 @@ def test_dp_sgd_clients_report_their_epsilon_and_it_survives_a_resume(tmp_path):
     eps = [r["client_epsilon"] for r in full]
     assert 0 < eps[0] <= eps[1] <= eps[2] < 100
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_two(row):
-        if row["round"] == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        server.run(spec, RunDir(tmp_path / "cut"), on_round=kill_after_two)
-    server.run(spec, RunDir(tmp_path / "cut"), resume=True)
+    interrupted_run(spec, RunDir(tmp_path / "cut"))
     assert [r["client_epsilon"] for r in RunDir(tmp_path / "cut").metrics()] == pytest.approx(eps)
