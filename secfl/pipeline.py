@@ -117,11 +117,16 @@ class Pipeline:
 
     def _check_protocol(self) -> None:
         """A secure protocol sums ring words only, in groups big enough to hide an individual input."""
-        if getattr(self.protocol, "needs_ring", False) and not (self.stages and self.stages[-1].output == "ring"):
+        ring = bool(self.stages) and self.stages[-1].output == "ring"
+        if getattr(self.protocol, "needs_ring", False) and not ring:
             raise IncompatibleStagesError(
                 f"{self.protocol!r} sums ring elements: end the stages with Quantize "
                 "(and put L2Clip before it to bound the values)"
             )
+        if getattr(self.protocol, "needs_real", False) and ring:
+            raise IncompatibleStagesError(f"{self.protocol!r} sums real values: drop the ring stage (Quantize)")
+        if ring and hasattr(self.protocol, "for_ring"):  # e.g. HE lifts words to signed values mod 2^bits
+            self.protocol = self.protocol.for_ring(self.stages[-1].bits)
         need = getattr(self.protocol, "min_group_size", 1)
         smallest = self.grouping.min_group_size(self.clients_per_round)
         if smallest < need:
