@@ -1,10 +1,11 @@
 """secfl: privacy-hardened secure aggregation for federated learning.
 
-The curated public API. Submodules: ``secfl.stages``, ``secfl.protocols``, ``secfl.aggregators``,
-``secfl.fl`` (the embedded engine); ``secfl.hazmat`` holds raw primitives and is not public.
+The curated public API. Submodules: ``secfl.stages``, ``secfl.protocols``, ``secfl.aggregators`` (every
+rule), ``secfl.privacy`` (accountant, ledger), ``secfl.fl`` (the embedded engine); ``secfl.hazmat`` holds
+raw primitives and is not public.
 """
 
-from secfl.aggregators import Mean, Median
+from secfl.aggregators import Chain, Krum, Mean, Median, TrimmedMean
 from secfl.exceptions import (
     ConfigurationError,
     IncompatibleStagesError,
@@ -18,14 +19,16 @@ from secfl.exceptions import (
 from secfl.grouping import Buckets, Individual, OneGroup
 from secfl.pipeline import Pipeline, RoundOutput
 from secfl.protocols import KeyDirectory, Plaintext, SecAgg, SecAggPlus
-from secfl.stages import GaussianNoise, L2Clip, Quantize
+from secfl.privacy import Accountant
+from secfl.stages import DistributedDiscreteGaussian, GaussianNoise, L2Clip, Quantize
 from secfl.types import NO_DROPOUTS, Bounds, DropoutSchedule, RoundResult, ServerView, Update
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Pipeline", "RoundOutput", "Update", "Bounds", "DropoutSchedule", "NO_DROPOUTS", "RoundResult", "ServerView",
-    "L2Clip", "GaussianNoise", "Quantize", "Plaintext", "SecAgg", "SecAggPlus", "KeyDirectory", "Individual", "OneGroup", "Buckets", "Mean", "Median",
+    "L2Clip", "GaussianNoise", "DistributedDiscreteGaussian", "Quantize", "Plaintext", "SecAgg", "SecAggPlus",
+    "KeyDirectory", "Individual", "OneGroup", "Buckets", "Mean", "Median", "TrimmedMean", "Krum", "Chain", "Accountant",
     "SecflError", "ConfigurationError", "IncompatibleStagesError", "PrivacyBudgetExceededError", "ProtocolError",
     "InsufficientParticipantsError", "ProtocolIntegrityError", "MalformedMessageError",
 ]
