@@ -19,7 +19,7 @@ from secfl.fl.client import evaluate, local_train
 from secfl.fl.data import Dataset, load_dataset
 from secfl.fl.dpsgd import DpSgdConfig, dp_local_train
 from secfl.fl.models import build_model
-from secfl.fl.params import flatten, num_params
+from secfl.fl.params import num_params
 from secfl.fl.partition import partition
 from secfl.aggregators import Chain, FLTrust
 from secfl.exceptions import PrivacyBudgetExceededError

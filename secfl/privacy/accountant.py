@@ -36,7 +36,7 @@ from dp_accounting.rdp import RdpAccountant
 from dp_accounting.rdp.rdp_privacy_accountant import DEFAULT_RDP_ORDERS
 
 from secfl.exceptions import ConfigurationError
-from secfl.privacy import discrete
+from secfl.privacy import rdp
 from secfl.privacy.events import DiscreteSumDpEvent
 
 KINDS = ("pld", "rdp")
@@ -176,15 +176,15 @@ class Accountant:
                 "use accountant kind 'rdp'"
             )
         if sample_rate >= 1:  # no subsampling bound to satisfy: fractional orders too (tighter near 1)
-            orders = np.union1d(DEFAULT_RDP_ORDERS, discrete.ORDERS).astype(float)
+            orders = np.union1d(DEFAULT_RDP_ORDERS, rdp.ORDERS).astype(float)
         else:  # the general subsampling bounds hold at integer orders
-            orders = np.asarray(discrete.ORDERS, dtype=float)
-        subsample = discrete.poisson_subsampled_rdp if self.sampling == "poisson" else discrete.wor_subsampled_rdp
+            orders = np.asarray(rdp.ORDERS, dtype=float)
+        subsample = rdp.poisson_subsampled_rdp if self.sampling == "poisson" else rdp.wor_subsampled_rdp
         total = np.zeros_like(orders)
         for event, count in counts.items():
             curve = _rdp_curve(event, orders, self.sampling)
             total += count * (curve if sample_rate >= 1 else subsample(sample_rate, curve, orders))
-        return float(discrete.rdp_to_epsilon(orders, total, delta))
+        return float(rdp.rdp_to_epsilon(orders, total, delta))
 
     @staticmethod
     def _check_common(sample_rate: float, rounds: int, delta: float) -> None:

@@ -10,8 +10,9 @@ import pytest
 
 from secfl.exceptions import ConfigurationError
 from secfl.privacy import discrete as dd
+from secfl.privacy import rdp
 
-ALPHAS = np.array(dd.ORDERS, dtype=np.float64)
+ALPHAS = np.array(rdp.ORDERS, dtype=np.float64)
 # dp_accounting's replace-one WOR accountant is O(alpha^2) in pure Python up to order 256: compare on
 # fewer orders to keep the tests fast.
 WOR_ORDERS = tuple(range(2, 65)) + (128, 512, 1024)
@@ -45,7 +46,7 @@ def _gaussian_rdp(z: float) -> np.ndarray:
 
 
 def _dp_accounting_rdp(
-    event, relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE, orders=dd.ORDERS
+    event, relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE, orders=rdp.ORDERS
 ) -> np.ndarray:
     accountant = dp_accounting.rdp.RdpAccountant(orders=orders, neighboring_relation=relation)
     accountant.compose(event)
@@ -56,9 +57,9 @@ def _dp_accounting_rdp(
 
 
 def test_orders_are_integers_from_2_to_256_plus_large():
-    assert dd.ORDERS[:255] == tuple(range(2, 257))
-    assert {512, 1024} <= set(dd.ORDERS)
-    assert all(isinstance(a, int) for a in dd.ORDERS)
+    assert rdp.ORDERS[:255] == tuple(range(2, 257))
+    assert {512, 1024} <= set(rdp.ORDERS)
+    assert all(isinstance(a, int) for a in rdp.ORDERS)
 
 
 def test_modclip_k():
@@ -113,7 +114,7 @@ def test_reproduces_the_reference_table(bits):
 @pytest.mark.parametrize("rounds", [1, 100])
 def test_16_bits_is_the_continuous_gaussian(rounds):
     eps = dd.ddg_epsilon(**_setting(16), rounds=rounds)
-    same_orders = dp_accounting.rdp.RdpAccountant(orders=dd.ORDERS)
+    same_orders = dp_accounting.rdp.RdpAccountant(orders=rdp.ORDERS)
     same_orders.compose(dp_accounting.GaussianDpEvent(Z), rounds)
     assert eps == pytest.approx(same_orders.get_epsilon(DELTA), rel=0.01)
 
@@ -220,7 +221,7 @@ def test_skellam_matches_ddg_in_the_reference_setting():
 @pytest.mark.parametrize("q, z", [(0.01, 1.0), (0.1, 1.0), (0.01, 0.5), (0.001, 2.0), (0.5, 1.0)])
 def test_poisson_bound_sits_between_exact_and_exact_plus_log3(q, z):
     exact = _dp_accounting_rdp(dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(z)))
-    bound = dd.poisson_subsampled_rdp(q, _gaussian_rdp(z), ALPHAS)
+    bound = rdp.poisson_subsampled_rdp(q, _gaussian_rdp(z), ALPHAS)
     assert np.all(bound >= exact * (1 - 1e-9))
     # for the Gaussian the exact value is the same binomial sum with every coefficient 1 instead of 3
     assert np.all(bound <= exact + math.log(3) / (ALPHAS - 1) + 1e-9)
@@ -242,10 +243,10 @@ def test_subsampling_bounds_match_the_theorems_evaluated_directly():
         wor += sum(2 * q**j * math.comb(alpha, j) * math.exp((j - 1) * eps[j]) for j in range(3, alpha + 1))
         curve = np.array([eps[int(a)] for a in orders])
         i = alpha - 2
-        assert dd.poisson_subsampled_rdp(q, curve, orders)[i] == pytest.approx(
+        assert rdp.poisson_subsampled_rdp(q, curve, orders)[i] == pytest.approx(
             min(math.log(poisson) / (alpha - 1), eps[alpha]), rel=1e-12
         )
-        assert dd.wor_subsampled_rdp(q, curve, orders)[i] == pytest.approx(
+        assert rdp.wor_subsampled_rdp(q, curve, orders)[i] == pytest.approx(
             min(math.log(wor) / (alpha - 1), eps[alpha]), rel=1e-12
         )
 
@@ -253,7 +254,7 @@ def test_subsampling_bounds_match_the_theorems_evaluated_directly():
 def test_a_loose_low_order_value_is_replaced_by_a_tighter_higher_order_one():
     # RDP is non-decreasing in the order, so eps(2) <= 0.5 follows from the value given at 3.
     orders = np.array([2.0, 3.0, 4.0])
-    for fn in (dd.poisson_subsampled_rdp, dd.wor_subsampled_rdp):
+    for fn in (rdp.poisson_subsampled_rdp, rdp.wor_subsampled_rdp):
         loose = fn(0.1, np.array([1.0, 0.5, 0.7]), orders)
         tight = fn(0.1, np.array([0.5, 0.5, 0.7]), orders)
         np.testing.assert_allclose(loose, tight, rtol=1e-12)
@@ -261,10 +262,10 @@ def test_a_loose_low_order_value_is_replaced_by_a_tighter_higher_order_one():
 
 def test_poisson_bound_is_within_about_2x_of_exact_at_q_001():
     exact = _dp_accounting_rdp(dp_accounting.PoissonSampledDpEvent(0.01, dp_accounting.GaussianDpEvent(1.0)))
-    bound = dd.poisson_subsampled_rdp(0.01, _gaussian_rdp(1.0), ALPHAS)
+    bound = rdp.poisson_subsampled_rdp(0.01, _gaussian_rdp(1.0), ALPHAS)
     assert np.max(bound / exact) < 2.5  # 2.31 at alpha = 10
-    eps_bound = dd.rdp_to_epsilon(ALPHAS, 1000 * bound, 1e-5)
-    eps_exact = dd.rdp_to_epsilon(ALPHAS, 1000 * exact, 1e-5)
+    eps_bound = rdp.rdp_to_epsilon(ALPHAS, 1000 * bound, 1e-5)
+    eps_exact = rdp.rdp_to_epsilon(ALPHAS, 1000 * exact, 1e-5)
     assert eps_exact <= eps_bound < 1.2 * eps_exact  # 2.11 vs 2.45
 
 
@@ -279,7 +280,7 @@ def test_wor_bound_is_at_least_dp_accounting_replace_one(q, z):
     )
     reference = _dp_accounting_rdp(event, dp_accounting.NeighboringRelation.REPLACE_ONE, WOR_ORDERS)
     base = WOR_ALPHAS / (2.0 * z * z)
-    bound = dd.wor_subsampled_rdp(q, base, WOR_ALPHAS)
+    bound = rdp.wor_subsampled_rdp(q, base, WOR_ALPHAS)
     assert np.all(bound >= reference * (1 - 1e-9))
     assert np.all(bound <= base)
     assert np.max(bound / reference) < 1.1
@@ -309,16 +310,16 @@ def test_without_replacement_doubles_the_sensitivity():
 
 
 def test_subsampling_edge_rates():
-    rdp = _gaussian_rdp(1.0)
-    for fn in (dd.poisson_subsampled_rdp, dd.wor_subsampled_rdp):
-        np.testing.assert_array_equal(fn(0.0, rdp, ALPHAS), np.zeros_like(rdp))
-        np.testing.assert_array_equal(fn(1.0, rdp, ALPHAS), rdp)
-        assert np.all(fn(0.999, rdp, ALPHAS) <= rdp)
+    curve = _gaussian_rdp(1.0)
+    for fn in (rdp.poisson_subsampled_rdp, rdp.wor_subsampled_rdp):
+        np.testing.assert_array_equal(fn(0.0, curve, ALPHAS), np.zeros_like(curve))
+        np.testing.assert_array_equal(fn(1.0, curve, ALPHAS), curve)
+        assert np.all(fn(0.999, curve, ALPHAS) <= curve)
 
 
 def test_subsampling_never_overflows_and_handles_infinity():
     huge = ALPHAS * 1e4  # e^((l-1) eps(l)) would overflow any float
-    for fn in (dd.poisson_subsampled_rdp, dd.wor_subsampled_rdp):
+    for fn in (rdp.poisson_subsampled_rdp, rdp.wor_subsampled_rdp):
         out = fn(1e-3, huge, ALPHAS)
         assert np.all(np.isfinite(out)) and np.all(out <= huge)
         infinite = np.full_like(ALPHAS, np.inf)
@@ -327,7 +328,7 @@ def test_subsampling_never_overflows_and_handles_infinity():
 
 def test_sparse_orders_give_a_looser_but_valid_bound():
     sparse = np.array([2, 4, 8, 16, 32, 64], dtype=np.float64)
-    for fn in (dd.poisson_subsampled_rdp, dd.wor_subsampled_rdp):
+    for fn in (rdp.poisson_subsampled_rdp, rdp.wor_subsampled_rdp):
         dense = fn(0.05, _gaussian_rdp(1.0), ALPHAS)
         coarse = fn(0.05, sparse / 2.0, sparse)
         on_dense = dense[np.searchsorted(ALPHAS, sparse)]
@@ -339,9 +340,9 @@ def test_sparse_orders_give_a_looser_but_valid_bound():
 
 @pytest.mark.parametrize("z, rounds, delta", [(1.0, 1, 1e-5), (1.0, 100, 1e-5), (0.7, 10, 1e-6), (3.0, 1000, 1e-3)])
 def test_rdp_to_epsilon_matches_dp_accounting(z, rounds, delta):
-    accountant = dp_accounting.rdp.RdpAccountant(orders=dd.ORDERS)
+    accountant = dp_accounting.rdp.RdpAccountant(orders=rdp.ORDERS)
     accountant.compose(dp_accounting.GaussianDpEvent(z), rounds)
-    ours = dd.rdp_to_epsilon(ALPHAS, rounds * _gaussian_rdp(z), delta)
+    ours = rdp.rdp_to_epsilon(ALPHAS, rounds * _gaussian_rdp(z), delta)
     assert ours == pytest.approx(accountant.get_epsilon(delta), rel=1e-6)
 
 
@@ -349,12 +350,12 @@ def test_rdp_to_epsilon_with_fractional_orders_matches_dp_accounting():
     orders = dp_accounting.rdp.rdp_privacy_accountant.DEFAULT_RDP_ORDERS
     accountant = dp_accounting.rdp.RdpAccountant(orders=orders)
     accountant.compose(dp_accounting.GaussianDpEvent(1.3), 40)
-    ours = dd.rdp_to_epsilon(orders, 40 * np.asarray(orders) / (2 * 1.3**2), 1e-5)
+    ours = rdp.rdp_to_epsilon(orders, 40 * np.asarray(orders) / (2 * 1.3**2), 1e-5)
     assert ours == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-6)
 
 
 def test_rdp_to_epsilon_small_rdp_gives_zero():
-    assert dd.rdp_to_epsilon(ALPHAS, np.full_like(ALPHAS, 1e-12), 1e-5) == 0.0
+    assert rdp.rdp_to_epsilon(ALPHAS, np.full_like(ALPHAS, 1e-12), 1e-5) == 0.0
 
 
 # ---------------------------------------------------------------- monotonicity
@@ -408,13 +409,13 @@ def test_too_few_bits_raise_with_the_fix():
         lambda: dd.ddg_rdp([1.0, 2.0], 1.0, 1.0, 1.0, 10, 100),
         lambda: dd.ddg_rdp(ALPHAS, float("nan"), 1.0, 1.0, 10, 100),
         lambda: dd.skellam_rdp(ALPHAS, 1.0, 1.0, 0.0, 10.0),
-        lambda: dd.poisson_subsampled_rdp(1.5, _gaussian_rdp(1.0), ALPHAS),
-        lambda: dd.poisson_subsampled_rdp(0.1, [1.0, 2.0], [2.5, 3.0]),
-        lambda: dd.wor_subsampled_rdp(-0.1, _gaussian_rdp(1.0), ALPHAS),
-        lambda: dd.wor_subsampled_rdp(0.1, _gaussian_rdp(1.0)[:-1], ALPHAS),
-        lambda: dd.wor_subsampled_rdp(0.1, -_gaussian_rdp(1.0), ALPHAS),
-        lambda: dd.rdp_to_epsilon(ALPHAS, _gaussian_rdp(1.0), 0.0),
-        lambda: dd.rdp_to_epsilon(ALPHAS, _gaussian_rdp(1.0), 1.0),
+        lambda: rdp.poisson_subsampled_rdp(1.5, _gaussian_rdp(1.0), ALPHAS),
+        lambda: rdp.poisson_subsampled_rdp(0.1, [1.0, 2.0], [2.5, 3.0]),
+        lambda: rdp.wor_subsampled_rdp(-0.1, _gaussian_rdp(1.0), ALPHAS),
+        lambda: rdp.wor_subsampled_rdp(0.1, _gaussian_rdp(1.0)[:-1], ALPHAS),
+        lambda: rdp.wor_subsampled_rdp(0.1, -_gaussian_rdp(1.0), ALPHAS),
+        lambda: rdp.rdp_to_epsilon(ALPHAS, _gaussian_rdp(1.0), 0.0),
+        lambda: rdp.rdp_to_epsilon(ALPHAS, _gaussian_rdp(1.0), 1.0),
         lambda: dd.ddg_epsilon(**_setting(12), rounds=1, sampling="shuffle"),
         lambda: dd.ddg_epsilon(**_setting(12), rounds=-1),
         lambda: dd.skellam_epsilon(**{**_setting(12), "local_stddev_scaled": 0.0}, rounds=1),
