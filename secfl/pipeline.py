@@ -57,8 +57,6 @@ class Pipeline:
         aggregator: the rule over group means (default ``Mean()``).
         weight_cap: a public bound W on client weights: a client's weight travels as min(w, W) / W.
             If None, W is the round's largest weight (then the clients must know that maximum).
-        expected_clients: clients expected per round when rounds vary in size (Poisson sampling);
-            distributed noise is split over the smallest group at this count. Default: clients_per_round.
 
     With a DP stage (one whose event is not a no-op) every client weighs 1: a client's weight (e.g.
     its example count) would otherwise scale its sensitivity and leak through the group's total.
@@ -78,15 +76,10 @@ class Pipeline:
         grouping: Grouping | None = None,
         aggregator: Aggregator | None = None,
         weight_cap: float | None = None,
-        expected_clients: int | None = None,
     ) -> None:
         if not isinstance(clients_per_round, int) or clients_per_round < 1:
             raise ConfigurationError(f"clients_per_round must be an int >= 1, got {clients_per_round!r}")
         self.clients_per_round = clients_per_round
-        if expected_clients is not None and not (isinstance(expected_clients, int)
-                                                 and 1 <= expected_clients <= clients_per_round):
-            raise ConfigurationError(f"expected_clients={expected_clients!r} must be an int in 1..clients_per_round")
-        self.expected_clients = expected_clients or clients_per_round
         if weight_cap is not None and not (isinstance(weight_cap, (int, float)) and math.isfinite(weight_cap)
                                            and weight_cap > 0):
             raise ConfigurationError(f"weight_cap={weight_cap!r} must be a finite number > 0")
@@ -193,7 +186,7 @@ class Pipeline:
         """
         weighted = False
         for stage in self.stages:
-            stage = stage.for_group(group_size) if group_size else stage
+            stage = stage.for_group(group_size) if group_size else stage  # noise shares follow the group
             if stage.output == "ring" and not weighted:
                 update, weighted = self._weigh(update, relative_weight), True
             update = stage.encode(update, rng=rng)

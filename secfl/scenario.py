@@ -137,7 +137,6 @@ class Scenario(_Strict):
         stages = [{"dim": self.model_dim(), **s} if s.get("kind") in NEEDS_DIM else s for s in self.stages]
         return Pipeline(
             clients_per_round=self.data.num_clients if poisson else self.clients_per_round,
-            expected_clients=self.clients_per_round,
             stages=[registry.build("stage", s, where=f"stages[{i}]") for i, s in enumerate(stages)],
             protocol=registry.build("protocol", self.protocol),
             grouping=registry.build("grouping", self.grouping),
@@ -159,9 +158,12 @@ class Scenario(_Strict):
     def accountant(self) -> Accountant:
         """The accountant matching the engine's sampling (``privacy.accountant``; auto picks PLD when it can)."""
         sampling = "poisson" if self.run.sampling == "poisson" else "without_replacement"
-        kind = self.privacy.accountant
+        kind, discrete = self.privacy.accountant, any(s.get("kind") in DISCRETE for s in self.stages)
+        if kind == "pld" and discrete:
+            raise ConfigurationError("privacy.accountant = 'pld': the discrete-noise stage (ddgauss) is accounted in "
+                                     "RDP only; use 'rdp' or 'auto'")
         if kind == "auto":
-            kind = "pld" if sampling == "poisson" and not any(s.get("kind") in DISCRETE for s in self.stages) else "rdp"
+            kind = "pld" if sampling == "poisson" and not discrete else "rdp"
         return Accountant(kind, sampling)
 
     def with_noise_solved(self) -> Scenario:

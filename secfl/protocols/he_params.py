@@ -157,9 +157,11 @@ class HeParams:
         Plain modulus: |sum| <= n 2^(bits-1) must stay below t/2, i.e. n <= (t - 1) / 2^bits.
         Noise: each addition adds at most one fresh noise, so n <= 2^(budget - margin).
         """
-        plain = (self.plain_modulus - 1) >> bits
-        noise = 1 << max(0, self.fresh_noise_budget() - NOISE_MARGIN_BITS)
-        return min(plain, noise)
+        return min((self.plain_modulus - 1) >> bits, self.bfv_noise_max_group())
+
+    def bfv_noise_max_group(self) -> int:
+        """BFV: the most fresh ciphertexts whose sum keeps a noise budget (2^(budget - margin))."""
+        return 1 << max(0, self.fresh_noise_budget() - NOISE_MARGIN_BITS)
 
     def ckks_max_abs_sum(self) -> float:
         """CKKS: |sum| must stay below this in every coordinate (q_data / (2 scale), one bit kept for noise)."""
@@ -190,10 +192,10 @@ def new_context(params: HeParams, *, threads: int = 1) -> ts.Context:
 def matches(context: ts.Context, params: HeParams) -> bool:
     """Whether a loaded context has exactly the parameters ``params`` (scheme, N, primes, t, scale)."""
     parms = context.seal_context().data.key_context_data().parms()
-    scheme = sealapi.SCHEME_TYPE.BFV if params.scheme == "bfv" else sealapi.SCHEME_TYPE.CKKS
+    scheme = "BFV" if params.scheme == "bfv" else "CKKS"
     bits = tuple(m.bit_count() for m in parms.coeff_modulus())
     t = parms.plain_modulus().value()
-    return (parms.scheme() == scheme and parms.poly_modulus_degree() == params.poly_modulus_degree
+    return (parms.scheme().name == scheme and parms.poly_modulus_degree() == params.poly_modulus_degree
             and bits == params.coeff_mod_bit_sizes and t == (params.plain_modulus or 0)
             and (params.scale is None or context.global_scale == params.scale))
 

@@ -95,6 +95,8 @@ def test_distributed_discrete_gaussian_runs_through_the_engine(tmp_path):
     rows = RunDir(tmp_path / "a").metrics()
     assert len(rows) == 3 and rows[-1]["epsilon"] > rows[0]["epsilon"] > 0
     assert "rdp" in json.loads((tmp_path / "a" / "summary.json").read_text())["accountant"]
+    with pytest.raises(ConfigurationError, match="RDP only"):
+        scenario.validate(with_(DP, stages=stages, privacy={"accountant": "pld"}))
 
 
 def test_dp_sgd_clients_report_their_epsilon_and_it_survives_a_resume(tmp_path, interrupted_run):

@@ -1,0 +1,451 @@
+"""HeSum: secure sum by additively homomorphic encryption (TenSEAL BFV or CKKS), simulated in-process.
+
+Threat model (see protocols/he_sum/SPEC.md):
+
+- Three roles. A **key holder** makes a fresh TenSEAL key pair every round, keeps the secret key
+  and publishes only the signed public context. **Clients** encrypt their whole vector under it and
+  sign the ciphertext with their long-term Ed25519 key (registered in a ``KeyDirectory``). The
+  **aggregator** holds the public context only: it verifies, adds per group, and asks the key
+  holder to decrypt each group's encrypted sum, and nothing else.
+- The aggregator is honest-but-curious and never holds the secret key: it learns, per group, the
+  sum over the clients that uploaded, who uploaded, and message sizes. The key holder is a separate
+  party that does not collude with the aggregator; it sees group sums only. **If the key holder and
+  the aggregator collude, they decrypt every individual update.** One secret key per round (SEAL
+  has no threshold decryption), so the key holder is a single point of trust.
+- The key holder decrypts at most one sum per group per round, but cannot tell a genuine sum from
+  a single client's ciphertext: a *malicious* aggregator could get one upload decrypted. Use SecAgg
+  when the server may deviate from the protocol.
+- Clients are trusted for their inputs: HE gives no input validation. A malicious client can
+  encrypt anything (or re-sign a mutated ciphertext); the sum is then garbage, and it cannot be
+  attributed. Outsiders cannot: every upload is signed over (round, client, context fingerprint, d,
+  ciphertext) and checked, with its size and layout, before TenSEAL parses a byte.
+- CKKS decryption returns m + e with a key-dependent e, so exact decrypted sums would leak the
+  secret key (Li-Micciancio, EUROCRYPT 2021) to whoever sees them and every individual update with
+  it. Mitigations applied: fresh keys every round, and the key holder rounds each decrypted sum to a
+  grid of 2^-grid_bits (>= 2^20 scale steps) before it leaves (heuristic: noise that straddles a
+  grid boundary still leaks a little). BFV is exact and leaks nothing beyond the sum; the key holder
+  also checks every ciphertext's noise budget, so a decryption failure raises instead of returning
+  a wrong sum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import ctypes
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import ClassVar
+
+import numpy as np
+import tenseal as ts
+import tenseal.sealapi as sealapi
+
+from secfl.exceptions import (ConfigurationError, InsufficientParticipantsError, MalformedMessageError,
+                              ProtocolIntegrityError)
+from secfl.hazmat import crypto, ring
+from secfl.protocols import he_messages as m
+from secfl.protocols.directory import KeyDirectory
+from secfl.protocols.he_params import DEFAULT_PLAIN_MODULUS, HeGroupParams, HeParams, matches, new_context
+from secfl.protocols.rounds import check_round
+from secfl.types import NO_DROPOUTS, DropoutSchedule, RoundResult, ServerView, Update
+
+MAX_ID = 2**32 - 1
+STAGES = ("upload",)
+
+
+class KeyHolder:
+    """The only party that ever holds a secret key: one fresh TenSEAL context per round.
+
+    Publishes the public context (no secret, relinearisation or Galois keys) signed with its
+    long-term Ed25519 key; decrypts each group's sum at most once; forgets the key at ``close_round``.
+    """
+
+    def __init__(self, params: HeParams, *, signing_key: bytes, threads: int = 1) -> None:
+        self.params, self.threads = params, threads
+        self._signing_key = signing_key
+        self._context: ts.Context | None = None
+        self._pending: set[int] = set()
+        self.round_id = self.digest = b""
+        self.d = 0
+
+    def open_round(self, round_id: bytes, *, groups: int, d: int) -> bytes:
+        """New keys for the round; return the signed CONTEXT message (for the aggregator and clients)."""
+        self._context = new_context(self.params, threads=self.threads)
+        public = self._context.serialize(save_public_key=True, save_secret_key=False, save_galois_keys=False,
+                                         save_relin_keys=False)
+        self.round_id, self.digest, self.d = round_id, m.fingerprint(public), d
+        self._pending = set(range(groups))
+        return m.encode_context(round_id, public, self._signing_key)
+
+    def decrypt(self, message: bytes) -> bytes:
+        """SUM message -> RESULT message: the group's exact (BFV) or grid-rounded (CKKS) sum.
+
+        Raises:
+            MalformedMessageError: a sum that does not parse as a vector of (params, d).
+            ProtocolIntegrityError: no open round, another round or context, a group already
+                decrypted (or unknown), or a BFV ciphertext with no noise budget left.
+        """
+        if self._context is None:
+            raise ProtocolIntegrityError()
+        group, _, blob = m.open_sum(message, params=self.params, round_id=self.round_id, digest=self.digest, d=self.d)
+        if group not in self._pending:
+            raise ProtocolIntegrityError()
+        self._pending.discard(group)
+        vector = parse_vector(self._context, blob, params=self.params, d=self.d)
+        if self.params.scheme == "bfv":
+            decryptor = sealapi.Decryptor(self._context.seal_context().data, self._context.secret_key().data)
+            if any(decryptor.invariant_noise_budget(ct) <= 0 for ct in vector.ciphertext()):
+                raise ProtocolIntegrityError()
+            values = np.asarray(vector.decrypt(), dtype=np.int64)
+        else:
+            grid = self.params.grid_bits
+            values = np.ldexp(np.round(np.ldexp(np.asarray(vector.decrypt(), dtype=np.float64), grid)), -grid)
+            if not np.all(np.isfinite(values)):
+                raise ProtocolIntegrityError()
+        return m.encode_result(self.round_id, group, values)
+
+    def close_round(self) -> None:
+        """Forget the round's secret key."""
+        self._context, self._pending = None, set()
+
+
+class HeClient:
+    """One client: checks the key holder's context, encrypts its vector as one TenSEAL vector, signs it."""
+
+    def __init__(self, client_id: int, *, params: HeParams, signing_key: bytes, key_holder: bytes, round_id: bytes,
+                 group_size: int, bits: int | None, threads: int = 1) -> None:
+        self.client_id, self.params, self.round_id = client_id, params, round_id
+        self.group_size, self.bits, self.threads = group_size, bits, threads
+        self._signing_key, self._key_holder = signing_key, key_holder
+
+    def upload(self, context_message: bytes, values: np.ndarray) -> bytes:
+        """The signed UPLOAD of ``values`` (ring words for BFV, reals for CKKS).
+
+        Raises:
+            ProtocolIntegrityError: a context not signed by the key holder, for another round, with
+                other parameters or carrying a secret key.
+            MalformedMessageError: a context TenSEAL cannot parse.
+            ConfigurationError: CKKS values that are not finite or too large for the parameters.
+        """
+        public, digest = m.open_context(context_message, round_id=self.round_id, signer=self._key_holder)
+        context = load_public(public, self.params, threads=self.threads)
+        plain = self._encode(values)
+        encrypt = ts.bfv_vector if self.params.scheme == "bfv" else ts.ckks_vector
+        with quiet_stdout(values.size > self.params.slots):  # TenSEAL warns that chunked vectors cannot matmul
+            blob = encrypt(context, plain).serialize()
+        return m.encode_upload(self.round_id, self.client_id, digest, values.size, blob, self._signing_key)
+
+    def _encode(self, values: np.ndarray) -> list:
+        if self.params.scheme == "bfv":
+            return ring.lift(values, self.bits).tolist()  # centred representatives of v mod 2^bits
+        reals = values.astype(np.float64)
+        cap = self.params.ckks_max_abs_sum() / self.group_size
+        peak = float(np.max(np.abs(reals)))
+        if not peak < cap:  # also catches NaN
+            raise ConfigurationError(
+                f"HeSum(ckks): client {self.client_id} has |x| up to {peak:g}, above {cap:g} (the parameters' "
+                f"capacity {self.params.ckks_max_abs_sum():g} / group size {self.group_size}); clip the updates "
+                "(L2Clip) or widen the data prime relative to scale_bits")
+        return reals.tolist()
+
+
+class HeAggregator:
+    """The server: holds the public context only; verifies uploads and adds them per group."""
+
+    def __init__(self, params: HeParams, *, round_id: bytes, context_message: bytes, key_holder: bytes,
+                 directory: KeyDirectory, d: int, threads: int = 1) -> None:
+        self.params, self.round_id, self.directory, self.d = params, round_id, directory, d
+        public, self.digest = m.open_context(context_message, round_id=round_id, signer=key_holder)
+        self.context = load_public(public, params, threads=threads)
+
+    def accept(self, client: int, message: bytes) -> ts.BFVVector | ts.CKKSVector:
+        """One client's UPLOAD, fully checked (signature, size and layout first), parsed.
+
+        Raises:
+            MalformedMessageError: bad framing, size or layout, or TenSEAL cannot parse it.
+            ProtocolIntegrityError: unknown client, other round / context / length, missing or bad signature.
+        """
+        blob = m.open_upload(message, params=self.params, round_id=self.round_id, client=client, digest=self.digest,
+                             d=self.d, public_key=self.directory.public_key(client))
+        return parse_vector(self.context, blob, params=self.params, d=self.d)
+
+    def sum_group(self, group: int, uploads: Mapping[int, bytes]) -> bytes:
+        """The SUM message (for the key holder) of the uploads of one group's surviving clients."""
+        total = None
+        for client, message in uploads.items():
+            vector = self.accept(client, message)
+            try:
+                total = vector if total is None else total.add_(vector)
+            except Exception:  # noqa: BLE001 - TenSEAL refuses mismatched vectors with assorted errors
+                raise MalformedMessageError("encrypted vectors that cannot be added") from None
+        if total is None:
+            raise InsufficientParticipantsError(f"every client of group {group} dropped out")
+        return m.encode_sum(self.round_id, group, self.digest, self.d, len(uploads), total.serialize())
+
+    def open_result(self, group: int, message: bytes) -> np.ndarray:
+        """The key holder's RESULT for ``group``: int64 (BFV) or float64 (CKKS) sums."""
+        return m.open_result(message, round_id=self.round_id, group=group, d=self.d, scheme=self.params.scheme)
+
+
+class HeSum:
+    """Secure sum by homomorphic encryption: a separate key holder decrypts group sums only.
+
+    Args:
+        scheme: ``"bfv"`` (exact; ring words from Quantize) or ``"ckks"`` (approximate; float32 reals).
+        poly_modulus_degree: N (1024..32768); coeff_mod_bit_sizes: the primes of q, the last being the
+            special prime; together within the 128-bit bound of the HE standard.
+        plain_modulus: BFV's t, a prime = 1 mod 2N (ignored for CKKS).
+        scale_bits: CKKS's log2 scale, below the data prime (ignored for BFV).
+        grid_bits: CKKS: decrypted sums are rounded to multiples of 2^-grid_bits (ignored for BFV).
+        bits: BFV: inputs are words holding v mod 2^bits (default: the word size); see ``for_ring``.
+        threads: TenSEAL threads for every context.
+
+    Guarantee: against an honest-but-curious aggregator that does not collude with the key holder,
+    the aggregator learns per group only the sum over the clients that uploaded; outsiders cannot
+    inject or alter uploads. BFV: ``sums[g]`` equals Plaintext's sum modulo 2^bits (Plaintext sums
+    the words mod 2^32 / 2^64, the ring stage uses them mod 2^bits only) and is returned as words of
+    the input dtype holding S mod 2^32 / 2^64 of the exact integer sum S of the centred inputs.
+    CKKS: float64 sums within ``params(n).tolerance`` of the exact sum of the float32 inputs
+    (2^-(grid_bits+1) + sqrt(n) 2^(15-scale_bits); 5.7e-7 at n = 10 with the defaults).
+    Raises ``InsufficientParticipantsError`` if every client of a group dropped, and aborts the
+    round (``MalformedMessageError`` / ``ProtocolIntegrityError``) on any bad message.
+
+    References: Fan and Vercauteren, Somewhat Practical Fully Homomorphic Encryption, 2012 (BFV);
+        Cheon, Kim, Kim and Song, Homomorphic Encryption for Arithmetic of Approximate Numbers,
+        ASIACRYPT 2017 (CKKS); Li and Micciancio, EUROCRYPT 2021; Benaissa et al., TenSEAL, 2021.
+    """
+
+    name: ClassVar[str] = "he"
+    stages: ClassVar[tuple[str, ...]] = STAGES
+    input_stage: ClassVar[str] = "upload"
+    needs_ring: bool
+    needs_real: bool
+
+    def __init__(self, scheme: str = "bfv", *, poly_modulus_degree: int = 8192,
+                 coeff_mod_bit_sizes: Sequence[int] = (60, 40), plain_modulus: int = DEFAULT_PLAIN_MODULUS,
+                 scale_bits: int = 40, grid_bits: int = 20, bits: int | None = None, threads: int = 1) -> None:
+        bfv = scheme == "bfv"
+        self.parameters = HeParams(scheme, poly_modulus_degree, coeff_mod_bit_sizes,
+                                   plain_modulus=plain_modulus if bfv else None,
+                                   scale_bits=None if bfv else scale_bits, grid_bits=None if bfv else grid_bits)
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ConfigurationError(f"HeSum(threads={threads!r}) must be an int >= 1")
+        self.scheme, self.threads = scheme, threads
+        self.needs_ring, self.needs_real = bfv, not bfv
+        self.bits = self._check_bits(bits)
+        self.directory = KeyDirectory()
+        self._signing: dict[int, bytes] = {}
+        key_holder_private, self.key_holder_public = crypto.ed25519_keypair()
+        self.key_holder = KeyHolder(self.parameters, signing_key=key_holder_private, threads=threads)
+
+    def _check_bits(self, bits: int | None) -> int | None:
+        if bits is None:
+            return None
+        if self.scheme != "bfv":
+            raise ConfigurationError("HeSum(scheme='ckks') sums real values: bits applies to BFV only; drop Quantize")
+        if not isinstance(bits, int) or isinstance(bits, bool) or not (1 <= bits <= 62 or bits == 64):
+            raise ConfigurationError(f"HeSum(bits={bits!r}) must be an int in 1..62 or 64 (the Quantize stage's bits)")
+        return bits
+
+    def for_ring(self, bits: int) -> HeSum:
+        """A copy summing ring words that hold v mod 2^bits (the pipeline passes Quantize's bits)."""
+        configured = copy.copy(self)
+        configured.bits = self._check_bits(bits)
+        return configured
+
+    def params(self, group_size: int, *, bits: int | None = None) -> HeGroupParams:
+        """What the parameters guarantee for a group of ``group_size``; refuses groups that do not fit.
+
+        BFV with ``bits`` (default: ``self.bits``, else 32): needs group_size 2^(bits-1) < t/2 and a
+        noise budget for group_size additions.
+
+        Raises:
+            ConfigurationError: a group too large for the plain modulus or the noise budget.
+        """
+        if not isinstance(group_size, (int, np.integer)) or isinstance(group_size, bool) or group_size < 1:
+            raise ConfigurationError(f"HeSum.params(group_size={group_size!r}) must be an int >= 1")
+        p = self.parameters
+        if self.scheme == "ckks":
+            return HeGroupParams(p, group_size, None, None, p.ckks_max_abs_sum() / group_size,
+                                 p.ckks_tolerance(group_size))
+        bits = bits or self.bits or 32
+        capacity = p.bfv_max_group(bits)
+        if group_size > capacity:
+            plain = (p.plain_modulus - 1) >> bits
+            raise ConfigurationError(
+                f"HeSum(bfv): a group of {group_size} clients summing {bits}-bit ring values needs group size x "
+                f"2^{bits - 1} < plain_modulus / 2 = {p.plain_modulus / 2:.6g} (at most {plain} clients) and a noise "
+                f"budget for the additions (at most {p.bfv_noise_max_group()} clients); at most {capacity} fit. Use smaller "
+                f"groups (grouping buckets), fewer Quantize bits (lower its scale or the clip norm), or a larger "
+                f"plain_modulus (a prime = 1 mod {2 * p.poly_modulus_degree})")
+        return HeGroupParams(p, group_size, bits, capacity, None, 0.0)
+
+    def identity(self, client: int) -> bytes:
+        """This simulation's long-term signing key of ``client`` (made and registered on first use)."""
+        if client not in self._signing:
+            private, public = crypto.ed25519_keypair()
+            self.directory.register(client, public)
+            self._signing[client] = private
+        return self._signing[client]
+
+    def run(self, updates: Sequence[Update], *, groups: Sequence[Sequence[int]],
+            dropouts: DropoutSchedule = NO_DROPOUTS) -> RoundResult:
+        """One round: fresh keys, every surviving client uploads, one decrypted sum per group.
+
+        Raises:
+            ConfigurationError: inputs of the wrong kind or size for the scheme, groups too large.
+            InsufficientParticipantsError: every client of some group dropped.
+            MalformedMessageError, ProtocolIntegrityError: a message failed a check; no result.
+        """
+        start = time.perf_counter()
+        by_id = check_round(updates, groups)
+        dropouts.check(self.stages)
+        template = next(iter(by_id.values())).values
+        bits = self._check_inputs(template, max(by_id))
+        for group in groups:
+            self.params(len(group), bits=bits)
+        silent = dropouts.dropped_by("upload", self.stages)
+        alive = [[c for c in group if c not in silent] for group in groups]
+        for index, members in enumerate(alive):
+            if not members:
+                raise InsufficientParticipantsError(f"every client of group {index} dropped out")
+        d, round_id, clock = template.size, os.urandom(m.ROUND_ID_BYTES), dict.fromkeys(("enc", "sum", "dec"), 0.0)
+        context_message = self.key_holder.open_round(round_id, groups=len(groups), d=d)
+        keygen = time.perf_counter() - start
+        received: dict[int, tuple[bytes, ...]] = {}
+        totals, to_key_holder = [], len(context_message)
+        try:
+            aggregator = HeAggregator(self.parameters, round_id=round_id, context_message=context_message,
+                                      key_holder=self.key_holder_public, directory=self.directory, d=d,
+                                      threads=self.threads)
+            for index, members in enumerate(alive):
+                uploads = {}
+                for cid in members:
+                    tick = time.perf_counter()
+                    client = HeClient(cid, params=self.parameters, signing_key=self.identity(cid),
+                                      key_holder=self.key_holder_public, round_id=round_id,
+                                      group_size=len(groups[index]), bits=bits, threads=self.threads)
+                    uploads[cid] = client.upload(context_message, by_id[cid].values)
+                    clock["enc"] += time.perf_counter() - tick
+                received.update({cid: (message,) for cid, message in uploads.items()})
+                tick = time.perf_counter()
+                request = aggregator.sum_group(index, uploads)
+                clock["sum"] += time.perf_counter() - tick
+                tick = time.perf_counter()
+                reply = self.key_holder.decrypt(request)
+                clock["dec"] += time.perf_counter() - tick
+                to_key_holder += len(request) + len(reply)
+                totals.append(aggregator.open_result(index, reply))
+        finally:
+            self.key_holder.close_round()
+        if self.scheme == "bfv":  # S mod 2^64, then mod 2^32 for uint32 words (numpy's cast truncates)
+            sums = np.stack([t.view(np.uint64).astype(template.dtype) for t in totals])
+        else:
+            sums = np.stack(totals)
+        view = ServerView(protocol=self.name, received=received)
+        measurements = {
+            "he/bytes_up": float(view.total_bytes),
+            "he/bytes_down": float(len(context_message) * len(by_id)),
+            "he/bytes_key_holder": float(to_key_holder),
+            "he/context_bytes": float(len(context_message)),
+            "he/dropped": float(len(by_id) - len(received)),
+            "he/keygen_seconds": keygen,
+            "he/encrypt_seconds": clock["enc"],
+            "he/sum_seconds": clock["sum"],
+            "he/decrypt_seconds": clock["dec"],
+            "he/seconds": time.perf_counter() - start,
+        }
+        return RoundResult(sums, tuple(tuple(a) for a in alive), view, measurements)
+
+    def _check_inputs(self, template: np.ndarray, largest_id: int) -> int | None:
+        """The ring bits for BFV (None for CKKS) after checking the inputs suit the scheme."""
+        if template.size == 0 or template.size > MAX_ID:
+            raise ConfigurationError(f"HeSum needs vectors of 1..{MAX_ID} values, got {template.size}")
+        if largest_id > MAX_ID:
+            raise ConfigurationError(f"HeSum: client ids must be <= {MAX_ID}")
+        if self.scheme == "ckks":
+            if template.dtype.kind != "f":
+                raise ConfigurationError(f"HeSum(scheme='ckks') sums real values, got {template.dtype}; drop Quantize "
+                                         "or use scheme='bfv'")
+            return None
+        if template.dtype not in (np.uint32, np.uint64):
+            raise ConfigurationError(f"HeSum(scheme='bfv') sums ring words, got {template.dtype}; put Quantize last in "
+                                     "the stages, or use scheme='ckks' for real values")
+        word = 8 * template.dtype.itemsize
+        bits = self.bits or word
+        if bits > word:
+            raise ConfigurationError(f"HeSum(bits={bits}) does not fit {template.dtype} words; use uint64 words")
+        return bits
+
+    def __repr__(self) -> str:
+        p = self.parameters
+        extra = f"plain_modulus={p.plain_modulus}, bits={self.bits}" if self.scheme == "bfv" else (
+            f"scale_bits={p.scale_bits}, grid_bits={p.grid_bits}")
+        return (f"HeSum({self.scheme!r}, poly_modulus_degree={p.poly_modulus_degree}, "
+                f"coeff_mod_bit_sizes={list(p.coeff_mod_bit_sizes)}, {extra})")
+
+
+def load_public(data: bytes, params: HeParams, *, threads: int = 1) -> ts.Context:
+    """A public context from (signature-checked) bytes; refuses one with a secret key or other parameters.
+
+    Raises:
+        MalformedMessageError: TenSEAL cannot parse it.
+        ProtocolIntegrityError: it holds a secret key, or its parameters are not ``params``.
+    """
+    try:
+        context = ts.context_from(data, n_threads=threads)
+    except Exception:  # noqa: BLE001 - untrusted bytes: every parse failure is the same refusal
+        raise MalformedMessageError("the public context does not parse") from None
+    if context.is_private() or context.has_secret_key() or not context.has_public_key() or not matches(context, params):
+        raise ProtocolIntegrityError()
+    return context
+
+
+def parse_vector(context: ts.Context, blob: bytes, *, params: HeParams, d: int) -> ts.BFVVector | ts.CKKSVector:
+    """TenSEAL's parse of a checked vector blob; anything it refuses, or a length other than d, is malformed."""
+    load = ts.bfv_vector_from if params.scheme == "bfv" else ts.ckks_vector_from
+    try:
+        vector = load(context, blob)
+        size = vector.size()
+    except Exception:  # noqa: BLE001 - untrusted bytes: every parse failure is the same refusal
+        raise MalformedMessageError("the encrypted vector does not parse") from None
+    if size != d:
+        raise MalformedMessageError(f"encrypted vector of {size} values, expected {d}")
+    return vector
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+@contextlib.contextmanager
+def quiet_stdout(active: bool = True) -> Iterator[None]:
+    """Send file descriptor 1 to /dev/null while TenSEAL prints its chunking warning (C++ ``std::cout``).
+
+    Process-wide for the duration of the block: another thread's stdout output is lost meanwhile.
+    """
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    if _LIBC is not None:
+        _LIBC.fflush(None)
+    saved, sink = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(sink, 1)
+        yield
+    finally:
+        if _LIBC is not None:
+            _LIBC.fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(sink)
