@@ -161,7 +161,8 @@ def _round(state: _State, round_: int) -> dict[str, Any]:
         row = {"round": round_, "accuracy": accuracy, "loss": loss, "train_loss": None, "bytes_up": 0.0,
                "bytes_down": 0.0, "seconds": time.perf_counter() - start, "clients": k, "groups": 0}
         if ledger is not None:  # accounted as a full round anyway (conservative)
-            row["epsilon"] = ledger.record(pipeline.dp_event())
+            ledger.record(pipeline.dp_event())
+            row["epsilon"] = ledger.epsilon()
         return row
     updates, losses = [], []
     for cid in sampled:
@@ -191,7 +192,8 @@ def _round(state: _State, round_: int) -> dict[str, Any]:
         row["dp_shares"] = int(out.measurements["dp/shares"])
         if "dp/noise_multiplier" in out.measurements:
             row["noise_multiplier"] = out.measurements["dp/noise_multiplier"]
-        row["epsilon"] = ledger.record(out.dp_event)
+        ledger.record(out.dp_event)
+        row["epsilon"] = ledger.epsilon()
     if state.dp_sgd:
         row["client_epsilon"] = max(eps for _, eps in state.dp_sgd.values())
     return row

@@ -58,10 +58,9 @@ class Ledger:
             )
         return after
 
-    def record(self, event: dp_accounting.DpEvent) -> float:
-        """Add one finished round; return the epsilon so far."""
+    def record(self, event: dp_accounting.DpEvent) -> None:
+        """Add one finished round (``epsilon()`` then prices everything so far)."""
         self.events[event] += 1
-        return self.epsilon()
 
     def __repr__(self) -> str:
         budget = "" if self.budget is None else f", budget={self.budget:g}"

@@ -95,17 +95,34 @@ class KeyHolder:
             raise ProtocolIntegrityError()
         self._pending.discard(group)
         vector = parse_vector(self._context, blob, params=self.params, d=self.d)
+        ciphertexts = vector.ciphertext()
+        self._check_ciphertexts(ciphertexts)
+        try:
+            if self.params.scheme == "bfv":
+                decryptor = sealapi.Decryptor(self._context.seal_context().data, self._context.secret_key().data)
+                budgets = [decryptor.invariant_noise_budget(ct) for ct in ciphertexts]
+            decrypted = vector.decrypt()
+        except Exception:  # noqa: BLE001 - whatever SEAL refuses in a sum is a malformed sum
+            raise MalformedMessageError("the encrypted sum does not decrypt") from None
         if self.params.scheme == "bfv":
-            decryptor = sealapi.Decryptor(self._context.seal_context().data, self._context.secret_key().data)
-            if any(decryptor.invariant_noise_budget(ct) <= 0 for ct in vector.ciphertext()):
+            if min(budgets) <= 0:  # the noise overflowed: the decryption would be wrong
                 raise ProtocolIntegrityError()
-            values = np.asarray(vector.decrypt(), dtype=np.int64)
+            values = np.asarray(decrypted, dtype=np.int64)
         else:
             grid = self.params.grid_bits
-            values = np.ldexp(np.round(np.ldexp(np.asarray(vector.decrypt(), dtype=np.float64), grid)), -grid)
+            values = np.ldexp(np.round(np.ldexp(np.asarray(decrypted, dtype=np.float64), grid)), -grid)
             if not np.all(np.isfinite(values)):
                 raise ProtocolIntegrityError()
         return m.encode_result(self.round_id, group, values)
+
+    def _check_ciphertexts(self, ciphertexts: list) -> None:
+        """Every ciphertext of a sum: 2 polynomials at the data level, in the scheme's form and scale."""
+        first = self._context.seal_context().data.first_parms_id()
+        ckks = self.params.scheme == "ckks"
+        for ct in ciphertexts:
+            if (ct.size() != 2 or ct.is_ntt_form() != ckks or ct.parms_id() != first
+                    or (ckks and ct.scale != self.params.scale)):
+                raise MalformedMessageError("the encrypted sum is not a fresh-level ciphertext of the round")
 
     def close_round(self) -> None:
         """Forget the round's secret key."""

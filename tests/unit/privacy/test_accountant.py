@@ -91,7 +91,10 @@ def test_ledger_composes_rounds_and_guards_the_budget():
     acc = Accountant("rdp")
     ledger = Ledger(acc, sample_rate=0.01, delta=1e-5, budget=1.0)
     g = dp_accounting.GaussianDpEvent(1.0)
-    eps = [ledger.record(g) for _ in range(3)]
+    eps = []
+    for _ in range(3):
+        ledger.record(g)
+        eps.append(ledger.epsilon())
     assert eps == sorted(eps) and ledger.rounds == 3
     assert eps[-1] == pytest.approx(acc.epsilon(noise_multiplier=1.0, sample_rate=0.01, rounds=3, delta=1e-5))
     weaker = dp_accounting.GaussianDpEvent(0.3)
