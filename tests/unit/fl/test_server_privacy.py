@@ -110,3 +110,14 @@ def test_dp_sgd_clients_report_their_epsilon_and_it_survives_a_resume(tmp_path, 
 
     interrupted_run(spec, RunDir(tmp_path / "cut"))
     assert [r["client_epsilon"] for r in RunDir(tmp_path / "cut").metrics()] == pytest.approx(eps)
+
+
+def test_poisson_rounds_too_small_for_the_protocol_release_nothing_but_are_accounted(tmp_path):
+    spec = scenario.validate(with_(DP, run={"rounds": 4, "clients_per_round": 2}))  # q = 0.25 of 8; SecAgg+ needs 3
+    server.run(spec, RunDir(tmp_path / "a"))
+    rows = RunDir(tmp_path / "a").metrics()
+    skipped = [r for r in rows if r["clients"] < 3]
+    assert skipped and all(r["groups"] == 0 and r["bytes_up"] == 0 for r in skipped)
+    eps = [r["epsilon"] for r in rows]
+    assert eps == sorted(eps) and eps[-1] == pytest.approx(
+        Accountant("pld").epsilon(noise_multiplier=1.0, sample_rate=0.25, rounds=4, delta=1e-5))
