@@ -15,12 +15,12 @@ from secfl.aggregators import (AdaptiveClip, Bulyan, CenteredClip, DnC, Ewwa, FL
                                MajorityVote, Mean, Median, MultiKrum, NearestNeighborMixing, StaticClip, TrimmedMean)
 from secfl.exceptions import ConfigurationError
 from secfl.grouping import Buckets, Individual, OneGroup
-from secfl.protocols import Plaintext, SecAgg, SecAggPlus
+from secfl.protocols import HeSum, Plaintext, SecAgg, SecAggPlus
 from secfl.stages import DistributedDiscreteGaussian, EwwaContribution, GaussianNoise, L2Clip, Quantize
 
 STAGES: dict[str, type] = {cls.name: cls for cls in (L2Clip, GaussianNoise, DistributedDiscreteGaussian, Quantize,
                                                      EwwaContribution)}
-PROTOCOLS: dict[str, type] = {cls.name: cls for cls in (Plaintext, SecAgg, SecAggPlus)}
+PROTOCOLS: dict[str, type] = {cls.name: cls for cls in (Plaintext, SecAgg, SecAggPlus, HeSum)}
 GROUPINGS: dict[str, type] = {cls.name: cls for cls in (Individual, OneGroup, Buckets)}
 AGGREGATORS: dict[str, type] = {cls.name: cls for cls in (Mean, Median, TrimmedMean, Krum, MultiKrum, GeometricMedian,
                                                           Bulyan, CenteredClip, DnC, FLTrust, MajorityVote, Ewwa)}

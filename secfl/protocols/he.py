@@ -32,9 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import ctypes
+import io
 import os
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import ClassVar
@@ -189,8 +188,8 @@ class HeAggregator:
                              d=self.d, public_key=self.directory.public_key(client))
         return parse_vector(self.context, blob, params=self.params, d=self.d)
 
-    def sum_group(self, group: int, uploads: Mapping[int, bytes]) -> bytes:
-        """The SUM message (for the key holder) of the uploads of one group's surviving clients."""
+    def add_group(self, group: int, uploads: Mapping[int, bytes]) -> ts.BFVVector | ts.CKKSVector:
+        """The encrypted sum of the uploads of one group's surviving clients (each checked by ``accept``)."""
         total = None
         for client, message in uploads.items():
             vector = self.accept(client, message)
@@ -200,7 +199,15 @@ class HeAggregator:
                 raise MalformedMessageError("encrypted vectors that cannot be added") from None
         if total is None:
             raise InsufficientParticipantsError(f"every client of group {group} dropped out")
-        return m.encode_sum(self.round_id, group, self.digest, self.d, len(uploads), total.serialize())
+        return total
+
+    def request(self, group: int, total: ts.BFVVector | ts.CKKSVector, contributors: int) -> bytes:
+        """The SUM message that asks the key holder to decrypt ``group``'s encrypted sum."""
+        return m.encode_sum(self.round_id, group, self.digest, self.d, contributors, total.serialize())
+
+    def sum_group(self, group: int, uploads: Mapping[int, bytes]) -> bytes:
+        """``add_group`` then ``request``: the SUM message of one group."""
+        return self.request(group, self.add_group(group, uploads), len(uploads))
 
     def open_result(self, group: int, message: bytes) -> np.ndarray:
         """The key holder's RESULT for ``group``: int64 (BFV) or float64 (CKKS) sums."""
@@ -253,6 +260,7 @@ class HeSum:
         self.scheme, self.threads = scheme, threads
         self.needs_ring, self.needs_real = bfv, not bfv
         self.bits = self._check_bits(bits)
+        self.sum_fits = False  # set by for_ring: the ring stage guarantees group sums fit in `bits` bits
         self.directory = KeyDirectory()
         self._signing: dict[int, bytes] = {}
         key_holder_private, self.key_holder_public = crypto.ed25519_keypair()
@@ -268,9 +276,15 @@ class HeSum:
         return bits
 
     def for_ring(self, bits: int) -> HeSum:
-        """A copy summing ring words that hold v mod 2^bits (the pipeline passes Quantize's bits)."""
+        """A copy summing the words of a ring stage (the pipeline passes its bits).
+
+        The ring stage sizes Z_2^bits so that a group's sum never wraps (``Quantize``): each lifted
+        value and the exact integer sum then lie in [-2^(bits-1), 2^(bits-1)), so BFV only needs
+        2^bits <= t - 1, whatever the group size (up to the noise budget).
+        """
         configured = copy.copy(self)
         configured.bits = self._check_bits(bits)
+        configured.sum_fits = True
         return configured
 
     def params(self, group_size: int, *, bits: int | None = None) -> HeGroupParams:
@@ -289,13 +303,24 @@ class HeSum:
             return HeGroupParams(p, group_size, None, None, p.ckks_max_abs_sum() / group_size,
                                  p.ckks_tolerance(group_size))
         bits = bits or self.bits or 32
+        if self.sum_fits:
+            if (1 << bits) > p.plain_modulus - 1:
+                raise ConfigurationError(
+                    f"HeSum(bfv): the ring stage needs {bits} bits for a group's sum but the plain modulus holds "
+                    f"{(p.plain_modulus - 1).bit_length() - 1}; lower the Quantize scale or the clip norm, or use "
+                    "smaller groups")
+            capacity = p.bfv_noise_max_group()
+            if group_size > capacity:
+                raise ConfigurationError(f"HeSum(bfv): at most {capacity} clients per group fit the noise budget")
+            return HeGroupParams(p, group_size, bits, capacity, None, 0.0)
         capacity = p.bfv_max_group(bits)
         if group_size > capacity:
             plain = (p.plain_modulus - 1) >> bits
             raise ConfigurationError(
                 f"HeSum(bfv): a group of {group_size} clients summing {bits}-bit ring values needs group size x "
                 f"2^{bits - 1} < plain_modulus / 2 = {p.plain_modulus / 2:.6g} (at most {plain} clients) and a noise "
-                f"budget for the additions (at most {p.bfv_noise_max_group()} clients); at most {capacity} fit. Use smaller "
+                f"budget for the additions (at most {p.bfv_noise_max_group()} clients); at most {capacity} fit. "
+                f"Use smaller "
                 f"groups (grouping buckets), fewer Quantize bits (lower its scale or the clip norm), or a larger "
                 f"plain_modulus (a prime = 1 mod {2 * p.poly_modulus_degree})")
         return HeGroupParams(p, group_size, bits, capacity, None, 0.0)
@@ -329,9 +354,11 @@ class HeSum:
         for index, members in enumerate(alive):
             if not members:
                 raise InsufficientParticipantsError(f"every client of group {index} dropped out")
-        d, round_id, clock = template.size, os.urandom(m.ROUND_ID_BYTES), dict.fromkeys(("enc", "sum", "dec"), 0.0)
+        d, round_id = template.size, os.urandom(m.ROUND_ID_BYTES)
+        clock = dict.fromkeys(("keygen", "encrypt", "sum", "sum_serialize", "decrypt"), 0.0)
+        tick = time.perf_counter()
         context_message = self.key_holder.open_round(round_id, groups=len(groups), d=d)
-        keygen = time.perf_counter() - start
+        clock["keygen"] = time.perf_counter() - tick
         received: dict[int, tuple[bytes, ...]] = {}
         totals, to_key_holder = [], len(context_message)
         try:
@@ -341,19 +368,14 @@ class HeSum:
             for index, members in enumerate(alive):
                 uploads = {}
                 for cid in members:
-                    tick = time.perf_counter()
                     client = HeClient(cid, params=self.parameters, signing_key=self.identity(cid),
                                       key_holder=self.key_holder_public, round_id=round_id,
                                       group_size=len(groups[index]), bits=bits, threads=self.threads)
-                    uploads[cid] = client.upload(context_message, by_id[cid].values)
-                    clock["enc"] += time.perf_counter() - tick
+                    uploads[cid] = _timed(clock, "encrypt", client.upload, context_message, by_id[cid].values)
                 received.update({cid: (message,) for cid, message in uploads.items()})
-                tick = time.perf_counter()
-                request = aggregator.sum_group(index, uploads)
-                clock["sum"] += time.perf_counter() - tick
-                tick = time.perf_counter()
-                reply = self.key_holder.decrypt(request)
-                clock["dec"] += time.perf_counter() - tick
+                total = _timed(clock, "sum", aggregator.add_group, index, uploads)
+                request = _timed(clock, "sum_serialize", aggregator.request, index, total, len(uploads))
+                reply = _timed(clock, "decrypt", self.key_holder.decrypt, request)
                 to_key_holder += len(request) + len(reply)
                 totals.append(aggregator.open_result(index, reply))
         finally:
@@ -369,10 +391,7 @@ class HeSum:
             "he/bytes_key_holder": float(to_key_holder),
             "he/context_bytes": float(len(context_message)),
             "he/dropped": float(len(by_id) - len(received)),
-            "he/keygen_seconds": keygen,
-            "he/encrypt_seconds": clock["enc"],
-            "he/sum_seconds": clock["sum"],
-            "he/decrypt_seconds": clock["dec"],
+            **{f"he/{key}_seconds": value for key, value in clock.items()},
             "he/seconds": time.perf_counter() - start,
         }
         return RoundResult(sums, tuple(tuple(a) for a in alive), view, measurements)
@@ -405,6 +424,15 @@ class HeSum:
                 f"coeff_mod_bit_sizes={list(p.coeff_mod_bit_sizes)}, {extra})")
 
 
+def _timed(clock: dict[str, float], key: str, step, *args):
+    """``step(*args)``, adding its duration to ``clock[key]``."""
+    tick = time.perf_counter()
+    try:
+        return step(*args)
+    finally:
+        clock[key] += time.perf_counter() - tick
+
+
 def load_public(data: bytes, params: HeParams, *, threads: int = 1) -> ts.Context:
     """A public context from (signature-checked) bytes; refuses one with a secret key or other parameters.
 
@@ -434,35 +462,16 @@ def parse_vector(context: ts.Context, blob: bytes, *, params: HeParams, d: int) 
     return vector
 
 
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(None)
-    except OSError:
-        return None
-
-
-_LIBC = _libc()
-
-
 @contextlib.contextmanager
 def quiet_stdout(active: bool = True) -> Iterator[None]:
-    """Send file descriptor 1 to /dev/null while TenSEAL prints its chunking warning (C++ ``std::cout``).
+    """Drop what TenSEAL prints while the block runs (its "does not fit in a single ciphertext" warning).
 
-    Process-wide for the duration of the block: another thread's stdout output is lost meanwhile.
+    TenSEAL's bindings redirect C++ ``std::cout`` to Python's ``sys.stdout``, so swapping
+    ``sys.stdout`` is enough; it is process-wide for the duration of the block, like any
+    ``contextlib.redirect_stdout``.
     """
     if not active:
         yield
         return
-    sys.stdout.flush()
-    if _LIBC is not None:
-        _LIBC.fflush(None)
-    saved, sink = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(sink, 1)
+    with contextlib.redirect_stdout(io.StringIO()):
         yield
-    finally:
-        if _LIBC is not None:
-            _LIBC.fflush(None)
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(sink)

@@ -6,7 +6,7 @@ bytes per round; ``fingerprint`` is SHA-256 of the round's public context bytes.
 | kind | from -> to | payload |
 |---|---|---|
 | 20 CONTEXT | key holder -> aggregator -> clients | round_id, context (u32 length + bytes), signature (u32 + 64) |
-| 21 UPLOAD | client -> aggregator | round_id, client u32, fingerprint, d u32, vector (u32 + bytes), signature (u32 + 64) |
+| 21 UPLOAD | client -> aggregator | round_id, client u32, fingerprint, d u32, vector (u32 + bytes), signature |
 | 22 SUM | aggregator -> key holder | round_id, group u32, fingerprint, d u32, contributors u32, vector (u32 + bytes) |
 | 23 RESULT | key holder -> aggregator | round_id, group u32, then a wire vector frame (u64 words or f64) |
 

@@ -9,7 +9,9 @@ from secfl.hazmat import wire
 from secfl.protocols import Plaintext
 from secfl.types import DropoutSchedule, Update
 
+# factories; HE sums signed values mod 2^bits: 32 bits hold these words (< 2^16) and their sums as they are
 PROTOCOLS = {kind: cls for kind, cls in registry.PROTOCOLS.items()}
+PROTOCOLS["he"] = lambda: registry.PROTOCOLS["he"](bits=32)
 
 
 @pytest.fixture(params=sorted(PROTOCOLS))

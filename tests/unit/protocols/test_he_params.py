@@ -83,10 +83,15 @@ def test_the_default_plain_modulus_batches_at_8192():
 
 
 def test_a_group_too_big_for_the_plain_modulus_is_refused():
-    he = HeSum().for_ring(30)
+    he = HeSum(bits=30)  # any 30-bit values: n x 2^29 must stay below t / 2
     assert he.params(63).max_group_size == 63  # 63 x 2^29 < t / 2 ~ 2^35
     with pytest.raises(ConfigurationError, match="plain_modulus"):
         he.params(64)
+    ring = HeSum().for_ring(30)  # a ring stage guarantees the sum fits 30 bits: only the noise budget limits
+    assert ring.params(2048).max_group_size == ring.parameters.bfv_noise_max_group() >= 2048
+    HeSum().for_ring(35).params(2)  # 2^35 <= t - 1 (t is a 36-bit prime just below 2^36)
+    with pytest.raises(ConfigurationError, match="plain modulus holds 35"):
+        HeSum().for_ring(36).params(2)
     words = HeSum()  # bits = the word size; the pipeline's params() call assumes uint32 (32 bits)
     words.params(15)
     with pytest.raises(ConfigurationError, match=r"at most 15 clients"):
