@@ -38,7 +38,8 @@ import tenseal as ts
 
 from secfl.exceptions import ProtocolIntegrityError
 from secfl.hazmat import crypto, ring
-from secfl.protocols.he import HeSum, quiet_stdout
+from secfl.protocols.he import HeSum
+from secfl.protocols.he_roles import quiet_stdout
 from secfl.stages.quantize import Quantize
 from secfl.types import Bounds, Update
 

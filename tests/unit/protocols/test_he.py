@@ -14,7 +14,8 @@ from secfl.hazmat import crypto, ring, wire
 from secfl.hazmat.codec import Reader, Writer
 from secfl.protocols import Plaintext
 from secfl.protocols import he_messages as m
-from secfl.protocols.he import HeAggregator, HeClient, HeSum, KeyHolder
+from secfl.protocols.he import HeSum
+from secfl.protocols.he_roles import HeAggregator, HeClient, KeyHolder
 from secfl.protocols.he_params import new_context
 from secfl.stages.quantize import Quantize
 from secfl.types import Bounds, DropoutSchedule, Update
