@@ -23,7 +23,6 @@ from secfl.protocols.directory import KeyDirectory
 from secfl.protocols.he_params import HeParams, matches, new_context
 
 
-
 class KeyHolder:
     """The only party that ever holds a secret key: one fresh TenSEAL context per round.
 
