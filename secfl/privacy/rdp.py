@@ -150,9 +150,9 @@ def poisson_subsampled_rdp(q: float, rdp: Orders, orders: Orders) -> np.ndarray:
         ConfigurationError: q outside [0, 1], non-integer orders, malformed rdp.
 
     References:
-        [ZW19] "General upper bound" for Poisson subsampling. The brief names it Theorem 6; the
-        secfl reference notes and google-research ``distributed_dp`` call it Theorem 5 of the
-        PMLR version (numbering not re-checked against the PDF; the formula is the same).
+        [ZW19] "General upper bound" for Poisson subsampling (Theorem 5 of the PMLR version in
+        google-research ``distributed_dp``'s citation; the numbering was not re-checked against
+        the PDF, the formula is).
     """
     q = check_rate(q)
     alphas = as_orders(orders, integer=True)

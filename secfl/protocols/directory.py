@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from secfl.exceptions import ConfigurationError, ProtocolIntegrityError
+from secfl.hazmat import crypto
+from secfl.hazmat.randomness import OS_RANDOM, Randomness
 
 PUBLIC_KEY_BYTES = 32
 
@@ -38,3 +40,22 @@ class KeyDirectory:
 
     def __contains__(self, client: object) -> bool:
         return client in self._keys
+
+
+class Identities:
+    """The long-term Ed25519 signing keys of simulated clients, made and registered on first use.
+
+    A simulation convenience: in a deployment each client holds only its own key.
+    """
+
+    def __init__(self, directory: KeyDirectory, randomness: Randomness = OS_RANDOM) -> None:
+        self.directory, self.randomness = directory, randomness
+        self._signing: dict[int, bytes] = {}
+
+    def signing_key(self, client: int) -> bytes:
+        """The signing key of ``client`` (its public key goes into the directory)."""
+        if client not in self._signing:
+            private, public = crypto.ed25519_keypair(self.randomness)
+            self.directory.register(client, public)
+            self._signing[client] = private
+        return self._signing[client]

@@ -41,7 +41,7 @@ import numpy as np
 from secfl.exceptions import ConfigurationError, InsufficientParticipantsError
 from secfl.hazmat import crypto
 from secfl.protocols import he_messages as m
-from secfl.protocols.directory import KeyDirectory
+from secfl.protocols.directory import Identities, KeyDirectory
 from secfl.protocols.he_params import DEFAULT_PLAIN_MODULUS, HeGroupParams, HeParams
 from secfl.protocols.rounds import check_round
 from secfl.types import NO_DROPOUTS, DropoutSchedule, RoundResult, ServerView, Update
@@ -99,7 +99,7 @@ class HeSum:
         self.bits = self._check_bits(bits)
         self.sum_fits = False  # set by for_ring: the ring stage guarantees group sums fit in `bits` bits
         self.directory = KeyDirectory()
-        self._signing: dict[int, bytes] = {}
+        self._identities = Identities(self.directory)
         key_holder_private, self.key_holder_public = crypto.ed25519_keypair()
         self.key_holder = KeyHolder(self.parameters, signing_key=key_holder_private, threads=threads)
 
@@ -164,11 +164,7 @@ class HeSum:
 
     def identity(self, client: int) -> bytes:
         """This simulation's long-term signing key of ``client`` (made and registered on first use)."""
-        if client not in self._signing:
-            private, public = crypto.ed25519_keypair()
-            self.directory.register(client, public)
-            self._signing[client] = private
-        return self._signing[client]
+        return self._identities.signing_key(client)
 
     def run(self, updates: Sequence[Update], *, groups: Sequence[Sequence[int]],
             dropouts: DropoutSchedule = NO_DROPOUTS) -> RoundResult:

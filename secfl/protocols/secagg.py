@@ -20,10 +20,9 @@ from typing import ClassVar
 import numpy as np
 
 from secfl.exceptions import ConfigurationError
-from secfl.hazmat import crypto
 from secfl.hazmat.randomness import OS_RANDOM, Randomness
 from secfl.protocols import secagg_messages as m
-from secfl.protocols.directory import KeyDirectory
+from secfl.protocols.directory import Identities, KeyDirectory
 from secfl.protocols.rounds import check_round
 from secfl.protocols.secagg_client import STAGES, SecAggClient
 from secfl.protocols.secagg_params import MIN_GROUP, SecAggParams, derive
@@ -78,7 +77,7 @@ class SecAggPlus:
         self.security_bits, self.failure_bits = security_bits, failure_bits
         self.randomness = randomness if randomness is not None else OS_RANDOM
         self.directory = KeyDirectory()
-        self._signing: dict[int, bytes] = {}
+        self._identities = Identities(self.directory, self.randomness)
         self._round = 0
 
     def params(self, n: int) -> SecAggParams:
@@ -90,11 +89,7 @@ class SecAggPlus:
 
     def identity(self, client: int) -> bytes:
         """This simulation's long-term signing key of ``client`` (made and registered on first use)."""
-        if client not in self._signing:
-            private, public = crypto.ed25519_keypair(self.randomness)
-            self.directory.register(client, public)
-            self._signing[client] = private
-        return self._signing[client]
+        return self._identities.signing_key(client)
 
     def run(self, updates: Sequence[Update], *, groups: Sequence[Sequence[int]],
             dropouts: DropoutSchedule = NO_DROPOUTS) -> RoundResult:
