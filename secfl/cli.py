@@ -108,11 +108,12 @@ def demo_command(
 
 @app.command("list")
 def list_command() -> None:
-    """List the datasets, partitions, models, stages, protocols, groupings and aggregators."""
+    """List the datasets, partitions, models, stages, protocols, groupings, aggregators and pre-aggregators."""
     tables = {
         "datasets": list(DATASETS), "partitions": list(PARTITIONS), "models": list(MODELS),
         "stages": list(registry.STAGES), "protocols": list(registry.PROTOCOLS),
         "groupings": list(registry.GROUPINGS), "aggregators": list(registry.AGGREGATORS),
+        "pre-aggregators (pre = [...])": list(registry.PRE_AGGREGATORS),
     }
     for title, names in tables.items():
         print(f"{title}: {', '.join(names)}")

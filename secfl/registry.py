@@ -39,8 +39,9 @@ def suggest(word: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-# Constructor arguments a scenario may never set: the known-answer test mode of the crypto randomness.
-HIDDEN = frozenset({"self", "randomness"})
+# Constructor arguments a scenario may never set: the known-answer test mode of the crypto randomness,
+# and FLTrust's reference update (the engine computes it each round from the server's root data).
+HIDDEN = frozenset({"self", "randomness", "reference"})
 
 
 def parameters(cls: type) -> list[str]:
