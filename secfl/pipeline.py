@@ -59,7 +59,8 @@ class Pipeline:
             If None, W is the round's largest weight (then the clients must know that maximum).
 
     With a DP stage (one whose event is not a no-op) every client weighs 1: a client's weight (e.g.
-    its example count) would otherwise scale its sensitivity and leak through the group's total.
+    its example count) would otherwise scale its sensitivity and leak through the group's total. So
+    does a stage with ``uniform_weights = True`` (e.g. one that sends bits).
 
     Raises:
         IncompatibleStagesError: the aggregator needs more inputs than the grouping yields, a
@@ -95,6 +96,8 @@ class Pipeline:
         self.stages = self._bind(list(stages))
         check_pairing(self.stages, self.aggregator, grouping=self.grouping)
         self.private = not isinstance(self.dp_event(), dp_accounting.NoOpDpEvent)
+        # DP stages and bit-level ring stages (which pack r = 1 as one bit) need every client to weigh 1
+        self.uniform = self.private or any(getattr(s, "uniform_weights", False) for s in self.stages)
         self._check_protocol()
 
     def _check_groups(self) -> None:
@@ -170,8 +173,8 @@ class Pipeline:
 
     def relative_weight(self, weight: float, top: float) -> float:
         """A client's weight in (0, 1]: w / weight_cap (capped), or w / the round's largest weight;
-        1 for everyone in a private pipeline."""
-        if self.private:
+        1 for everyone in a private pipeline or one whose stages need uniform weights."""
+        if self.uniform:
             return 1.0
         return min(weight, self.weight_cap) / self.weight_cap if self.weight_cap else weight / top
 
