@@ -122,6 +122,10 @@ class Pipeline:
         if getattr(self.protocol, "needs_real", False) and ring:
             raise IncompatibleStagesError(f"{self.protocol!r} sums real values: drop the ring stage (Quantize)")
         if ring and hasattr(self.protocol, "for_ring"):  # e.g. HE lifts words to signed values mod 2^bits
+            if getattr(self.stages[-1], "packed", False):
+                raise IncompatibleStagesError(
+                    f"{self.stages[-1]!r} packs several fields per word and relies on word sums mod 2^32; "
+                    f"{self.protocol!r} needs each sum to fit the stage's bits: use Plaintext, SecAgg or SecAggPlus")
             self.protocol = self.protocol.for_ring(self.stages[-1].bits)
         need = getattr(self.protocol, "min_group_size", 1)
         smallest = self.grouping.min_group_size(self.clients_per_round)

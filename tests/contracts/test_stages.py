@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from secfl import registry
-from secfl.stages import DistributedDiscreteGaussian, EwwaContribution, GaussianNoise, L2Clip, Quantize
+from secfl.stages import (BitPack, DistributedDiscreteGaussian, EwwaContribution, GaussianNoise, L2Clip, Quantize,
+                          SignBinarize)
 from secfl.types import Bounds, Update
 
 C = 1.0
@@ -19,10 +20,26 @@ CASES = {
     # ring stages see [x, weight]: x of dimension 39 here; the noise (z = 1e-4) and rounding are tiny
     "ddgauss": (DistributedDiscreteGaussian(1e-4, C, 39, bits=32), 2e-3),
     "ewwa": (EwwaContribution(), 1e-6),  # [e x, e] decodes to x when summed alone
+    "sign": (SignBinarize(), 1e-6),  # mean|x| * sign(x)
+    "bitpack": (BitPack(0.125), 0.0),  # +-scale bits (and the weight 1) round-trip exactly
 }
+BIT_INPUT = {"bitpack"}  # stages that take +-scale vectors ending in the weight 1, as their pipelines feed them
+
+
+def sample(kind, rng, size):
+    """An input of ``size`` values as the stage receives it inside a pipeline."""
+    if kind in BIT_INPUT:
+        x = np.where(rng.random(size) < 0.5, -0.125, 0.125).astype(np.float32)
+        x[-1] = 1.0
+        return x
+    return None
 
 
 def ideal(kind, x):
+    if kind == "bitpack":
+        return x
+    if kind == "sign":
+        return np.abs(x).mean() * np.where(x >= 0, 1.0, -1.0)
     if kind == "ddgauss":
         return np.append(x[:-1] * min(1.0, C / np.linalg.norm(x[:-1])), np.round(x[-1]))
     if kind == "l2clip":
@@ -42,6 +59,7 @@ def test_round_trip_within_documented_error(kind, rng):
     stage = stage.bind(bound_in=Bounds(linf=C, l2=C), group_size=1)
     x = rng.normal(size=40).astype(np.float32) * 0.5
     x[-1] = 1.0  # the weight coordinate a ring stage sees in a pipeline
+    x = sample(kind, rng, 40) if kind in BIT_INPUT else x
     encoded = stage.encode(Update(3, x, weight=2.0), rng=rng)
     assert encoded.client_id == 3 and encoded.weight == 2.0
     assert encoded.values.dtype == (np.uint32 if stage.output == "ring" else np.float32)  # 13 bits fit a uint32 word
@@ -56,6 +74,7 @@ def test_output_within_propagated_bound(kind, rng):
     stage = stage.bind(bound_in=bound_in, group_size=1)
     out_bound = stage.value_bound(bound_in)
     x = np.clip(rng.normal(size=40), -1, 1).astype(np.float32) * 0.1
+    x = sample(kind, rng, 40) if kind in BIT_INPUT else x
     decoded = stage.decode(stage.encode(Update(0, x), rng=rng).values, count=1)
     assert np.max(np.abs(decoded)) <= out_bound.linf
     if math.isfinite(out_bound.l2):
