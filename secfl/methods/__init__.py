@@ -1,0 +1,1 @@
+"""Published federated-learning methods implemented on the secfl engine (FedBAT, ...)."""
