@@ -87,6 +87,13 @@ class DpSgdSection(_Strict):
     delta: float = Field(1e-5, gt=0, lt=1)
 
 
+class FedBatSection(_Strict):
+    rho: float = Field(6.0, ge=0)
+    phi: float = Field(0.5, ge=0, lt=1)
+    alpha_min: float = Field(5e-4, gt=0)
+    alpha_max: float = Field(5e-2, gt=0)
+
+
 class ServerSection(_Strict):
     lr: float = Field(1.0, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)
@@ -111,12 +118,23 @@ class Scenario(_Strict):
     grouping: dict[str, Any] = Field(default_factory=lambda: {"kind": "individual"})
     aggregator: dict[str, Any] = Field(default_factory=lambda: {"kind": "mean"})
     pre: list[dict[str, Any]] = Field(default_factory=list, description="pre-aggregators before the rule, in order")
+    method: Literal["fedavg", "fedbat"] = Field("fedavg", description="local training: plain SGD or FedBAT")
+    fedbat: FedBatSection = FedBatSection()
     run: RunSection = RunSection()
     data: DataSection = DataSection()
     model: ModelSection = ModelSection()
     client: ClientSection = ClientSection()
     server: ServerSection = ServerSection()
     privacy: PrivacySection = PrivacySection()
+
+    @model_validator(mode="after")
+    def _method_fits(self) -> Scenario:
+        if self.method == "fedbat" and self.client.dp_sgd is not None:
+            raise ValueError("method 'fedbat' with client.dp_sgd is not supported: Opacus has no per-sample "
+                             "gradients through the binarizer yet; use client-level DP (stages) instead")
+        if self.fedbat.alpha_min > self.fedbat.alpha_max:
+            raise ValueError("fedbat.alpha_min must be <= fedbat.alpha_max")
+        return self
 
     @property
     def clients_per_round(self) -> int:

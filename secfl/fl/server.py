@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 from secfl.fl.client import evaluate, local_train
 from secfl.fl.data import Dataset, load_dataset
 from secfl.fl.dpsgd import DpSgdConfig, dp_local_train
+from secfl.methods.fedbat import fedbat_local_train
 from secfl.fl.models import build_model
 from secfl.fl.params import num_params
 from secfl.fl.partition import partition
@@ -125,6 +126,7 @@ class _State:
     data: Dataset
     shards: list[np.ndarray]
     dp_sgd: dict[int, tuple[dict, float]]
+    uplink_bits: list[int] = field(default_factory=list)  # FedBAT: each client's honest upload size this round
 
 
 def _train(state: _State, cid: int, round_: int) -> tuple[Update, float, int]:
@@ -135,7 +137,12 @@ def _train(state: _State, cid: int, round_: int) -> tuple[Update, float, int]:
               "momentum": client.momentum, "weight_decay": client.weight_decay,
               "seed": client_seed(scenario.run.seed, round_, cid)}
     x, y = state.data.x_train[idx], state.data.y_train[idx]
-    if client.dp_sgd is None:
+    if scenario.method == "fedbat":
+        bat = scenario.fedbat
+        local = fedbat_local_train(state.model, x, y, rho=bat.rho, phi=bat.phi,
+                                   alpha_clamp=(bat.alpha_min, bat.alpha_max), **kwargs)
+        state.uplink_bits.append(local.uplink_bits)
+    elif client.dp_sgd is None:
         local = local_train(state.model, x, y, **kwargs)
     else:
         config = DpSgdConfig(noise_multiplier=client.dp_sgd.noise_multiplier, max_grad_norm=client.dp_sgd.max_grad_norm,
@@ -165,6 +172,7 @@ def _round(state: _State, round_: int) -> dict[str, Any]:
             row["epsilon"] = ledger.epsilon()
         return row
     updates, losses = [], []
+    state.uplink_bits.clear()
     for cid in sampled:
         update, local_loss, count = _train(state, cid, round_)
         updates.append(update)
@@ -196,6 +204,8 @@ def _round(state: _State, round_: int) -> dict[str, Any]:
         row["epsilon"] = ledger.epsilon()
     if state.dp_sgd:
         row["client_epsilon"] = max(eps for _, eps in state.dp_sgd.values())
+    if state.uplink_bits:  # what FedBAT's upload needs (1 bit per binarized weight); the wire above sends floats
+        row["fedbat_uplink_bits"] = sum(state.uplink_bits) / len(state.uplink_bits)
     return row
 
 
