@@ -411,29 +411,10 @@ def skellam_epsilon(
 ) -> float:
     """(epsilon, delta) of ``rounds`` rounds of the distributed Skellam mechanism.
 
-    Same pipeline as ``ddg_epsilon``: the scaled inflated sensitivities are divided by s and the
-    central variance is mu = clients * local_stddev_scaled^2 / s^2 (unscaled), then
-    ``skellam_rdp(orders, l2, l1, mu, s)``.
-
-    Args:
-        l2_clip: client L2 clip norm c (unscaled).
-        scale: the scale s.
-        beta: conditional rounding parameter in [0, 1).
-        local_stddev_scaled: each client's Skellam share stddev in integer units (its variance is
-            local_stddev_scaled^2, i.e. Sk(lambda, lambda) with 2 lambda = that variance).
-        clients: noise shares per round n.
-        dim: dimension d (after padding).
-        rounds: number of rounds T (>= 0).
-        delta: target delta.
-        sampling_rate: client sampling probability (Poisson) or fraction (without replacement).
-        sampling: ``"poisson"`` (add/remove) or ``"without_replacement"`` (replace-one).
-        orders: integer Renyi orders.
-
-    Returns:
-        epsilon.
-
-    Raises:
-        ConfigurationError: any bad argument.
+    Same pipeline and arguments as ``ddg_epsilon``, with ``local_stddev_scaled`` each client's
+    Skellam share stddev in integer units (Sk(lambda, lambda), 2 lambda = its square): the scaled
+    inflated sensitivities are divided by s, the central variance is mu = clients *
+    local_stddev_scaled^2 / s^2 (unscaled), then ``skellam_rdp(orders, l2, l1, mu, s)``.
 
     References:
         [AKL21]; [ZW19]; [WBK19]; [CKS20].
