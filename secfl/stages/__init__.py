@@ -6,8 +6,9 @@ from secfl.stages.clip import L2Clip
 from secfl.stages.ddg import DistributedDiscreteGaussian
 from secfl.stages.ewwa import EwwaContribution
 from secfl.stages.noise import GaussianNoise
+from secfl.stages.qsgd import LowBitQuantize
 from secfl.stages.quantize import Quantize
 from secfl.stages.sign import SignBinarize
 
 __all__ = ["BaseStage", "L2Clip", "GaussianNoise", "DistributedDiscreteGaussian", "EwwaContribution", "Quantize", "SignBinarize",
-           "BitPack"]
+           "BitPack", "LowBitQuantize"]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from secfl import registry
-from secfl.stages import (BitPack, DistributedDiscreteGaussian, EwwaContribution, GaussianNoise, L2Clip, Quantize,
-                          SignBinarize)
+from secfl.stages import (BitPack, DistributedDiscreteGaussian, EwwaContribution, GaussianNoise, L2Clip,
+                          LowBitQuantize, Quantize, SignBinarize)
 from secfl.types import Bounds, Update
 
 C = 1.0
@@ -22,6 +22,7 @@ CASES = {
     "ewwa": (EwwaContribution(), 1e-6),  # [e x, e] decodes to x when summed alone
     "sign": (SignBinarize(), 1e-6),  # mean|x| * sign(x)
     "bitpack": (BitPack(0.125), 0.0),  # +-scale bits (and the weight 1) round-trip exactly
+    "low_bit": (LowBitQuantize(16), 1e-3),  # 32767 levels of ||x|| ~ 3: one level is about 1e-4
 }
 BIT_INPUT = {"bitpack"}  # stages that take +-scale vectors ending in the weight 1, as their pipelines feed them
 
