@@ -117,7 +117,7 @@ class Pipeline:
         if getattr(self.protocol, "needs_ring", False) and not ring:
             raise IncompatibleStagesError(
                 f"{self.protocol!r} sums ring elements: end the stages with Quantize "
-                "(and put L2Clip before it to bound the values)"
+                "(and put L2Clip before it to bound the values), or with BitPack for sign bits"
             )
         if getattr(self.protocol, "needs_real", False) and ring:
             raise IncompatibleStagesError(f"{self.protocol!r} sums real values: drop the ring stage (Quantize)")
