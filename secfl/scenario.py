@@ -19,6 +19,7 @@ from secfl.aggregators.chain import Chain
 from secfl.fl.data import describe
 from secfl.fl.models import build_model
 from secfl.fl.params import num_params
+from secfl.methods.fedbat import binarized_segments
 from secfl.pipeline import Pipeline
 from secfl.privacy import Accountant, Ledger
 
@@ -153,6 +154,8 @@ class Scenario(_Strict):
             )
         poisson = self.run.sampling == "poisson"
         stages = [{"dim": self.model_dim(), **s} if s.get("kind") in NEEDS_DIM else s for s in self.stages]
+        stages = [{"segments": self.binarized_segments(), **s} if s.get("kind") == "fedbat_pack" else s
+                  for s in stages]
         return Pipeline(
             clients_per_round=self.data.num_clients if poisson else self.clients_per_round,
             stages=[registry.build("stage", s, where=f"stages[{i}]") for i, s in enumerate(stages)],
@@ -172,6 +175,12 @@ class Scenario(_Strict):
         shape, classes = describe(self.data.dataset, **self.data.options)
         return num_params(build_model(self.model.kind, input_shape=shape, num_classes=classes, seed=0,
                                       **self.model.options))
+
+    def binarized_segments(self) -> list[tuple[int, int]]:
+        """Where FedBAT's binarized weights sit in the model's flattened update."""
+        shape, classes = describe(self.data.dataset, **self.data.options)
+        return binarized_segments(build_model(self.model.kind, input_shape=shape, num_classes=classes, seed=0,
+                                              **self.model.options))
 
     def accountant(self) -> Accountant:
         """The accountant matching the engine's sampling (``privacy.accountant``; auto picks PLD when it can)."""

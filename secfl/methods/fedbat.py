@@ -293,3 +293,13 @@ def _check_clamp(alpha_clamp: object) -> tuple[float, float]:
             f"alpha_clamp={alpha_clamp!r} is invalid; pass (lo, hi) with finite 0 < lo <= hi, e.g. (5e-4, 5e-2)"
         )
     return float(alpha_clamp[0]), float(alpha_clamp[1])
+
+
+def binarized_segments(model: torch.nn.Module) -> list[tuple[int, int]]:
+    """``[start, stop)`` of every binarized weight in ``flatten(model)`` order (what FedBAT sends as bits)."""
+    wanted, segments, offset = _binarized_weights(model), [], 0
+    for name, param in model.named_parameters():
+        if name in wanted:
+            segments.append((offset, offset + param.numel()))
+        offset += param.numel()
+    return segments

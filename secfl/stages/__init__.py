@@ -5,10 +5,11 @@ from secfl.stages.bitpack import BitPack
 from secfl.stages.clip import L2Clip
 from secfl.stages.ddg import DistributedDiscreteGaussian
 from secfl.stages.ewwa import EwwaContribution
+from secfl.stages.fedbat_pack import FedBatPack
 from secfl.stages.noise import GaussianNoise
 from secfl.stages.qsgd import LowBitQuantize
 from secfl.stages.quantize import Quantize
 from secfl.stages.sign import SignBinarize
 
 __all__ = ["BaseStage", "L2Clip", "GaussianNoise", "DistributedDiscreteGaussian", "EwwaContribution", "Quantize", "SignBinarize",
-           "BitPack", "LowBitQuantize"]
+           "BitPack", "LowBitQuantize", "FedBatPack"]

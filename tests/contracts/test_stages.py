@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from secfl import registry
-from secfl.stages import (BitPack, DistributedDiscreteGaussian, EwwaContribution, GaussianNoise, L2Clip,
+from secfl.stages import (BitPack, DistributedDiscreteGaussian, EwwaContribution, FedBatPack, GaussianNoise, L2Clip,
                           LowBitQuantize, Quantize, SignBinarize)
 from secfl.types import Bounds, Update
 
@@ -23,14 +23,19 @@ CASES = {
     "sign": (SignBinarize(), 1e-6),  # mean|x| * sign(x)
     "bitpack": (BitPack(0.125), 0.0),  # +-scale bits (and the weight 1) round-trip exactly
     "low_bit": (LowBitQuantize(16), 1e-3),  # 32767 levels of ||x|| ~ 3: one level is about 1e-4
+    "fedbat_pack": (FedBatPack([(0, 20), (25, 35)]), 0.0),  # a FedBAT update round-trips exactly
 }
-BIT_INPUT = {"bitpack"}  # stages that take +-scale vectors ending in the weight 1, as their pipelines feed them
+BIT_INPUT = {"bitpack", "fedbat_pack"}  # stages fed +-alpha segments (and the weight 1) by their pipelines
 
 
 def sample(kind, rng, size):
     """An input of ``size`` values as the stage receives it inside a pipeline."""
     if kind in BIT_INPUT:
         x = np.where(rng.random(size) < 0.5, -0.125, 0.125).astype(np.float32)
+        if kind == "fedbat_pack":
+            x[25:35] *= 0.5  # a second layer with its own alpha
+            x[20:25] = rng.normal(size=5)  # full-precision coordinates between the segments
+            x[35:] = rng.normal(size=size - 35)
         x[-1] = 1.0
         return x
     return None
