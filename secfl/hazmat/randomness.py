@@ -24,7 +24,7 @@ _MAX_MODULUS = 1 << 62
 _TEST_DOMAIN = b"secfl insecure test randomness"
 
 
-def _count(n: object, name: str) -> int:
+def check_count(n: object, name: str) -> int:
     """``n`` as a non-negative int, or ConfigurationError naming ``name``."""
     try:
         value = operator.index(n)  # type: ignore[arg-type]
@@ -53,7 +53,7 @@ class OsRandomness:
         Raises:
             ConfigurationError: ``n`` is not a non-negative int.
         """
-        return os.urandom(_count(n, "n"))
+        return os.urandom(check_count(n, "n"))
 
     def __repr__(self) -> str:
         return "OsRandomness()"
@@ -89,7 +89,7 @@ class InsecureDeterministicRandomness:
         Raises:
             ConfigurationError: ``n`` is not a non-negative int.
         """
-        return self._encryptor.update(bytes(_count(n, "n")))
+        return self._encryptor.update(bytes(check_count(n, "n")))
 
     def __repr__(self) -> str:
         return "InsecureDeterministicRandomness(<test seed>)"
@@ -109,8 +109,8 @@ def uniform_mod(randomness: Randomness, modulus: int, size: int) -> np.ndarray:
     Raises:
         ConfigurationError: ``modulus`` or ``size`` out of range.
     """
-    size = _count(size, "size")
-    modulus = _count(modulus, "modulus")
+    size = check_count(size, "size")
+    modulus = check_count(modulus, "modulus")
     if not 1 <= modulus < _MAX_MODULUS:
         raise ConfigurationError(f"modulus must be in [1, 2^62), got {modulus}; use a smaller modulus")
     bits = (modulus - 1).bit_length()

@@ -26,6 +26,7 @@ import numpy as np
 
 from secfl.exceptions import ConfigurationError, IncompatibleStagesError
 from secfl.hazmat import csprng, discrete as sampler, hadamard, ring
+from secfl.hazmat.skellam import skellam
 from secfl.privacy import discrete
 from secfl.privacy.events import DiscreteSumDpEvent
 from secfl.stages.base import BaseStage
@@ -155,7 +156,7 @@ class DistributedDiscreteGaussian(BaseStage):
     def _noise(self) -> np.ndarray:
         if self.mechanism == "dgauss":
             return sampler.discrete_gaussian(self.local_stddev, self.padded)
-        return sampler.skellam(self.local_stddev**2, self.padded)
+        return skellam(self.local_stddev**2, self.padded)
 
     def decode(self, total: np.ndarray, *, count: int) -> np.ndarray:
         """The group's sum of words -> [sum of the (clipped) updates, number of contributors]."""
