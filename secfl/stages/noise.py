@@ -55,7 +55,9 @@ class GaussianNoise(BaseStage):
         std: an absolute per-client standard deviation (no DP claim: its event is non-private).
         placement: ``"distributed"`` (default), ``"central"`` or ``"client"``; see the module doc.
         secure: draw from the OS CSPRNG and snap to a grid (default) or, if False, from the
-            experiment RNG.
+            experiment RNG (client placements; central noise is drawn by the server at decode,
+            which has no experiment RNG, so with secure=False it uses a fresh numpy generator and
+            is not reproducible).
 
     Guarantee: with ``L2Clip(C)`` before it and all m clients of a group delivering, each group sum
     is the Gaussian mechanism with L2 sensitivity C and noise multiplier z (``dp_event``); with k < m
