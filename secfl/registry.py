@@ -16,12 +16,12 @@ from secfl.aggregators import (AdaptiveClip, Bulyan, CenteredClip, DnC, Ewwa, FL
 from secfl.exceptions import ConfigurationError
 from secfl.grouping import Buckets, Individual, OneGroup
 from secfl.protocols import HeSum, Plaintext, SecAgg, SecAggPlus
-from secfl.stages import (BitPack, DistributedDiscreteGaussian, EwwaContribution, FedBatPack, GaussianNoise, L2Clip,
-                          LowBitQuantize, Quantize, SignBinarize)
+from secfl.stages import (BitPack, DistributedDiscreteGaussian, EwwaContribution, FedBatBits, FedBatPack, GaussianNoise,
+                          L2Clip, LowBitQuantize, Quantize, SignBinarize)
 
 STAGES: dict[str, type] = {cls.name: cls for cls in (L2Clip, GaussianNoise, DistributedDiscreteGaussian, Quantize,
                                                      EwwaContribution, SignBinarize, BitPack, LowBitQuantize,
-                                                     FedBatPack)}
+                                                     FedBatPack, FedBatBits)}
 PROTOCOLS: dict[str, type] = {cls.name: cls for cls in (Plaintext, SecAgg, SecAggPlus, HeSum)}
 GROUPINGS: dict[str, type] = {cls.name: cls for cls in (Individual, OneGroup, Buckets)}
 AGGREGATORS: dict[str, type] = {cls.name: cls for cls in (Mean, Median, TrimmedMean, Krum, MultiKrum, GeometricMedian,

@@ -26,6 +26,7 @@ from secfl.privacy import Accountant, Ledger
 NOISE_STAGES = frozenset({"gaussian_noise", "ddgauss"})
 DISCRETE = frozenset({"ddgauss"})
 NEEDS_DIM = frozenset({"ddgauss"})  # stages whose "dim" defaults to the model's parameter count
+NEEDS_SEGMENTS = frozenset({"fedbat_pack", "fedbat_bits"})  # stages told where the binarized weights are
 
 
 class _Strict(BaseModel):
@@ -93,6 +94,9 @@ class FedBatSection(_Strict):
     phi: float = Field(0.5, ge=0, lt=1)
     alpha_min: float = Field(5e-4, gt=0)
     alpha_max: float = Field(5e-2, gt=0)
+    alpha_init: float = Field(0.01, gt=0, description="secure route (stage fedbat_bits): public alpha of round 1")
+    alpha_update: Literal["learned", "fixed"] = Field(
+        "learned", description="secure route: next public alpha = mean of the clients' learned alphas (or fixed)")
 
 
 class ServerSection(_Strict):
@@ -130,12 +134,21 @@ class Scenario(_Strict):
 
     @model_validator(mode="after")
     def _method_fits(self) -> Scenario:
-        if self.method == "fedbat" and self.client.dp_sgd is not None:
-            raise ValueError("method 'fedbat' with client.dp_sgd is not supported: Opacus has no per-sample "
-                             "gradients through the binarizer yet; use client-level DP (stages) instead")
+        if self.method == "fedbat" and self.client.dp_sgd is not None and self.client.dp_sgd.grad_sample_mode == "ghost":
+            raise ValueError("method 'fedbat' with client.dp_sgd needs grad_sample_mode 'functorch' or 'hooks': ghost "
+                             "clipping has no norm sampler for FedBAT's binarized layers")
         if self.fedbat.alpha_min > self.fedbat.alpha_max:
             raise ValueError("fedbat.alpha_min must be <= fedbat.alpha_max")
+        if not self.fedbat.alpha_min <= self.fedbat.alpha_init <= self.fedbat.alpha_max:
+            raise ValueError("fedbat.alpha_init must lie in [fedbat.alpha_min, fedbat.alpha_max]")
+        if self.secure_fedbat and self.method != "fedbat":
+            raise ValueError("stage 'fedbat_bits' carries FedBAT's bits: it needs method = \"fedbat\"")
         return self
+
+    @property
+    def secure_fedbat(self) -> bool:
+        """FedBAT with public alphas whose bits go through the sum (a ``fedbat_bits`` stage)."""
+        return any(s.get("kind") == "fedbat_bits" for s in self.stages)
 
     @property
     def clients_per_round(self) -> int:
@@ -154,7 +167,7 @@ class Scenario(_Strict):
             )
         poisson = self.run.sampling == "poisson"
         stages = [{"dim": self.model_dim(), **s} if s.get("kind") in NEEDS_DIM else s for s in self.stages]
-        stages = [{"segments": self.binarized_segments(), **s} if s.get("kind") == "fedbat_pack" else s
+        stages = [{"segments": self.binarized_segments(), **s} if s.get("kind") in NEEDS_SEGMENTS else s
                   for s in stages]
         return Pipeline(
             clients_per_round=self.data.num_clients if poisson else self.clients_per_round,

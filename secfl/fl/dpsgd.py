@@ -98,16 +98,7 @@ def dp_local_train(
         raise ConfigurationError(
             f"model is incompatible with Opacus DP-SGD: {'; '.join(map(str, problems))}. Replace BatchNorm with "
             "GroupNorm (opacus.validators.ModuleValidator.fix(model), or build_model('cnn'))")
-    with warnings.catch_warnings():  # running without torchcsprng is deliberate and documented above
-        warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        engine = PrivacyEngine(accountant=config.accountant)
-    if accountant_state is not None:
-        try:  # a fresh, normalised history list: Opacus's load_state_dict would alias the caller's list
-            history = [(float(s), float(q), int(t)) for s, q, t in accountant_state["history"]]
-            engine.accountant.load_state_dict({"history": history, "mechanism": accountant_state["mechanism"]})
-        except (TypeError, ValueError, KeyError) as error:
-            raise ConfigurationError(f"accountant_state is invalid ({error}); pass None or the accountant_state of "
-                                     f"an earlier DpLocalResult with accountant={config.accountant!r}") from error
+    engine = privacy_engine(config, accountant_state)
     prior_steps = sum(t for _, _, t in engine.accountant.history)
     words = np.random.SeedSequence([seed, prior_steps]).generate_state(2, dtype=np.uint64)
     sampling, noise = (torch.Generator().manual_seed(int(w)) for w in words)
@@ -136,6 +127,21 @@ def dp_local_train(
     epsilon = _epsilon(engine.accountant.mechanism(), history, float(config.delta))
     return DpLocalResult(flatten(trained) - flatten(model), len(targets), total / seen if seen else math.nan,
                          epsilon, {"history": list(history), "mechanism": engine.accountant.mechanism()})
+
+
+def privacy_engine(config: DpSgdConfig, accountant_state: dict | None) -> PrivacyEngine:
+    """An Opacus PrivacyEngine whose accountant continues ``accountant_state`` (None: a fresh one)."""
+    with warnings.catch_warnings():  # running without torchcsprng is deliberate and documented above
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        engine = PrivacyEngine(accountant=config.accountant)
+    if accountant_state is not None:
+        try:  # a fresh, normalised history list: Opacus's load_state_dict would alias the caller's list
+            history = [(float(s), float(q), int(t)) for s, q, t in accountant_state["history"]]
+            engine.accountant.load_state_dict({"history": history, "mechanism": accountant_state["mechanism"]})
+        except (TypeError, ValueError, KeyError) as error:
+            raise ConfigurationError(f"accountant_state is invalid ({error}); pass None or the accountant_state of "
+                                     f"an earlier result with accountant={config.accountant!r}") from error
+    return engine
 
 
 @functools.lru_cache(maxsize=4096)  # RDP takes ~0.1-0.3 s per call; clients of a round often share a history

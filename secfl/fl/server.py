@@ -19,6 +19,8 @@ from secfl.fl.client import evaluate, local_train
 from secfl.fl.data import Dataset, load_dataset
 from secfl.fl.dpsgd import DpSgdConfig, dp_local_train
 from secfl.methods.fedbat import fedbat_local_train
+from secfl.methods.fedbat_dpsgd import fedbat_dp_local_train
+from secfl.methods.fedbat_secure import SecureFedBat
 from secfl.fl.models import build_model
 from secfl.fl.params import num_params
 from secfl.fl.partition import partition
@@ -92,12 +94,19 @@ def run(
     d = num_params(model)
     state = _State(scenario, pipeline, ledger, model, optimizer, data, shards,
                    dict(checkpoint.get("dp_sgd", {})) if checkpoint is not None else {})
+    if scenario.secure_fedbat:
+        bat = scenario.fedbat
+        state.secure_fedbat = SecureFedBat(model, alpha_init=bat.alpha_init, update=bat.alpha_update,
+                                           alpha_clamp=(bat.alpha_min, bat.alpha_max))
+        if checkpoint is not None:
+            state.secure_fedbat.load_state_dict(checkpoint["fedbat"])
     try:
         for round_ in range(done + 1, scenario.run.rounds + 1):
             row = _round(state, round_)
             run_dir.append_metrics(row)
             run_dir.save_checkpoint({"round": round_, "model": model.state_dict(),
-                                     "optimizer": optimizer.state_dict(), "dp_sgd": state.dp_sgd})
+                                     "optimizer": optimizer.state_dict(), "dp_sgd": state.dp_sgd,
+                                     "fedbat": state.secure_fedbat.state_dict() if state.secure_fedbat else None})
             if on_round is not None:
                 on_round(row)
     except PrivacyBudgetExceededError as exc:
@@ -127,6 +136,7 @@ class _State:
     shards: list[np.ndarray]
     dp_sgd: dict[int, tuple[dict, float]]
     uplink_bits: list[int] = field(default_factory=list)  # FedBAT: each client's honest upload size this round
+    secure_fedbat: SecureFedBat | None = None  # FedBAT's public alphas when its bits go through the sum
 
 
 def _train(state: _State, cid: int, round_: int) -> tuple[Update, float, int]:
@@ -137,19 +147,26 @@ def _train(state: _State, cid: int, round_: int) -> tuple[Update, float, int]:
               "momentum": client.momentum, "weight_decay": client.weight_decay,
               "seed": client_seed(scenario.run.seed, round_, cid)}
     x, y = state.data.x_train[idx], state.data.y_train[idx]
+    if client.dp_sgd is not None:
+        kwargs["config"] = DpSgdConfig(noise_multiplier=client.dp_sgd.noise_multiplier,
+                                       max_grad_norm=client.dp_sgd.max_grad_norm,
+                                       grad_sample_mode=client.dp_sgd.grad_sample_mode, delta=client.dp_sgd.delta)
+        kwargs["accountant_state"] = state.dp_sgd.get(cid, (None, 0.0))[0]
     if scenario.method == "fedbat":
-        bat = scenario.fedbat
-        local = fedbat_local_train(state.model, x, y, rho=bat.rho, phi=bat.phi,
-                                   alpha_clamp=(bat.alpha_min, bat.alpha_max), **kwargs)
-        state.uplink_bits.append(local.uplink_bits)
-    elif client.dp_sgd is None:
-        local = local_train(state.model, x, y, **kwargs)
+        bat, secure = scenario.fedbat, state.secure_fedbat
+        kwargs.update(rho=0.0 if secure and secure.update == "fixed" else bat.rho,  # a fixed public alpha trains too
+                      phi=bat.phi, alpha_clamp=(bat.alpha_min, bat.alpha_max),
+                      alpha0=secure.public() if secure else None)
+        local = (fedbat_local_train if client.dp_sgd is None else fedbat_dp_local_train)(state.model, x, y, **kwargs)
     else:
-        config = DpSgdConfig(noise_multiplier=client.dp_sgd.noise_multiplier, max_grad_norm=client.dp_sgd.max_grad_norm,
-                             grad_sample_mode=client.dp_sgd.grad_sample_mode, delta=client.dp_sgd.delta)
-        previous = state.dp_sgd.get(cid, (None, 0.0))[0]
-        local = dp_local_train(state.model, x, y, config=config, accountant_state=previous, **kwargs)
+        local = (local_train if client.dp_sgd is None else dp_local_train)(state.model, x, y, **kwargs)
+    if client.dp_sgd is not None:
         state.dp_sgd[cid] = (local.accountant_state, local.epsilon)
+    if scenario.method == "fedbat" and state.secure_fedbat:  # m / alpha (+ proposals): fedbat_bits binarizes it
+        return (Update(cid, state.secure_fedbat.client_vector(local), weight=float(local.num_examples)), local.loss,
+                local.num_examples)
+    if scenario.method == "fedbat":
+        state.uplink_bits.append(local.uplink_bits)
     return Update(cid, local.delta, weight=float(local.num_examples)), local.loss, local.num_examples
 
 
@@ -181,7 +198,8 @@ def _round(state: _State, round_: int) -> dict[str, Any]:
         _set_fltrust_reference(state, round_)
     out = pipeline.run_round(updates, rng=rng)
     optimizer.zero_grad(set_to_none=True)
-    set_pseudo_gradient(model, out.aggregate)
+    alphas = state.secure_fedbat.public() if state.secure_fedbat else None  # the alphas this round used
+    set_pseudo_gradient(model, state.secure_fedbat.server_delta(out.aggregate) if alphas else out.aggregate)
     optimizer.step()
     accuracy, loss = evaluate(model, data.x_test, data.y_test)
     row = {
@@ -204,6 +222,9 @@ def _round(state: _State, round_: int) -> dict[str, Any]:
         row["epsilon"] = ledger.epsilon()
     if state.dp_sgd:
         row["client_epsilon"] = max(eps for _, eps in state.dp_sgd.values())
+    row["bytes_up_per_client"], row["bytes_down_per_client"] = row["bytes_up"] / k, row["bytes_down"] / k
+    if alphas:
+        row["fedbat_alphas"] = list(alphas.values())
     if state.uplink_bits:  # what FedBAT's upload needs (1 bit per binarized weight); the wire above sends floats
         row["fedbat_uplink_bits"] = sum(state.uplink_bits) / len(state.uplink_bits)
     return row

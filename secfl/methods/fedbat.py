@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,6 +128,9 @@ class FedBatResult:
         binarized_mask: bool ``[d]``: True at the coordinates sent as bits.
         num_examples: Number of training examples used.
         loss: Mean per-example training loss over the last epoch.
+        raw: float32 ``[d]``: ``delta`` with the trained update m_l (before the upload's binarization) at the
+            binarized coordinates; what a secure or DP route binarizes itself (None if not kept).
+        warmup_mean_abs: Same keys as ``alphas`` -> mean|m_l| at the end of the warm-up (FedBAT's own alpha0).
     """
 
     delta: np.ndarray
@@ -135,6 +139,8 @@ class FedBatResult:
     binarized_mask: np.ndarray
     num_examples: int
     loss: float
+    raw: np.ndarray | None = None
+    warmup_mean_abs: dict[str, float] | None = None
 
     @property
     def num_binarized(self) -> int:
@@ -162,6 +168,7 @@ def fedbat_local_train(
     alpha_clamp: tuple[float, float] = (5e-4, 5e-2),
     momentum: float = 0.0,
     weight_decay: float = 0.0,
+    alpha0: Mapping[str, float] | None = None,
 ) -> FedBatResult:
     """One client's FedBAT local training on cross-entropy; ``model`` is not modified (a deep copy trains).
 
@@ -191,6 +198,9 @@ def fedbat_local_train(
         alpha_clamp: ``(lo, hi)`` with 0 < lo <= hi: the range of every alpha_l.
         momentum: SGD momentum in [0, 1).
         weight_decay: L2 penalty >= 0 on m_l, a_l and the other parameters.
+        alpha0: Parameter name -> alpha0_l for every binarized weight, used at the end of the warm-up instead
+            of mean|m_l| (the secure route, ``fedbat_secure``, passes the round's PUBLIC step sizes; with
+            rho = 0 alpha_l then stays exactly there). None: FedBAT's own alpha0_l = mean|m_l|.
 
     Returns:
         The ``FedBatResult`` (``delta``, ``num_examples`` and ``loss`` mean what they do in ``LocalResult``).
@@ -212,6 +222,7 @@ def fedbat_local_train(
     low, high = _check_clamp(alpha_clamp)
     if not isinstance(model, torch.nn.Module):
         raise ConfigurationError(f"model is a {type(model).__name__}; pass a torch.nn.Module")
+    public = None if alpha0 is None else _check_alphas(alpha0, _binarized_weights(model))
 
     trained = copy.deepcopy(model).train()
     layers = _binarized_weights(trained)
@@ -232,20 +243,22 @@ def fedbat_local_train(
     sampler, uploader = (torch.Generator().manual_seed(int(w)) for w in words)
 
     def step_size(name: str) -> torch.Tensor:
-        return torch.clamp(alpha0[name] * torch.exp(rho * logits[name]), low, high)
+        return torch.clamp(start[name] * torch.exp(rho * logits[name]), low, high)
 
     n = len(targets)
     warmup = math.floor(phi * epochs * math.ceil(n / batch_size))
-    alpha0: dict[str, float] = {}
+    start: dict[str, float] = {}  # alpha0 per layer, set at the end of the warm-up
+    warm: dict[str, float] = {}  # mean|m_l| at the end of the warm-up
     step = 0
     for _ in range(epochs):
         total = 0.0
         for batch in torch.randperm(n, generator=shuffle).split(batch_size):
-            if step == warmup:  # end of warm-up: fix alpha0 = mean|m| per layer, binarize from here on
-                alpha0 = {name: float(m.detach().abs().mean()) or low for name, m in updates.items()}
+            if step == warmup:  # end of warm-up: fix alpha0 (mean|m| by default) per layer, binarize from here on
+                warm = {name: float(m.detach().abs().mean()) or low for name, m in updates.items()}
+                start = public or warm
             step += 1
             optimizer.zero_grad(set_to_none=True)
-            if alpha0:
+            if start:
                 effective = {name: w + _binarize(updates[name], step_size(name), sampler) for name, w in layers.items()}
             else:
                 effective = {name: w + updates[name] for name, w in layers.items()}
@@ -255,9 +268,10 @@ def fedbat_local_train(
             total += loss.item() * len(batch)
 
     delta = flatten(trained) - flatten(model)  # zero at the (frozen) binarized weights; filled in below
+    raw = delta.copy()
     mask = np.zeros(delta.size, dtype=bool)
     bits: dict[str, np.ndarray] = {}
-    alphas: dict[str, float] = {}
+    uploaded: dict[str, float] = {}
     offset = 0
     with torch.no_grad():
         for name, param in trained.named_parameters():
@@ -267,17 +281,31 @@ def fedbat_local_train(
                 u = torch.rand(updates[name].shape, generator=uploader, dtype=updates[name].dtype)
                 b = _sample_bits(updates[name] / alpha.to(updates[name].dtype), u).reshape(-1)
                 bits[name] = b.to(torch.uint8).numpy()
-                alphas[name] = float(alpha)
-                delta[offset : offset + size] = np.float32(alphas[name]) * (2 * bits[name].astype(np.float32) - 1)
+                uploaded[name] = float(alpha)
+                delta[offset : offset + size] = np.float32(uploaded[name]) * (2 * bits[name].astype(np.float32) - 1)
                 mask[offset : offset + size] = True
+                raw[offset : offset + size] = updates[name].detach().reshape(-1).to(torch.float32).numpy()
             offset += size
-    return FedBatResult(delta=delta, bits=bits, alphas=alphas, binarized_mask=mask, num_examples=n, loss=total / n)
+    return FedBatResult(delta=delta, bits=bits, alphas=uploaded, binarized_mask=mask, num_examples=n, loss=total / n,
+                        raw=raw, warmup_mean_abs=warm)
 
 
 def _binarized_weights(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     """Parameter name -> weight of every Conv2d/Linear module, in ``named_parameters`` order (ties once)."""
     wanted = {id(module.weight) for module in model.modules() if isinstance(module, BINARIZED_MODULES)}
     return {name: p for name, p in model.named_parameters() if id(p) in wanted}
+
+
+def _check_alphas(alphas: object, layers: Mapping[str, torch.nn.Parameter]) -> dict[str, float]:
+    """Given alpha0 values as name -> float, one finite positive value per binarized weight, or raise."""
+    if not isinstance(alphas, Mapping) or set(alphas) != set(layers):
+        raise ConfigurationError(f"alpha0 must map every binarized weight ({', '.join(layers)}) to a step size")
+    out = {}
+    for name, value in alphas.items():
+        if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
+            raise ConfigurationError(f"alpha0[{name!r}] = {value!r} is invalid; pass a finite alpha > 0")
+        out[name] = float(np.float32(value))
+    return out
 
 
 def _check_clamp(alpha_clamp: object) -> tuple[float, float]:

@@ -5,6 +5,7 @@ from secfl.stages.bitpack import BitPack
 from secfl.stages.clip import L2Clip
 from secfl.stages.ddg import DistributedDiscreteGaussian
 from secfl.stages.ewwa import EwwaContribution
+from secfl.stages.fedbat_bits import FedBatBits
 from secfl.stages.fedbat_pack import FedBatPack
 from secfl.stages.noise import GaussianNoise
 from secfl.stages.qsgd import LowBitQuantize
@@ -12,4 +13,4 @@ from secfl.stages.quantize import Quantize
 from secfl.stages.sign import SignBinarize
 
 __all__ = ["BaseStage", "L2Clip", "GaussianNoise", "DistributedDiscreteGaussian", "EwwaContribution", "Quantize", "SignBinarize",
-           "BitPack", "LowBitQuantize", "FedBatPack"]
+           "BitPack", "LowBitQuantize", "FedBatPack", "FedBatBits"]

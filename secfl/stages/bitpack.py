@@ -67,6 +67,12 @@ def unpack_fields(words: np.ndarray, field_bits: int, count: int | None = None) 
     return fields if count is None else fields[:count]
 
 
+def high_bits_clear(words: np.ndarray, field_bits: int) -> bool:
+    """True if no word has a bit above its last full field (always true of sums of honest packings)."""
+    used = field_bits * fields_per_word(field_bits)
+    return used == WORD_BITS or not np.any(np.asarray(words, dtype=np.uint64) >> np.uint64(used))
+
+
 class BitPack(BaseStage):
     """Send a ±scale vector as its bits, packed r = ceil(log2(K + 1)) bits per coordinate; decode the mean.
 
@@ -196,7 +202,8 @@ class BitPack(BaseStage):
                 raise ProtocolError("BitPack: the group sum holds no contributor (weight field 0)")
             d = int(nonzero[-1])
         sums, n = fields[:d], int(fields[d])
-        if n != count or np.any(fields[d + 1:]) or (sums.size and sums.max() > n):
+        if (n != count or np.any(fields[d + 1:]) or (sums.size and sums.max() > n)
+                or not high_bits_clear(words, field_bits)):
             raise ProtocolError(
                 f"BitPack: the group sum is not a sum of {count} honest bit vectors (weight field {n}); "
                 "a client sent fields other than single bits"

@@ -23,6 +23,20 @@ from secfl.stages.base import BaseStage
 from secfl.types import Bounds, Update
 
 
+def check_segments(segments: Sequence[Sequence[int]], owner: str) -> list[tuple[int, int]]:
+    """``segments`` as sorted, disjoint, non-empty ``(start, stop)`` int pairs, or ConfigurationError."""
+    try:
+        cleaned = [(int(a), int(b)) for a, b in segments]
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{owner}(segments=...): a list of [start, stop) pairs of ints") from None
+    last = 0
+    for start, stop in cleaned:
+        if not last <= start < stop:
+            raise ConfigurationError(f"{owner}(segments=...): segments must be non-empty, sorted, disjoint")
+        last = stop
+    return cleaned
+
+
 def _pack_bits(bits: np.ndarray) -> np.ndarray:
     """0/1 values -> uint32 words, 32 per word, little-endian bit order (last word zero-padded)."""
     padded = np.zeros(-(-bits.size // 32) * 32, dtype=np.uint8)
@@ -49,16 +63,7 @@ class FedBatPack(BaseStage):
     output: ClassVar[str] = "ring"
 
     def __init__(self, segments: Sequence[Sequence[int]]) -> None:
-        try:
-            cleaned = [(int(a), int(b)) for a, b in segments]
-        except (TypeError, ValueError):
-            raise ConfigurationError("FedBatPack(segments=...): a list of [start, stop) pairs of ints") from None
-        last = 0
-        for start, stop in cleaned:
-            if not last <= start < stop:
-                raise ConfigurationError("FedBatPack(segments=...): segments must be non-empty, sorted, disjoint")
-            last = stop
-        self.segments = cleaned
+        self.segments = check_segments(segments, "FedBatPack")
 
     def bind(self, *, bound_in: Bounds, group_size: int, min_group_size: int | None = None) -> FedBatPack:
         if group_size != 1:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from secfl import registry
-from secfl.stages import (BitPack, DistributedDiscreteGaussian, EwwaContribution, FedBatPack, GaussianNoise, L2Clip,
-                          LowBitQuantize, Quantize, SignBinarize)
+from secfl.stages import (BitPack, DistributedDiscreteGaussian, EwwaContribution, FedBatBits, FedBatPack, GaussianNoise,
+                          L2Clip, LowBitQuantize, Quantize, SignBinarize)
 from secfl.types import Bounds, Update
 
 C = 1.0
@@ -24,14 +24,20 @@ CASES = {
     "bitpack": (BitPack(0.125), 0.0),  # +-scale bits (and the weight 1) round-trip exactly
     "low_bit": (LowBitQuantize(16), 1e-3),  # 32767 levels of ||x|| ~ 3: one level is about 1e-4
     "fedbat_pack": (FedBatPack([(0, 20), (25, 35)]), 0.0),  # a FedBAT update round-trips exactly
+    # +-1 (x = m / alpha already binarized) round-trips exactly; the rest within one fixed-point step
+    "fedbat_bits": (FedBatBits([(0, 20), (25, 35)], scale=2**12), 1 / 2**12),
 }
-BIT_INPUT = {"bitpack", "fedbat_pack"}  # stages fed +-alpha segments (and the weight 1) by their pipelines
+BIT_INPUT = {"bitpack", "fedbat_pack", "fedbat_bits"}  # stages fed +-alpha segments (and the weight 1) by their pipelines
 
 
 def sample(kind, rng, size):
     """An input of ``size`` values as the stage receives it inside a pipeline."""
     if kind in BIT_INPUT:
         x = np.where(rng.random(size) < 0.5, -0.125, 0.125).astype(np.float32)
+        if kind == "fedbat_bits":
+            x[:35] = np.sign(x[:35])
+            x[20:25] = np.clip(rng.normal(size=5), -C, C)
+            x[35:] = np.clip(rng.normal(size=size - 35), -C, C)
         if kind == "fedbat_pack":
             x[25:35] *= 0.5  # a second layer with its own alpha
             x[20:25] = rng.normal(size=5)  # full-precision coordinates between the segments
