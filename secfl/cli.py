@@ -1,4 +1,4 @@
-"""The ``secfl`` command line: run a scenario, run the demo, list the components.
+"""The ``secfl`` command line: run a scenario or the demo, bench a suite, report on it, list the components.
 
 A user mistake (bad scenario, bad option) exits with code 2 and one line on stderr, no traceback.
 """
@@ -104,6 +104,79 @@ def demo_command(
         out = Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     with resources.as_file(resources.files("secfl") / "scenarios" / "demo.toml") as path:
         _execute(path, out, seed, sets, resume)
+
+
+@app.command("bench")
+def bench_command(
+    suite_path: Annotated[Path, typer.Argument(metavar="SUITE.toml", help="the suite (a grid of scenarios) to run")],
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="run cells in N worker processes")] = 1,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the suite in --out: skip finished cells, "
+                                         "resume interrupted ones")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="bench directory (default: runs/<suite name>)")] = None,
+) -> None:
+    """Run every cell of a suite, one run directory per cell (OUT/cells/<id>/); resumable."""
+    from secfl import bench
+
+    try:
+        suite = bench.load_suite(suite_path)
+        out = out or Path("runs") / suite.name
+        if fancy():
+            columns = (TextColumn("cells"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
+                       TextColumn("{task.fields[info]}"))
+            with Progress(*columns, console=err, transient=True) as bar:
+                task = bar.add_task("cells", total=None, info="validating")
+
+                def show(result: bench.CellResult, count: int, total: int) -> None:
+                    bar.update(task, completed=count, total=total, info="")
+                    bar.console.print(_cell_line(result, count, total), markup=False, highlight=False)
+
+                def rounds(cell: str, row: dict[str, Any]) -> None:
+                    bar.update(task, info=f"{cell}: round {row['round']} accuracy {row['accuracy']:.4f}")
+
+                results = bench.run_suite(suite, out, jobs=jobs, resume=resume, on_cell=show,
+                                          on_round=rounds if jobs == 1 else None)
+        else:
+            results = bench.run_suite(suite, out, jobs=jobs, resume=resume,
+                                      on_cell=lambda r, n, t: print(_cell_line(r, n, t), flush=True))
+    except SecflError as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: finished cells and rounds are saved; continue with --resume", markup=False)
+        raise typer.Exit(code=130) from None
+    failed = [r for r in results if r.status == "failed"]
+    skipped = sum(r.skipped for r in results)
+    print(f"{suite.name}: {len(results) - len(failed)} of {len(results)} cells done"
+          f"{f' ({skipped} already finished)' if skipped else ''}; results in {out}; report: secfl report {out}")
+    if failed:
+        err.print(f"error: {len(failed)} of {len(results)} cells failed, first {failed[0].id}: {failed[0].error} "
+                  f"(all in {out / 'suite.json'}; rerun the failed cells with --resume)",
+                  markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1)
+
+
+def _cell_line(result: Any, count: int, total: int) -> str:
+    """``[3/8] done <id>: final accuracy 0.8123 (4.1 s)`` (or skipped / FAILED with the error)."""
+    if result.status == "failed":
+        return f"[{count}/{total}] FAILED {result.id}: {result.error}"
+    what = "finished before" if result.skipped else f"done ({result.seconds:.1f} s)"
+    accuracy = f"final accuracy {result.final_accuracy:.4f}" if result.final_accuracy is not None else "no rounds"
+    stopped = f" (stopped: {result.stopped})" if result.stopped else ""
+    return f"[{count}/{total}] {result.id}: {accuracy}{stopped}, {what}"
+
+
+@app.command("report")
+def report_command(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="a bench directory (secfl bench --out DIR)")],
+) -> None:
+    """Write DIR/report.md with tables, heatmaps and accuracy curves of a (possibly unfinished) bench."""
+    from secfl.report import write_report
+
+    try:
+        path = write_report(directory)
+    except SecflError as exc:
+        raise fail(str(exc)) from None
+    figures = sorted(p.name for p in path.parent.glob("*.png"))
+    print(f"report written to {path} ({len(figures)} figures)")
 
 
 @app.command("list")

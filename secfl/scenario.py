@@ -74,6 +74,9 @@ class ModelSection(_Strict):
 
 
 class ClientSection(_Strict):
+    mode: Literal["fedavg", "gradient"] = Field(
+        "fedavg", description="fedavg: local epochs, send the delta; gradient: one minibatch gradient with worker "
+        "momentum per round, send -lr * momentum (distributed SGD)")
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(0.05, gt=0)
@@ -97,6 +100,17 @@ class FedBatSection(_Strict):
     alpha_init: float = Field(0.01, gt=0, description="secure route (stage fedbat_bits): public alpha of round 1")
     alpha_update: Literal["learned", "fixed"] = Field(
         "learned", description="secure route: next public alpha = mean of the clients' learned alphas (or fixed)")
+
+
+class AttackSection(_Strict):
+    kind: str = Field(description="an update attack (secfl list), or label_flip / backdoor (data attacks)")
+    num_byzantine: int = Field(ge=1, description="f: the Byzantine clients (fixed ids drawn from run.seed)")
+    options: dict[str, Any] = Field(default_factory=dict, description="the update attack's options, e.g. { z = 1.5 }")
+    target: int = Field(0, ge=0, description="backdoor: the label the trigger should produce")
+    trigger_size: int = Field(3, ge=1, description="backdoor: side of the square trigger in the bottom-right corner")
+    poison_fraction: float = Field(0.5, gt=0, le=1, description="backdoor: share of a Byzantine client's examples")
+    boost: float = Field(1.0, gt=0, description="backdoor/label_flip: scale of the Byzantine update "
+                         "(model replacement: about the number of clients per round)")
 
 
 class ServerSection(_Strict):
@@ -131,6 +145,7 @@ class Scenario(_Strict):
     client: ClientSection = ClientSection()
     server: ServerSection = ServerSection()
     privacy: PrivacySection = PrivacySection()
+    attack: AttackSection | None = Field(None, description="Byzantine clients and what they do")
 
     @model_validator(mode="after")
     def _method_fits(self) -> Scenario:
@@ -141,6 +156,12 @@ class Scenario(_Strict):
             raise ValueError("fedbat.alpha_min must be <= fedbat.alpha_max")
         if not self.fedbat.alpha_min <= self.fedbat.alpha_init <= self.fedbat.alpha_max:
             raise ValueError("fedbat.alpha_init must lie in [fedbat.alpha_min, fedbat.alpha_max]")
+        if self.attack is not None:
+            check_attack(self.attack.kind, self.attack.options)
+            if self.attack.num_byzantine >= self.data.num_clients:
+                raise ValueError("attack.num_byzantine must be smaller than data.num_clients")
+        if self.client.mode == "gradient" and (self.method != "fedavg" or self.client.dp_sgd is not None):
+            raise ValueError("client.mode = \"gradient\" works with method = \"fedavg\" and without client.dp_sgd")
         if self.secure_fedbat and self.method != "fedbat":
             raise ValueError("stage 'fedbat_bits' carries FedBAT's bits: it needs method = \"fedbat\"")
         return self

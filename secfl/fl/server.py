@@ -7,6 +7,7 @@ model and the server optimizer, no RNG state.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from secfl.fl.byzantine import Adversary
 from secfl.fl.client import evaluate, local_train
+from secfl.fl.gradient import gradient_step
 from secfl.fl.data import Dataset, load_dataset
 from secfl.fl.dpsgd import DpSgdConfig, dp_local_train
 from secfl.methods.fedbat import fedbat_local_train
@@ -94,6 +97,11 @@ def run(
     d = num_params(model)
     state = _State(scenario, pipeline, ledger, model, optimizer, data, shards,
                    dict(checkpoint.get("dp_sgd", {})) if checkpoint is not None else {})
+    if scenario.attack is not None:
+        state.adversary = Adversary(scenario.attack, num_clients=scenario.data.num_clients, seed=seed,
+                                    num_classes=data.num_classes, trigger_value=float(data.x_train.max()))
+    if checkpoint is not None:
+        state.momentum = dict(checkpoint.get("momentum") or {})
     if scenario.secure_fedbat:
         bat = scenario.fedbat
         state.secure_fedbat = SecureFedBat(model, alpha_init=bat.alpha_init, update=bat.alpha_update,
@@ -106,7 +114,8 @@ def run(
             run_dir.append_metrics(row)
             run_dir.save_checkpoint({"round": round_, "model": model.state_dict(),
                                      "optimizer": optimizer.state_dict(), "dp_sgd": state.dp_sgd,
-                                     "fedbat": state.secure_fedbat.state_dict() if state.secure_fedbat else None})
+                                     "fedbat": state.secure_fedbat.state_dict() if state.secure_fedbat else None,
+                                     "momentum": state.momentum})
             if on_round is not None:
                 on_round(row)
     except PrivacyBudgetExceededError as exc:
@@ -137,6 +146,8 @@ class _State:
     dp_sgd: dict[int, tuple[dict, float]]
     uplink_bits: list[int] = field(default_factory=list)  # FedBAT: each client's honest upload size this round
     secure_fedbat: SecureFedBat | None = None  # FedBAT's public alphas when its bits go through the sum
+    adversary: Adversary | None = None  # the Byzantine clients, if the scenario has an attack
+    momentum: dict[int, np.ndarray] = field(default_factory=dict)  # gradient mode: each client's worker momentum
 
 
 def _train(state: _State, cid: int, round_: int) -> tuple[Update, float, int]:
@@ -147,6 +158,13 @@ def _train(state: _State, cid: int, round_: int) -> tuple[Update, float, int]:
               "momentum": client.momentum, "weight_decay": client.weight_decay,
               "seed": client_seed(scenario.run.seed, round_, cid)}
     x, y = state.data.x_train[idx], state.data.y_train[idx]
+    if state.adversary is not None:  # a Byzantine data attacker trains on poisoned data
+        x, y = state.adversary.poison(cid, x, y, np.random.default_rng([scenario.run.seed, 6, round_, cid]))
+    if client.mode == "gradient":
+        delta, state.momentum[cid], loss = gradient_step(
+            state.model, x, y, batch_size=client.batch_size, lr=client.lr, seed=kwargs["seed"],
+            momentum=client.momentum, buffer=state.momentum.get(cid), weight_decay=client.weight_decay)
+        return Update(cid, _boost(state, cid, delta), weight=float(len(y))), loss, min(len(y), client.batch_size)
     if client.dp_sgd is not None:
         kwargs["config"] = DpSgdConfig(noise_multiplier=client.dp_sgd.noise_multiplier,
                                        max_grad_norm=client.dp_sgd.max_grad_norm,
@@ -167,7 +185,30 @@ def _train(state: _State, cid: int, round_: int) -> tuple[Update, float, int]:
                 local.num_examples)
     if scenario.method == "fedbat":
         state.uplink_bits.append(local.uplink_bits)
-    return Update(cid, local.delta, weight=float(local.num_examples)), local.loss, local.num_examples
+    return Update(cid, _boost(state, cid, local.delta), weight=float(local.num_examples)), local.loss, local.num_examples
+
+
+def _boost(state: _State, cid: int, delta: np.ndarray) -> np.ndarray:
+    return delta if state.adversary is None else state.adversary.boost(cid, delta)
+
+
+def _local_updates(state: _State, sampled: list[int], round_: int,
+                   rng: np.random.Generator) -> tuple[list[Update], list[tuple[float, int]]]:
+    """Every sampled client's update in ``sampled`` order: trained, or forged by an update attacker."""
+    updates: dict[int, Update] = {}
+    losses = []
+    adversary = state.adversary
+    for cid in sampled:
+        if adversary is None or adversary.trains(cid):
+            updates[cid], local_loss, count = _train(state, cid, round_)
+            losses.append((local_loss, count))
+    if adversary is not None:
+        byzantine = [cid for cid in sampled if not adversary.trains(cid)]
+        honest = [updates[cid] for cid in sampled if not adversary.is_byzantine(cid)]
+        rule = state.pipeline.aggregator
+        forged = adversary.forge(honest, byzantine, rng=rng, aggregator=lambda v: copy.deepcopy(rule)(v))
+        updates.update((u.client_id, u) for u in forged)
+    return [updates[cid] for cid in sampled], losses
 
 
 def _round(state: _State, round_: int) -> dict[str, Any]:
@@ -188,12 +229,8 @@ def _round(state: _State, round_: int) -> dict[str, Any]:
             ledger.record(pipeline.dp_event())
             row["epsilon"] = ledger.epsilon()
         return row
-    updates, losses = [], []
     state.uplink_bits.clear()
-    for cid in sampled:
-        update, local_loss, count = _train(state, cid, round_)
-        updates.append(update)
-        losses.append((local_loss, count))
+    updates, losses = _local_updates(state, sampled, round_, np.random.default_rng([seed, 7, round_]))
     if isinstance(_rule(pipeline.aggregator), FLTrust):
         _set_fltrust_reference(state, round_)
     out = pipeline.run_round(updates, rng=rng)
@@ -220,6 +257,9 @@ def _round(state: _State, round_: int) -> dict[str, Any]:
             row["noise_multiplier"] = out.measurements["dp/noise_multiplier"]
         ledger.record(out.dp_event)
         row["epsilon"] = ledger.epsilon()
+    if state.adversary is not None:
+        row["byzantine"] = sum(state.adversary.is_byzantine(cid) for cid in sampled)
+        row.update(state.adversary.metrics(model, data.x_test, data.y_test))
     if state.dp_sgd:
         row["client_epsilon"] = max(eps for _, eps in state.dp_sgd.values())
     row["bytes_up_per_client"], row["bytes_down_per_client"] = row["bytes_up"] / k, row["bytes_down"] / k

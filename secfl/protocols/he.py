@@ -63,6 +63,8 @@ class HeSum:
         grid_bits: CKKS: decrypted sums are rounded to multiples of 2^-grid_bits (ignored for BFV).
         bits: BFV: inputs are words holding v mod 2^bits (default: the word size); see ``for_ring``.
         threads: TenSEAL threads for every context.
+        min_contributors: the fewest uploads a group sum may hold (>= 2); a group with fewer after
+            dropouts fails the round, and the pipeline refuses groupings with smaller groups.
 
     Guarantee: against an honest-but-curious aggregator that does not collude with the key holder,
     the aggregator learns per group only the sum over the clients that uploaded; outsiders cannot
@@ -71,7 +73,7 @@ class HeSum:
     the input dtype holding S mod 2^32 / 2^64 of the exact integer sum S of the centred inputs.
     CKKS: float64 sums within ``params(n).tolerance`` of the exact sum of the float32 inputs
     (2^-(grid_bits+1) + sqrt(n) 2^(15-scale_bits); 5.7e-7 at n = 10 with the defaults).
-    Raises ``InsufficientParticipantsError`` if every client of a group dropped, and aborts the
+    Raises ``InsufficientParticipantsError`` if fewer than ``min_contributors`` of a group upload, and aborts the
     round (``MalformedMessageError`` / ``ProtocolIntegrityError``) on any bad message.
 
     References: Fan and Vercauteren, Somewhat Practical Fully Homomorphic Encryption, 2012 (BFV);
@@ -87,7 +89,8 @@ class HeSum:
 
     def __init__(self, scheme: str = "bfv", *, poly_modulus_degree: int = 8192,
                  coeff_mod_bit_sizes: Sequence[int] = (60, 40), plain_modulus: int = DEFAULT_PLAIN_MODULUS,
-                 scale_bits: int = 40, grid_bits: int = 20, bits: int | None = None, threads: int = 1) -> None:
+                 scale_bits: int = 40, grid_bits: int = 20, bits: int | None = None, threads: int = 1,
+                 min_contributors: int = 2) -> None:
         bfv = scheme == "bfv"
         self.parameters = HeParams(scheme, poly_modulus_degree, coeff_mod_bit_sizes,
                                    plain_modulus=plain_modulus if bfv else None,
@@ -95,6 +98,10 @@ class HeSum:
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
             raise ConfigurationError(f"HeSum(threads={threads!r}) must be an int >= 1")
         self.scheme, self.threads = scheme, threads
+        if not isinstance(min_contributors, int) or isinstance(min_contributors, bool) or min_contributors < 2:
+            raise ConfigurationError(f"HeSum(min_contributors={min_contributors!r}) must be an int >= 2: the key "
+                                     "holder must never decrypt a single client's upload")
+        self.min_group_size = self.min_contributors = min_contributors
         self.needs_ring, self.needs_real = bfv, not bfv
         self.bits = self._check_bits(bits)
         self.sum_fits = False  # set by for_ring: the ring stage guarantees group sums fit in `bits` bits
@@ -172,7 +179,7 @@ class HeSum:
 
         Raises:
             ConfigurationError: inputs of the wrong kind or size for the scheme, groups too large.
-            InsufficientParticipantsError: every client of some group dropped.
+            InsufficientParticipantsError: fewer than ``min_contributors`` of some group uploaded.
             MalformedMessageError, ProtocolIntegrityError: a message failed a check; no result.
         """
         start = time.perf_counter()
@@ -181,12 +188,16 @@ class HeSum:
         template = next(iter(by_id.values())).values
         bits = self._check_inputs(template, max(by_id))
         for group in groups:
+            if len(group) < self.min_contributors:
+                raise ConfigurationError(f"HeSum needs groups of >= {self.min_contributors} clients (min_contributors), "
+                                         f"got one of {len(group)}; use larger buckets or one_group")
             self.params(len(group), bits=bits)
         silent = dropouts.dropped_by("upload", self.stages)
         alive = [[c for c in group if c not in silent] for group in groups]
         for index, members in enumerate(alive):
-            if not members:
-                raise InsufficientParticipantsError(f"every client of group {index} dropped out")
+            if len(members) < self.min_contributors:  # a "sum" of one upload is that client's input
+                raise InsufficientParticipantsError(
+                    f"group {index} has {len(members)} upload(s), fewer than min_contributors = {self.min_contributors}")
         d, round_id = template.size, os.urandom(m.ROUND_ID_BYTES)
         clock = dict.fromkeys(("keygen", "encrypt", "sum", "sum_serialize", "decrypt"), 0.0)
         tick = time.perf_counter()

@@ -26,6 +26,8 @@ from secfl.protocols import secagg_messages as m
 from secfl.protocols.directory import KeyDirectory
 from secfl.protocols.secagg_params import SecAggParams, graph_seed, neighbours_of
 
+ABORTED = -1  # a client's stage once it refused a step: it answers nothing more this round
+
 STAGES = ("advertise_keys", "share_keys", "masked_input", "consistency_check", "unmask")
 
 
@@ -84,9 +86,13 @@ class SecAggClient:
         self.b_seed = randomness.bytes(32)
 
     def _enter(self, stage: int) -> None:
-        if self.stage != stage:  # replay, reordering or a second request: refuse
+        if self.stage != stage:  # replay, reordering, a second request, or any request after a refusal
             raise ProtocolIntegrityError()
-        self.stage += 1
+        self.stage = ABORTED  # until the step completes: a refused step ends this client's round
+
+    def _done(self, stage: int, reply: bytes) -> bytes:
+        self.stage = stage + 1
+        return reply
 
     def _open(self, data: bytes, kind: int):
         return m.open_message(data, kind=kind, expect=self.ctx.reply(), max_bytes=self.cap)
@@ -97,7 +103,7 @@ class SecAggClient:
         unsigned = m.KeyEntry(self.id, self.c_pk, self.s_pk, commit(self.b_seed), b"")
         signature = crypto.sign(self.signing_key, advertise_message(self.ctx, unsigned))
         entry = m.KeyEntry(self.id, self.c_pk, self.s_pk, unsigned.commitment, signature)
-        return m.encode(m.ADVERTISE, self.ctx, m.write_entry(Writer(), entry))
+        return self._done(0, m.encode(m.ADVERTISE, self.ctx, m.write_entry(Writer(), entry)))
 
     def share_keys(self, data: bytes) -> bytes:
         """Stage 1: check every advertised key, then send each neighbour its encrypted shares."""
@@ -133,7 +139,7 @@ class SecAggClient:
             key = crypto.agree(self.c_sk, entries[v].c_public, info=pair_info("secagg-share", self.ctx, self.id, v))
             blobs[v] = crypto.seal(key, plaintext, aad=crypto.hkdf_info("secagg-share-aad", self.ctx.session,
                                    self.ctx.round, self.ctx.group, self.id, v), randomness=self.rng)
-        return m.encode(m.SHARES, self.ctx, m.write_blobs(Writer(), blobs))
+        return self._done(1, m.encode(m.SHARES, self.ctx, m.write_blobs(Writer(), blobs)))
 
     def masked_input(self, data: bytes) -> bytes:
         """Stage 2: decrypt the shares received, then send x + PRG(b) + sum of signed pairwise masks."""
@@ -160,7 +166,7 @@ class SecAggClient:
         for v in sorted(self.shared_with):
             key = crypto.agree(self.s_sk, self.keys[v].s_public, info=pair_info("secagg-mask", self.ctx, self.id, v))
             prg.add_mask(masked, key, sign=1 if self.id < v else -1)
-        return m.encode(m.MASKED, self.ctx, Writer().words(masked))
+        return self._done(2, m.encode(m.MASKED, self.ctx, Writer().words(masked)))
 
     def consistency_check(self, data: bytes) -> bytes:
         """Stage 3: sign the survivor list if it is plausible from this client's own view."""
@@ -171,7 +177,7 @@ class SecAggClient:
         self._check_survivors(survivors)
         self.survivors = frozenset(survivors)
         signature = crypto.sign(self.signing_key, consistency_message(self.ctx, survivors))
-        return m.encode(m.CONSISTENCY, self.ctx, Writer().raw(signature))
+        return self._done(3, m.encode(m.CONSISTENCY, self.ctx, Writer().raw(signature)))
 
     def _check_survivors(self, survivors: Sequence[int]) -> None:
         listed = set(survivors)
@@ -180,7 +186,7 @@ class SecAggClient:
             raise ProtocolIntegrityError()
 
     def unmask(self, data: bytes) -> bytes:
-        """Stage 4: verify >= t signatures over the same list, then reveal ONE share per neighbour."""
+        """Stage 4: verify >= quorum signatures over the same list, then reveal ONE share per neighbour."""
         self._enter(4)
         reader = self._open(data, m.UNMASK_REQUEST)
         survivors = reader.ids(max_count=self.params.n)
@@ -197,14 +203,14 @@ class SecAggClient:
             raise ProtocolIntegrityError()  # listed as both dropped and surviving, or a changed list
         if set(dropped) != (self.shared_with - self.survivors):
             raise ProtocolIntegrityError()
-        if not set(signatures) <= self.survivors or len(signatures) < self.params.threshold:
+        if not set(signatures) <= self.survivors or len(signatures) < self.params.quorum:
             raise ProtocolIntegrityError()
         message = consistency_message(self.ctx, survivors)
         for signer, signature in signatures.items():
             crypto.verify(self.directory.public_key(signer), signature, message)
         reveal = {u: ((m.SELF_MASK, self.held[u][0]) if u in self.survivors else (m.KEY_SHARE, self.held[u][1]))
                   for u in self.shared_with}
-        return m.encode(m.UNMASK, self.ctx, m.write_shares(Writer(), reveal))
+        return self._done(4, m.encode(m.UNMASK, self.ctx, m.write_shares(Writer(), reveal)))
 
 
 def self_mask_info(header: m.Header, client: int) -> bytes:

@@ -12,6 +12,14 @@ independently. With the Harary graph H(n, k) under a random relabelling:
   server can never gather t self-mask shares and t key shares of the same client, even with the
   help of c corrupt neighbours (2t > k + c).
 - Correctness: n P[Bin(k, 1 - delta) < t] <= 2^-eta (a client's shares are recoverable).
+- Consistency quorum q = floor((n + C) / 2) + 1, C the corrupt clients in the whole group (P[Bin(n, gamma)
+  > C] <= 2^-sigma): a client reveals shares only after q signatures over its survivor list. Two lists
+  signed by q clients each share more than C signers, so an honest client signed both, which it never
+  does: every honest client that unmasks holds the same list. With t alone (t <= n / 2 for SecAgg with
+  even n, t << n for SecAgg+) a malicious server could show disjoint quorums different lists and learn a
+  client's self-mask shares from one and its pairwise-key shares from another (found by
+  ``secfl audit protocol``, attempt ``split-view-quorums``). The price: a round needs q clients alive at
+  the consistency check, a majority of the group.
 
 The smallest even k < n - 1 meeting all four is chosen; if none exists the complete graph (k = n - 1,
 SecAgg) is used, whose failure probability is reported rather than guaranteed.
@@ -39,6 +47,7 @@ class SecAggParams:
     threshold: int
     corrupt_bound: int
     failure_log2: float  # log2 of the union-bounded probability that the round fails for lack of shares
+    quorum: int  # signatures over one survivor list a client needs before it unmasks (see the module doc)
 
 
 def _pmf(k: int, p: float, j: int) -> float:
@@ -113,7 +122,13 @@ def derive(
             continue
         failure = _failure_log2(n, k, t, dropout_rate)
         if failure <= -failure_bits or k == candidates[-1]:
-            return SecAggParams(n, k, t, c, failure)
+            group_corrupt = _corrupt_bound(1, n, corrupt_rate, security_bits)
+            quorum = max(t, (n + group_corrupt) // 2 + 1)
+            if quorum > n:
+                raise ConfigurationError(
+                    f"a group of {n} with corrupt_rate={corrupt_rate} cannot reach a consistency quorum (needs "
+                    f"{quorum} signers); use larger groups or a lower corrupt_rate")
+            return SecAggParams(n, k, t, c, failure, quorum)
     raise ConfigurationError(
         f"no (neighbours, threshold) for a group of {n} reaches 2^-{security_bits} security with "
         f"corrupt_rate={corrupt_rate}; use larger groups or a lower corrupt_rate"

@@ -54,10 +54,11 @@ class SecAggServer:
                 self.rejected.add(client)
         return out
 
-    def _need(self, alive, stage: str) -> None:
-        if len(alive) < self.params.threshold:
+    def _need(self, alive, stage: str, need: int | None = None) -> None:
+        need = self.params.threshold if need is None else need
+        if len(alive) < need:
             raise InsufficientParticipantsError(
-                f"group {self.ctx.group}: {len(alive)} clients left at {stage}, threshold is {self.params.threshold}"
+                f"group {self.ctx.group}: {len(alive)} clients left at {stage}, {need} needed"
             )
 
     def _to(self, client: int) -> m.Header:
@@ -128,7 +129,7 @@ class SecAggServer:
             return signature
 
         signatures = self._parse_each(messages, parse)
-        self._need(signatures, "consistency_check")
+        self._need(signatures, "consistency_check", self.params.quorum)  # clients refuse to unmask below it
         survivors = set(self.survivors)
         replies = {}
         for c in signatures:

@@ -19,4 +19,4 @@ def test_shipped_scenario_validates(name):
 
 
 def test_the_shipped_list():
-    assert {"demo.toml", "dp-distributed.toml", "robust-buckets.toml", "he-bfv.toml"} <= set(SHIPPED)
+    assert {"demo.toml", "dp-distributed.toml", "robust-buckets.toml", "he-bfv.toml", "fedbat-secagg.toml"} <= set(SHIPPED)

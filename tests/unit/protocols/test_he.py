@@ -91,7 +91,7 @@ def resigned(rnd, cid, vector):
 @pytest.mark.parametrize("groups, dropped", [
     ([[0, 1, 2, 3, 4, 5]], {}),
     ([[0, 3], [1, 2, 4, 5]], {1: "upload"}),
-    ([[5], [0, 1], [2, 3, 4]], {2: "upload", 4: "upload"}),
+    ([[5, 1], [0, 2, 3, 4]], {2: "upload", 4: "upload"}),
 ])
 def test_bfv_sums_equal_plaintext_modulo_2_bits(groups, dropped):
     ups, bits = quantized(6, group_size=max(map(len, groups)))
@@ -141,15 +141,15 @@ def test_ckks_sums_are_within_the_stated_tolerance_and_on_the_grid():
 def test_ckks_groups_and_dropouts():
     ups, he = reals(5), HeSum("ckks")
     dropouts = DropoutSchedule({3: "upload"})
-    result = he.run(ups, groups=[[0, 3], [1, 2, 4]], dropouts=dropouts)
-    plain = Plaintext().run(ups, groups=[[0, 3], [1, 2, 4]], dropouts=dropouts)
-    assert result.survivors == ((0,), (1, 2, 4))
+    result = he.run(ups, groups=[[0, 3, 2], [1, 4]], dropouts=dropouts)
+    plain = Plaintext().run(ups, groups=[[0, 3, 2], [1, 4]], dropouts=dropouts)
+    assert result.survivors == ((0, 2), (1, 4))
     assert np.abs(result.sums - plain.sums).max() <= he.params(3).tolerance
 
 
 def test_view_and_measurements():
     ups, bits = quantized(4, group_size=2)
-    result = HeSum(bits=bits).run(ups, groups=[[0, 1], [2, 3]], dropouts=DropoutSchedule({2: "upload"}))
+    result = HeSum(bits=bits).run(ups, groups=[[0, 1, 2, 3]], dropouts=DropoutSchedule({2: "upload"}))
     meas = result.measurements
     assert result.view.protocol == "he" and set(result.view.received) == {0, 1, 3}
     assert all(len(msgs) == 1 for msgs in result.view.received.values())
@@ -172,9 +172,9 @@ def test_every_round_has_fresh_keys_and_the_key_holder_forgets_them():
 
 
 def test_a_group_with_no_survivor_aborts():
-    ups = quantized(2, group_size=1)[0]
+    ups = quantized(4, group_size=2)[0]
     with pytest.raises(InsufficientParticipantsError):
-        HeSum(bits=BITS).run(ups, groups=[[0], [1]], dropouts=DropoutSchedule({1: "upload"}))
+        HeSum(bits=BITS).run(ups, groups=[[0, 1], [2, 3]], dropouts=DropoutSchedule({2: "upload", 3: "upload"}))
 
 
 def test_unknown_dropout_stage_is_refused():
@@ -194,9 +194,14 @@ def test_inputs_of_the_wrong_kind_are_refused():
     huge = [Update(0, np.full(4, 2.0**17, np.float32)), Update(1, np.zeros(4, np.float32))]
     with pytest.raises(ConfigurationError, match="clip"):
         HeSum("ckks").run(huge, groups=[[0, 1]])
-    nan = [Update(0, np.full(4, np.nan, np.float32))]
+    nan = [Update(0, np.full(4, np.nan, np.float32)), Update(1, np.zeros(4, np.float32))]
     with pytest.raises(ConfigurationError, match="clip"):
-        HeSum("ckks").run(nan, groups=[[0]])
+        HeSum("ckks").run(nan, groups=[[0, 1]])
+    with pytest.raises(ConfigurationError, match="groups of >= 2"):  # the key holder never decrypts one upload
+        HeSum("ckks").run(nan[1:], groups=[[1]])
+    with pytest.raises(InsufficientParticipantsError, match="min_contributors"):
+        HeSum(bits=BITS).run(quantized(3, group_size=3)[0], groups=[[0, 1, 2]],
+                             dropouts=DropoutSchedule({0: "upload", 1: "upload"}))
 
 
 # Roles ----------------------------------------------------------------------------------------

@@ -1,0 +1,483 @@
+"""Benchmark grids: expand a suite file into cells, validate them all, run each in its own run directory.
+
+A suite is a TOML file::
+
+    name = "robustness-smoke"            # optional (default: the file name without .toml)
+    base = "../scenarios/base.toml"      # optional: a scenario file, relative to the suite file
+    [scenario]                           # optional: scenario keys merged over `base`
+    run = { rounds = 3, seed = 0 }
+    data = { dataset = "digits", num_clients = 8 }
+
+    [grid]                               # every combination; keys are dotted scenario paths
+    aggregator = [{ kind = "mean" }, { kind = "trimmed_mean", num_byzantine = 1 }]
+    "data.partition" = [{ kind = "iid" }, { kind = "dirichlet", alpha = 0.5 }]
+    attack = [{}, { kind = "alie", num_byzantine = 1 }]    # {} unsets the key: the default (no attack)
+    "run.seed" = [0, 1]
+
+    [[cells]]                            # optional: extra cells outside the grid (base + these keys)
+    aggregator = { kind = "krum", num_byzantine = 1 }
+    "run.seed" = 0
+
+    [labels]                             # optional: the axes of the report's heatmap
+    defense = ["aggregator", "pre", "grouping"]
+    attack = ["attack"]
+
+Rules. A grid value replaces the key at its path whole (a table is not merged into the base's table);
+``{}`` removes the key so the scenario default applies. Axes vary in file order, the last fastest, and
+are applied in that order (so ``"attack.num_byzantine" = [1, 2]`` after ``attack`` sets f inside each
+attack). Dotted keys may be written quoted (``"run.seed"``) or as nested tables (``run.seed``). In
+``[scenario]`` and ``[[cells]]`` nested tables are merged key by key, except component tables (those
+with a ``kind``), which replace. Without ``[labels]``, grid keys containing "attack" are attack axes and
+every other key except ``run.seed`` is a defense axis; axes in neither list (with labels given) are
+settings, and the report draws one heatmap per setting.
+
+Each cell has a readable, filesystem-safe id (``aggregator=trimmed_mean-1,data.partition=dirichlet-0.5``,
+cut and suffixed with a hash when long) and the run directory ``OUT/cells/<id>/``. ``OUT/suite.json``
+lists the cells (id, overrides, axis labels, status, error). Every cell is validated before any runs.
+A cell is finished when its summary is written and all its rounds are; ``resume`` skips finished cells
+and resumes the others from their checkpoints, so a killed grid loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from secfl import scenario
+from secfl.exceptions import ConfigurationError, PrivacyBudgetExceededError, SecflError
+from secfl.runs import RunDir, atomic_write
+
+SEED_AXIS = "run.seed"
+MAX_ID = 120  # characters of a cell id (a directory name); longer ids are cut and get a hash
+SUITE_KEYS = ("name", "base", "scenario", "grid", "cells", "labels")
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A parsed suite file: base scenario mapping, grid axes, extra cells and heatmap labels."""
+
+    name: str
+    path: Path | None
+    base: dict[str, Any]
+    grid: list[tuple[str, list[Any]]]
+    extra: list[dict[str, Any]] = field(default_factory=list)
+    labels: dict[str, list[str]] | None = None
+
+    @property
+    def axes(self) -> list[str]:
+        """Grid keys in file order, then keys that only extra cells set."""
+        keys = [key for key, _ in self.grid]
+        for cell in self.extra:
+            keys += [k for k in cell if k not in keys]
+        return keys
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: its id, overrides (dotted key -> value), scenario mapping and axis labels."""
+
+    id: str
+    overrides: dict[str, Any]
+    data: dict[str, Any]
+    values: dict[str, str]
+
+
+@dataclass
+class CellResult:
+    """What running (or skipping) one cell gave."""
+
+    id: str
+    status: str  # "done" or "failed"
+    skipped: bool = False  # finished before this bench started
+    seconds: float = 0.0
+    rounds: int = 0
+    final_accuracy: float | None = None
+    error: str | None = None
+    stopped: str | None = None  # a privacy budget ended the run early (it counts as finished)
+
+
+# ---------------------------------------------------------------- suite file
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and check a suite TOML file (not its cells: see ``expand`` and ``validate_cells``).
+
+    Raises:
+        ConfigurationError: unreadable file, bad TOML, an unknown key or a malformed grid.
+    """
+    path = Path(path)
+    return parse_suite(_read_toml(path, "suite"), path=path)
+
+
+def parse_suite(data: Mapping[str, Any], *, path: Path | None = None) -> Suite:
+    """Check a suite mapping read from ``path`` (``base`` is relative to its folder)."""
+    source, root = (str(path), path.parent) if path is not None else ("suite", Path("."))
+    unknown = [k for k in data if k not in SUITE_KEYS]
+    if unknown:
+        raise ConfigurationError(f"{source}: unknown key {unknown[0]!r}; a suite has {list(SUITE_KEYS)}")
+    base: dict[str, Any] = {}
+    if "base" in data:
+        if not isinstance(data["base"], str):
+            raise ConfigurationError(f"{source}: base must be a path to a scenario file (got {data['base']!r})")
+        base = _read_toml(root / data["base"], "base scenario")
+    inline = data.get("scenario", {})
+    if not isinstance(inline, dict):
+        raise ConfigurationError(f"{source}: [scenario] must be a table of scenario keys")
+    base = _merge(base, inline)
+
+    grid = data.get("grid", {})
+    if not isinstance(grid, dict):
+        raise ConfigurationError(f"{source}: [grid] must be a table of dotted key = [values]")
+    axes: list[tuple[str, list[Any]]] = []
+    _flatten_grid(grid, "", axes, source)
+    keys = [k for k, _ in axes]
+    if len(set(keys)) != len(keys):
+        raise ConfigurationError(f"{source}: grid key {next(k for k in keys if keys.count(k) > 1)!r} given twice")
+
+    cells = data.get("cells", [])
+    if not isinstance(cells, list) or not all(isinstance(c, dict) and c for c in cells):
+        raise ConfigurationError(f"{source}: cells must be [[cells]] tables of dotted key = value")
+    extra = [dict(_flatten_cell(c, "")) for c in cells]
+
+    name = data.get("name", path.stem if path is not None else "suite")
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"{source}: name must be a non-empty string (got {name!r})")
+    suite = Suite(name=name, path=path, base=base, grid=axes, extra=extra)
+    labels = data.get("labels")
+    if labels is not None:
+        if not isinstance(labels, dict) or any(k not in ("defense", "attack") for k in labels):
+            raise ConfigurationError(f"{source}: [labels] takes defense = [axes] and attack = [axes]")
+        for role, names in labels.items():
+            if not isinstance(names, list) or any(n not in suite.axes for n in names):
+                raise ConfigurationError(f"{source}: labels.{role} = {names!r}: each must be one of the axes "
+                                         f"{suite.axes}")
+        labels = {"defense": list(labels.get("defense", [])), "attack": list(labels.get("attack", []))}
+    return Suite(name=name, path=path, base=base, grid=axes, extra=extra, labels=labels)
+
+
+def roles(suite: Suite) -> dict[str, list[str]]:
+    """The heatmap axes: ``[labels]`` if given, else keys containing "attack" vs the rest (minus the seed)."""
+    if suite.labels is not None:
+        return {"defense": list(suite.labels["defense"]), "attack": list(suite.labels["attack"])}
+    axes = [a for a in suite.axes if a != SEED_AXIS]
+    return {"defense": [a for a in axes if "attack" not in a], "attack": [a for a in axes if "attack" in a]}
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {what} {str(path)!r}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _flatten_grid(table: dict[str, Any], prefix: str, out: list[tuple[str, list[Any]]], source: str) -> None:
+    for key, value in table.items():
+        if isinstance(value, list):
+            if not value:
+                raise ConfigurationError(f"{source}: grid.{prefix}{key} is empty; give at least one value")
+            out.append((prefix + key, value))
+        elif isinstance(value, dict) and value and "kind" not in value:
+            _flatten_grid(value, f"{prefix}{key}.", out, source)
+        else:
+            raise ConfigurationError(f"{source}: grid.{prefix}{key} must be a list of values (got {value!r}); "
+                                     f"write {prefix}{key} = [{_toml(value)}] for a single value")
+
+
+def _flatten_cell(table: dict[str, Any], prefix: str) -> list[tuple[str, Any]]:
+    items: list[tuple[str, Any]] = []
+    for key, value in table.items():
+        if isinstance(value, dict) and value and "kind" not in value:
+            items += _flatten_cell(value, f"{prefix}{key}.")
+        else:
+            items.append((prefix + key, value))
+    return items
+
+
+def _toml(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, dict) else "{ ... }"
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: plain tables merge key by key; component tables (with a kind) replace."""
+    out = json.loads(json.dumps(base, default=str))
+    for key, value in top.items():
+        if isinstance(value, dict) and "kind" not in value and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = json.loads(json.dumps(value, default=str))
+    return out
+
+
+# ---------------------------------------------------------------- cells
+
+
+def expand(suite: Suite) -> list[Cell]:
+    """Every cell: the grid's product (last axis fastest), then the extra cells; ids are unique."""
+    combos = [dict(zip([k for k, _ in suite.grid], values))
+              for values in itertools.product(*[v for _, v in suite.grid])] if suite.grid else []
+    if not combos and not suite.extra:
+        combos = [{}]
+    overrides = combos + suite.extra
+    ids = [cell_id(o) for o in overrides]
+    for i, text in enumerate(ids):  # readable labels can collide (e.g. two values printing alike)
+        if ids.count(text) > 1:
+            ids[i] = f"{text[:MAX_ID - 9]}~{digest(overrides[i])}"
+    if len(set(ids)) != len(ids):
+        raise ConfigurationError(f"suite {suite.name!r}: two cells are identical ({ids[0]}); remove the duplicate")
+    cells = []
+    for text, over in zip(ids, overrides):
+        data = {**suite.base, "name": f"{suite.name}/{text}"}
+        for key, value in over.items():
+            data = _set(data, key, value, text)
+        values = {axis: label(_get(data, axis) if axis not in over else over[axis]) for axis in suite.axes}
+        cells.append(Cell(id=text, overrides=dict(over), data=data, values=values))
+    return cells
+
+
+def cell_id(overrides: Mapping[str, Any]) -> str:
+    """``key=label,key=label``: readable and filesystem-safe; cut with a hash suffix when too long."""
+    if not overrides:
+        return "base"
+    text = re.sub(r"[^A-Za-z0-9._+=,-]", "_", ",".join(f"{k}={label(v)}" for k, v in overrides.items()))
+    return text if len(text) <= MAX_ID else f"{text[:MAX_ID - 9]}~{digest(overrides)}"
+
+
+def label(value: Any) -> str:
+    """A short name for a grid value: a table is its kind then its other values (``dirichlet-0.5``)."""
+    if isinstance(value, dict):
+        if not value:
+            return "none"
+        parts = ([label(value["kind"])] if "kind" in value else []) + [label(v) for k, v in value.items()
+                                                                       if k != "kind" and v != {}]
+        return "-".join(parts)
+    if isinstance(value, list):
+        return "+".join(label(v) for v in value) if value else "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def digest(value: Any) -> str:
+    """8 hex digits of a value's SHA-256 (canonical JSON): a short, stable suffix for names."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any, where: str) -> dict[str, Any]:
+    """A copy of ``data`` with ``dotted`` set to ``value`` (``{}`` removes the key)."""
+    data = _merge(data, {})
+    *parents, last = dotted.split(".")
+    node = data
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigurationError(f"cell {where}: cannot set {dotted!r}: {part!r} is not a table")
+        node = child
+    if value == {}:
+        node.pop(last, None)
+    else:
+        node[last] = json.loads(json.dumps(value, default=str))
+    return data
+
+
+def _get(data: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return {}  # unset: the scenario default (labelled "none")
+        node = node[part]
+    return node
+
+
+def validate_cells(cells: list[Cell], *, source: str = "suite") -> dict[str, scenario.Scenario]:
+    """Validate every cell's scenario before anything runs.
+
+    Raises:
+        ConfigurationError: naming the first bad cell (and how many more are bad).
+    """
+    specs, bad = {}, []
+    for cell in cells:
+        try:
+            specs[cell.id] = scenario.validate(cell.data, source=f"cell {cell.id}")
+        except ConfigurationError as exc:
+            message = str(exc) if str(exc).startswith(f"cell {cell.id}") else f"cell {cell.id}: {exc}"
+            bad.append(type(exc)(f"{source}: {message}"))
+    if bad:
+        more = f" (and {len(bad) - 1} more bad cells)" if len(bad) > 1 else ""
+        raise type(bad[0])(f"{bad[0]}{more}")
+    return specs
+
+
+def cell_finished(run_dir: RunDir, rounds: int) -> dict[str, Any] | None:
+    """The summary of a finished run (all rounds written, or stopped by its privacy budget), else None."""
+    try:
+        summary = json.loads(run_dir.summary_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if "stopped" in summary or len(run_dir.metrics()) >= rounds:
+        return summary
+    return None
+
+
+# ---------------------------------------------------------------- running
+
+
+def run_suite(
+    suite: Suite,
+    out: str | Path,
+    *,
+    jobs: int = 1,
+    resume: bool = False,
+    on_cell: Callable[[CellResult, int, int], None] | None = None,
+    on_round: Callable[[str, dict[str, Any]], None] | None = None,
+) -> list[CellResult]:
+    """Validate every cell, then run the unfinished ones (``jobs`` processes); return one result per cell.
+
+    ``on_cell(result, finished, total)`` is called as each cell ends (skipped cells first); ``on_round(id,
+    row)`` after each round, only when ``jobs == 1`` (cells then run in this process). A failing cell is
+    recorded (``OUT/suite.json``) and the others go on.
+
+    Raises:
+        ConfigurationError: a bad cell (nothing has run), or ``out`` holds something and ``resume`` is off.
+    """
+    if jobs < 1:
+        raise ConfigurationError(f"--jobs = {jobs}: needs at least 1 worker")
+    cells = expand(suite)
+    specs = validate_cells(cells, source=str(suite.path or suite.name))
+    out = Path(out)
+    _check_out(out, suite, resume)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    state = _SuiteFile(out, suite, cells, {c.id: specs[c.id].run.rounds for c in cells})
+
+    results: dict[str, CellResult] = {}
+    todo = []
+    for cell in cells:
+        summary = cell_finished(RunDir(out / "cells" / cell.id), state.rounds[cell.id]) if resume else None
+        if summary is not None:
+            results[cell.id] = CellResult(cell.id, "done", skipped=True, seconds=summary.get("seconds_total", 0.0),
+                                          rounds=summary.get("rounds", 0), final_accuracy=summary.get("final_accuracy"),
+                                          stopped=summary.get("stopped"))
+            state.record(results[cell.id])
+        else:
+            todo.append(cell)
+    state.write()
+    total = len(cells)
+    for count, result in enumerate(list(results.values()), start=1):
+        if on_cell is not None:
+            on_cell(result, count, total)
+
+    def finish(result: CellResult) -> None:
+        results[result.id] = result
+        state.record(result)
+        state.write()
+        if on_cell is not None:
+            on_cell(result, len(results), total)
+
+    tasks = [{"id": c.id, "data": c.data, "path": str(out / "cells" / c.id),
+              "resume": (out / "cells" / c.id / "config.toml").exists()} for c in todo]
+    if jobs == 1 or len(tasks) <= 1:
+        for task in tasks:
+            finish(run_cell(task, on_round=(lambda row, i=task["id"]: on_round(i, row)) if on_round else None))
+    else:
+        _run_pool(tasks, jobs, finish)
+    return [results[c.id] for c in cells]
+
+
+def _run_pool(tasks: list[dict[str, Any]], jobs: int, finish: Callable[[CellResult], None]) -> None:
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=get_context("spawn"),
+                               initializer=_init_worker)
+    try:
+        pending: dict[Future, str] = {pool.submit(run_cell, task): task["id"] for task in tasks}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                cell = pending.pop(future)
+                try:
+                    result = future.result()
+                except Exception as exc:  # the worker process died (e.g. out of memory): the cell failed
+                    result = CellResult(cell, "failed", error=f"worker process failed: {type(exc).__name__}: {exc}")
+                finish(result)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _init_worker() -> None:
+    """One torch thread per worker: N workers share the machine's cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_cell(task: dict[str, Any], on_round: Callable[[dict[str, Any]], None] | None = None) -> CellResult:
+    """Run (or resume) one cell; any error becomes a failed result (never raised, but interrupts are)."""
+    start, run_dir = time.perf_counter(), RunDir(task["path"])
+    try:
+        from secfl.fl import server  # the engine: imported in the worker
+
+        spec = scenario.validate(task["data"], source=f"cell {task['id']}")
+        summary = server.run(spec, run_dir, resume=task["resume"], on_round=on_round)
+    except PrivacyBudgetExceededError as exc:  # the summary was written: the run ended where its budget did
+        summary = json.loads(run_dir.summary_path.read_text(encoding="utf-8"))
+        summary.setdefault("stopped", str(exc))
+    except Exception as exc:
+        error = str(exc) if isinstance(exc, SecflError) else f"{type(exc).__name__}: {exc}"
+        return CellResult(task["id"], "failed", seconds=time.perf_counter() - start,
+                          rounds=len(run_dir.metrics()), error=error)
+    return CellResult(task["id"], "done", seconds=time.perf_counter() - start, rounds=summary["rounds"],
+                      final_accuracy=summary["final_accuracy"], stopped=summary.get("stopped"))
+
+
+def _check_out(out: Path, suite: Suite, resume: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigurationError(f"--out {out} is a file; give a directory")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not resume:
+        raise ConfigurationError(f"{out} is not empty; pass --resume to continue the suite there (finished cells "
+                                 "are skipped) or choose another --out")
+    try:
+        stored = json.loads((out / "suite.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raise ConfigurationError(f"{out} holds no suite.json: not a bench directory; choose another --out") from None
+    if stored.get("name") != suite.name:
+        raise ConfigurationError(f"{out} holds suite {stored.get('name')!r}, not {suite.name!r}; "
+                                 "choose another --out")
+
+
+class _SuiteFile:
+    """``OUT/suite.json``: the cells and their status, rewritten atomically as cells end."""
+
+    def __init__(self, out: Path, suite: Suite, cells: list[Cell], rounds: dict[str, int]) -> None:
+        self.path, self.rounds = out / "suite.json", rounds
+        self.data = {
+            "format": 1, "name": suite.name, "suite": str(suite.path) if suite.path else None, "out": str(out),
+            "axes": suite.axes, "seed_axis": SEED_AXIS if SEED_AXIS in suite.axes else None, "labels": roles(suite),
+            "cells": {c.id: {"id": c.id, "overrides": c.overrides, "values": c.values, "rounds": rounds[c.id],
+                             "status": "pending", "error": None} for c in cells},
+        }
+
+    def record(self, result: CellResult) -> None:
+        entry = self.data["cells"][result.id]
+        entry.update(status=result.status, error=result.error, final_accuracy=result.final_accuracy,
+                     seconds=round(result.seconds, 3))
+        if result.stopped:
+            entry["stopped"] = result.stopped
+
+    def write(self) -> None:
+        data = {**self.data, "cells": list(self.data["cells"].values())}
+        atomic_write(self.path, json.dumps(data, indent=2, default=str).encode())

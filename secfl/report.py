@@ -1,0 +1,354 @@
+"""Tables and plots from a bench directory: ``report.md`` plus heatmaps and accuracy curves (matplotlib Agg).
+
+``write_report(DIR)`` reads ``DIR/suite.json`` (written by ``secfl bench``) and each cell's run directory.
+Accuracy is the final round's test accuracy, averaged over seeds (the ``run.seed`` axis) with its
+standard deviation. Cells are placed on a defense x attack table (the suite's ``[labels]``, or inferred);
+any other axis is a setting, with one table and heatmap per setting. The worst case of a defense is the
+minimum over attacks of its mean final accuracy, as ByzFL reports it. Unfinished cells are marked
+missing; a worst case over the finished attacks only carries a ``*``. When rounds log ``asr`` (backdoor
+attack success rate), the same tables are drawn for the final ASR.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from secfl.bench import cell_finished, digest
+from secfl.exceptions import ConfigurationError
+from secfl.runs import RunDir, atomic_write
+
+MISSING = "missing"
+
+
+@dataclass
+class _Cell:
+    id: str
+    values: dict[str, str]
+    state: str  # "done", "failed: ...", "partial (r/R rounds)" or "missing"
+    rows: list[dict[str, Any]]
+    accuracy: float | None  # final accuracy, finished cells only
+    asr: float | None  # final ASR, finished cells that log it
+
+
+@dataclass
+class _Stat:
+    mean: float | None
+    std: float
+    done: int
+    total: int
+
+    def text(self, seeds: bool) -> str:
+        if self.mean is None:
+            return MISSING
+        spread = f" ± {self.std:.4f}" if self.done > 1 else ""
+        partial = f" ({self.done}/{self.total})" if not seeds and self.done < self.total else ""
+        return f"{self.mean:.4f}{spread}{partial}"
+
+
+def write_report(directory: str | Path) -> Path:
+    """Write ``DIR/report.md`` and its PNGs; return the path of report.md.
+
+    Raises:
+        ConfigurationError: ``DIR`` holds no readable ``suite.json``.
+    """
+    directory = Path(directory)
+    try:
+        meta = json.loads((directory / "suite.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raise ConfigurationError(f"{directory} holds no readable suite.json; run `secfl bench SUITE.toml --out "
+                                 f"{directory}` first") from None
+    cells = [_load_cell(directory, entry) for entry in meta["cells"]]
+    return _Report(directory, meta, cells).write()
+
+
+def _load_cell(directory: Path, entry: dict[str, Any]) -> _Cell:
+    run_dir = RunDir(directory / "cells" / entry["id"])
+    rows, summary = run_dir.metrics(), cell_finished(run_dir, entry["rounds"])
+    if summary is not None:
+        state = "done"
+    elif entry.get("status") == "failed":
+        state = f"failed: {entry.get('error')}"
+    elif rows:
+        state = f"partial ({len(rows)}/{entry['rounds']} rounds)"
+    else:
+        state = MISSING
+    finished = summary is not None and bool(rows)
+    asr = rows[-1].get("asr") if finished else None
+    return _Cell(entry["id"], entry["values"], state, rows, rows[-1]["accuracy"] if finished else None,
+                 float(asr) if isinstance(asr, (int, float)) else None)
+
+
+def _stat(cells: Sequence[_Cell], metric: str) -> _Stat:
+    values = [getattr(c, metric) for c in cells if getattr(c, metric) is not None]
+    if not values:
+        return _Stat(None, 0.0, 0, len(cells))
+    return _Stat(float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values),
+                 len(cells))
+
+
+def _name(cell: _Cell, axes: Sequence[str], empty: str) -> str:
+    return " / ".join(cell.values[a] for a in axes) or empty
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+class _Report:
+    def __init__(self, directory: Path, meta: dict[str, Any], cells: list[_Cell]) -> None:
+        self.dir, self.meta, self.cells = directory, meta, cells
+        labels, axes = meta["labels"], meta["axes"]
+        self.seed = meta.get("seed_axis")
+        self.defense, self.attack = labels["defense"], labels["attack"]
+        self.setting = [a for a in axes if a not in (*self.defense, *self.attack, self.seed)]
+        self.axes = [a for a in axes if a != self.seed]
+        self.has_asr = any(c.asr is not None for c in cells)
+        self.lines: list[str] = []
+
+    def defense_of(self, c: _Cell) -> str:
+        return _name(c, self.defense, "all")
+
+    def attack_of(self, c: _Cell) -> str:
+        return _name(c, self.attack, "(no attack axis)")
+
+    def setting_of(self, c: _Cell) -> str:
+        return ", ".join(f"{a}={c.values[a]}" for a in self.setting)
+
+    def select(self, **want: str) -> list[_Cell]:
+        keys = {"defense": self.defense_of, "attack": self.attack_of, "setting": self.setting_of}
+        return [c for c in self.cells if all(keys[k](c) == v for k, v in want.items())]
+
+    # ------------------------------------------------------------ document
+
+    def write(self) -> Path:
+        meta, out = self.meta, self.meta.get("out") or str(self.dir)
+        done = sum(c.state == "done" for c in self.cells)
+        failed = [c for c in self.cells if c.state.startswith("failed")]
+        self.lines += [
+            f"# Benchmark report: {meta['name']}", "",
+            f"{len(self.cells)} cells: {done} done, {len(failed)} failed, {len(self.cells) - done - len(failed)} "
+            "missing or unfinished.", "",
+            "Reproduce (from the directory the suite was run in):", "", "```",
+            f"secfl bench {meta.get('suite') or 'SUITE.toml'} --out {out}", f"secfl report {out}", "```", "",
+            f"Defense axes: {', '.join(self.defense) or '-'}; attack axes: {', '.join(self.attack) or '-'}; "
+            f"settings: {', '.join(self.setting) or '-'}; seeds: {self.seed or '-'}. Accuracy is the final round's "
+            "test accuracy" + (", mean ± standard deviation over seeds." if self.seed else "."), "",
+        ]
+        self.per_cell_table()
+        settings = _unique([self.setting_of(c) for c in self.cells])
+        worst: dict[str, dict[str, tuple[float | None, bool]]] = {}
+        self.lines += ["## Worst case per defense over attacks", "",
+                       "Mean final accuracy per defense (rows) and attack (columns); the worst case is the minimum "
+                       "over attacks (* = some attacks are missing, so it is an upper bound).", ""]
+        for setting in settings:
+            worst[setting] = self.matrix(setting, "accuracy", "heatmap", "final accuracy", "viridis")
+        if len(settings) > 1:
+            self.worst_case_table(settings, worst)
+        self.curves(settings)
+        if self.has_asr:
+            self.lines += ["## Backdoor attack success rate", "",
+                           "Final ASR per defense and attack (lower is better; the worst case is the maximum).", ""]
+            for setting in settings:
+                self.matrix(setting, "asr", "asr", "final ASR", "magma_r")
+        self.missing_list()
+        path = self.dir / "report.md"
+        atomic_write(path, ("\n".join(self.lines).rstrip() + "\n").encode())
+        return path
+
+    def per_cell_table(self) -> None:
+        seeds = self.seed is not None
+        head = [*self.axes, "final accuracy"] + (["seeds done"] if seeds else []) + (["final ASR"] if self.has_asr
+                                                                                      else [])
+        self.lines += ["## Final accuracy per cell", "", "| " + " | ".join(map(_md, head)) + " |",
+                       "|" + "---|" * len(head)]
+        groups: dict[tuple[str, ...], list[_Cell]] = {}
+        for c in self.cells:
+            groups.setdefault(tuple(c.values[a] for a in self.axes), []).append(c)
+        for key, members in groups.items():
+            acc = _stat(members, "accuracy")
+            row = [*key, acc.text(seeds)] + ([f"{acc.done}/{acc.total}"] if seeds else [])
+            if self.has_asr:
+                row.append(_stat(members, "asr").text(seeds).replace(MISSING, "-"))
+            self.lines.append("| " + " | ".join(map(_md, row)) + " |")
+        self.lines.append("")
+
+    def matrix(self, setting: str, metric: str, stem: str, title: str,
+               cmap: str) -> dict[str, tuple[float | None, bool]]:
+        """Table + heatmap (defense x attack, plus the worst case) of one setting; return the worst cases."""
+        cells = self.select(setting=setting)
+        defenses, attacks = _unique([self.defense_of(c) for c in cells]), _unique([self.attack_of(c) for c in cells])
+        accuracy = metric == "accuracy"  # ASR: higher is worse, and a cell without ASR is not missing
+        if not accuracy:  # only the attacks whose rounds log an ASR (backdoors)
+            attacks = [a for a in attacks if any(c.asr is not None for c in cells if self.attack_of(c) == a)]
+            if not attacks:
+                return {}
+        values = np.full((len(defenses), len(attacks) + 1), np.nan)
+        stars, worst = [], {}
+        for i, d in enumerate(defenses):
+            for j, a in enumerate(attacks):
+                mean = _stat([c for c in cells if self.defense_of(c) == d and self.attack_of(c) == a], metric).mean
+                values[i, j] = np.nan if mean is None else mean
+            row = values[i, :-1]
+            known = row[~np.isnan(row)]
+            values[i, -1] = (min(known) if accuracy else max(known)) if known.size else np.nan
+            incomplete = accuracy and bool(known.size < row.size)
+            stars.append(incomplete and known.size > 0)
+            worst[d] = (None if not known.size else float(values[i, -1]), incomplete)
+        corner, empty = ("worst case", MISSING) if accuracy else ("worst (max)", "-")
+        where = f" — {setting}" if setting else ""
+        self.lines += ([f"### {setting}", ""] if setting else []) + [
+            "| defense \\ attack | " + " | ".join(map(_md, attacks)) + f" | {corner} |",
+            "|" + "---|" * (len(attacks) + 2)]
+        for i, d in enumerate(defenses):
+            texts = [empty if math.isnan(v) else f"{v:.4f}" for v in values[i]]
+            texts[-1] += "*" if stars[i] else ""
+            self.lines.append("| " + " | ".join(map(_md, [d, *texts])) + " |")
+        name = self.figure_name(stem, setting)
+        _heatmap(self.dir / name, values, defenses, [*attacks, corner], stars, title=title + where, cmap=cmap,
+                 empty=empty)
+        self.lines += ["", f"![{title}{where}]({name})", ""]
+        return worst
+
+    def worst_case_table(self, settings: list[str], worst: dict[str, dict[str, tuple[float | None, bool]]]) -> None:
+        defenses = _unique([d for s in settings for d in worst[s]])
+        self.lines += ["## Worst case across settings", "", "| defense | " + " | ".join(map(_md, settings)) + " |",
+                       "|" + "---|" * (len(settings) + 1)]
+        values = np.full((len(defenses), len(settings)), np.nan)
+        stars = np.zeros_like(values, dtype=bool)
+        for i, d in enumerate(defenses):
+            texts = []
+            for j, s in enumerate(settings):
+                value, incomplete = worst[s].get(d, (None, True))
+                values[i, j] = np.nan if value is None else value
+                stars[i, j] = incomplete and value is not None
+                texts.append(MISSING if value is None else f"{value:.4f}{'*' if stars[i, j] else ''}")
+            self.lines.append("| " + " | ".join(map(_md, [d, *texts])) + " |")
+        _heatmap(self.dir / "worst_case.png", values, defenses, settings, stars,
+                 title="worst-case final accuracy over attacks", cmap="viridis", all_stars=True)
+        self.lines += ["", "![worst case across settings](worst_case.png)", ""]
+
+    def curves(self, settings: list[str]) -> None:
+        over = ", mean over seeds" if self.seed else ""
+        self.lines += ["## Accuracy curves", "",
+                       f"Test accuracy per round{over}; one panel per attack, one line per defense.", ""]
+        for setting in settings:
+            cells = self.select(setting=setting)
+            attacks = _unique([self.attack_of(c) for c in cells])
+            name = self.figure_name("curves", setting)
+            _curves(self.dir / name, [(a, self._lines_of([c for c in cells if self.attack_of(c) == a]))
+                                      for a in attacks], setting)
+            self.lines += [f"![accuracy curves{' ' + setting if setting else ''}]({name})", ""]
+
+    def _lines_of(self, cells: list[_Cell]) -> list[tuple[str, list[int], list[float]]]:
+        lines = []
+        for d in _unique([self.defense_of(c) for c in cells]):
+            per_round: dict[int, list[float]] = {}
+            for c in cells:
+                if self.defense_of(c) == d:
+                    for row in c.rows:
+                        per_round.setdefault(row["round"], []).append(row["accuracy"])
+            if per_round:
+                rounds = sorted(per_round)
+                lines.append((d, rounds, [float(np.mean(per_round[r])) for r in rounds]))
+        return lines
+
+    def missing_list(self) -> None:
+        missing = [c for c in self.cells if c.state != "done"]
+        if not missing:
+            return
+        self.lines += ["## Missing and failed cells", "",
+                       f"Continue with `secfl bench {self.meta.get('suite') or 'SUITE.toml'} --out "
+                       f"{self.meta.get('out') or self.dir} --resume`.", ""]
+        self.lines += [f"- `{c.id}`: {c.state}" for c in missing]
+        self.lines.append("")
+
+    @staticmethod
+    def figure_name(stem: str, setting: str) -> str:
+        """``heatmap.png``, or ``heatmap-<setting>.png`` (filesystem-safe) when the suite has settings."""
+        if not setting:
+            return f"{stem}.png"
+        slug = re.sub(r"[^A-Za-z0-9._+=,-]+", "_", setting.replace(", ", ","))
+        return f"{stem}-{slug if len(slug) <= 80 else slug[:71] + '~' + digest(setting)}.png"
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure  # the Agg canvas, no pyplot state, no display needed
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _heatmap(path: Path, values: np.ndarray, rows: list[str], cols: list[str], stars: Sequence[Any], *,
+             title: str, cmap: str, all_stars: bool = False, empty: str = MISSING) -> None:
+    """An annotated heatmap in [0, 1]; NaN cells are grey and say ``empty``; the last column is the worst case
+    (every column when ``all_stars``) and carries a * when it is over finished attacks only."""
+    import matplotlib
+
+    width = 2.5 + 0.9 * len(cols) + 0.06 * max(map(len, rows))
+    fig = _figure(min(width, 30), min(1.6 + 0.45 * len(rows), 30))
+    ax = fig.subplots()
+    colors = matplotlib.colormaps[cmap].with_extremes(bad="#dddddd")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=colors, vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            v = values[i, j]
+            starred = (stars[i][j] if all_stars else stars[i] and j == values.shape[1] - 1)
+            text = empty if math.isnan(v) else f"{v:.2f}{'*' if starred else ''}"
+            r, g, b, _ = colors(v) if not math.isnan(v) else (1, 1, 1, 1)
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
+    if not all_stars and values.shape[1] > 1:
+        ax.axvline(values.shape[1] - 1.5, color="white", linewidth=3)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax)
+    fig.savefig(path, dpi=110)
+
+
+def _curves(path: Path, panels: list[tuple[str, list[tuple[str, list[int], list[float]]]]], setting: str) -> None:
+    """Accuracy per round: one panel per attack, one line per defense, a shared legend on the right."""
+    from matplotlib.ticker import MaxNLocator
+
+    columns = min(3, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    fig = _figure(4.2 * columns + 2.5, 3.2 * rows + 0.4)
+    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False, sharey=True)).ravel()
+    for ax, (attack, lines) in zip(axes, panels):
+        for defense, rounds, accuracy in lines:
+            ax.plot(rounds, accuracy, marker="o" if len(rounds) < 12 else None, markersize=3, label=defense)
+        ax.set_title(attack, fontsize=9)
+        ax.set_xlabel("round")
+        ax.set_ylabel("test accuracy" if ax.get_subplotspec().is_first_col() else "")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if not lines:
+            ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    handles, names = axes[0].get_legend_handles_labels()
+    for ax in axes[1 : len(panels)]:
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    if handles:
+        fig.legend(handles, names, loc="outside right upper", fontsize=8, title="defense", title_fontsize=8)
+    if setting:
+        fig.suptitle(setting, fontsize=10)
+    fig.savefig(path, dpi=110)

@@ -1,0 +1,179 @@
+"""The protocol-attack suite (issue 7): every in-scope attempt is refused and obtains nothing.
+
+The suite's first run found three holes, fixed since and kept here as regressions: the split-view
+quorums (a malicious server unmasked one client's input; SecAgg now needs a majority quorum of
+consistency signatures), a client that kept answering after refusing a step, and HE decrypting a
+"sum" of one upload (HeSum now needs ``min_contributors``, default 2).
+"""
+
+import time
+
+import pytest
+
+from secfl.attacks.protocol import (NOTHING, Attempt, Refusal, attempt, decisive, format_report, refusals,
+                                    run_protocol_audit)
+from secfl.attacks.protocol_cases import CASES
+from secfl.exceptions import ConfigurationError, MalformedMessageError, ProtocolIntegrityError
+
+INTEGRITY, MALFORMED = "ProtocolIntegrityError", "MalformedMessageError"
+INSUFFICIENT, CONFIG = "InsufficientParticipantsError", "ConfigurationError"
+
+SECAGG = {
+    "both-shares-one-request": INTEGRITY,
+    "both-shares-two-requests": INTEGRITY,
+    "late-upload-both-masks": INTEGRITY,
+    "survivors-changed-after-signing": INTEGRITY,
+    "inconsistent-survivors-one-client": INTEGRITY,
+    "too-few-signatures": INTEGRITY,
+    "forged-consistency-signatures": INTEGRITY,
+    "replay-earlier-round": INTEGRITY,
+    "replay-other-session": INTEGRITY,
+    "replay-other-group": INTEGRITY,
+    "misaddressed-message": INTEGRITY,
+    "replay-earlier-stage": MALFORMED,  # a message of another kind
+    "replay-unmask-request": INTEGRITY,
+    "skipped-stage": INTEGRITY,
+    "tampered-share-ciphertext": INTEGRITY,
+    "share-for-another-client": INTEGRITY,
+    "substituted-round-key": INTEGRITY,
+    "sybil-client": INTEGRITY,
+    "malicious-client-bad-share": INTEGRITY,
+    "continue-after-refused-share-keys": INTEGRITY,
+    "continue-after-refused-masked-input": INTEGRITY,
+    "continue-after-refused-consistency-check": INTEGRITY,
+    "malformed-share-keys": MALFORMED,
+    "malformed-masked-input": MALFORMED,
+    "malformed-consistency-check": MALFORMED,
+    "malformed-unmask": MALFORMED,
+    "malformed-to-server": MALFORMED,
+    "group-of-two-keys": INSUFFICIENT,
+    "too-few-share-senders": INSUFFICIENT,
+    "too-few-survivors": INTEGRITY,
+    "unmask-below-threshold": INSUFFICIENT,
+    "group-below-minimum": CONFIG,
+}
+EXPECTED = {
+    **{("secagg", name): error for name, error in SECAGG.items()},
+    ("secagg", "split-view-quorums-n5"): INTEGRITY,  # odd n: two disjoint quorums of t do not fit
+    ("secagg", "split-view-quorums-n6"): INTEGRITY,
+    **{("secagg+", name): error for name, error in SECAGG.items()},
+    ("secagg+", "split-view-quorums-n9"): INTEGRITY,
+    ("secagg+", "isolate-in-sparse-graph"): INSUFFICIENT,
+    ("he", "tampered-upload"): INTEGRITY,
+    ("he", "replay-earlier-round-upload"): INTEGRITY,
+    ("he", "upload-as-other-client"): INTEGRITY,
+    ("he", "replay-earlier-round-context"): INTEGRITY,
+    ("he", "substituted-context"): INTEGRITY,
+    ("he", "second-decryption-single-upload"): INTEGRITY,
+    ("he", "sum-from-earlier-round"): INTEGRITY,
+    ("he", "sum-after-round-closed"): INTEGRITY,
+    ("he", "malformed-upload"): MALFORMED,
+    ("he", "malformed-sum"): MALFORMED,
+    ("he", "too-few-clients"): INSUFFICIENT,
+}
+OUT_OF_SCOPE = {("he", "single-upload-as-sum")}  # a malicious HE aggregator: documented in he_sum/SPEC.md
+
+@pytest.fixture(scope="module")
+def audit():
+    start = time.perf_counter()
+    attempts = run_protocol_audit()
+    return attempts, time.perf_counter() - start
+
+
+def test_the_audit_runs_every_attempt_quickly(audit):
+    attempts, seconds = audit
+    assert [(a.protocol, a.name) for a in attempts] == [(p, n) for p in CASES for n in CASES[p]]
+    assert set(EXPECTED) | OUT_OF_SCOPE == {(a.protocol, a.name) for a in attempts}
+    assert seconds < 20
+
+
+def test_every_in_scope_attempt_is_refused_and_obtains_nothing(audit):
+    failed = [(a.protocol, a.name, a.obtained) for a in audit[0] if a.in_scope and not a.refused]
+    assert not failed
+    for a in audit[0]:
+        if a.in_scope:
+            assert a.refused and a.obtained == NOTHING and a.error, a
+
+
+def test_outcomes_are_reported_honestly(audit):
+    for a in audit[0]:
+        assert a.refused == (a.obtained == NOTHING), a  # a refusal obtained nothing, anything else says what
+        assert bool(a.error) == a.refused or a.obtained.startswith("unknown"), a
+        assert a.in_scope == ((a.protocol, a.name) not in OUT_OF_SCOPE)
+        assert a.description and a.name in CASES[a.protocol]
+
+
+def test_the_out_of_scope_attempt_is_shown_as_such(audit):
+    (single,) = [a for a in audit[0] if not a.in_scope]
+    assert single.protocol == "he" and "outside the threat model" in format_report([single])
+
+
+def _params():
+    for key, error in EXPECTED.items():
+        yield pytest.param(*key, error, id=f"{key[0]}-{key[1]}")
+
+
+@pytest.mark.parametrize("protocol, name, error", list(_params()))
+def test_each_attempt_is_refused_with_the_expected_error(protocol, name, error):
+    a = CASES[protocol][name](protocol)
+    assert (a.protocol, a.name) == (protocol, name)
+    assert a.refused, a.obtained
+    assert a.obtained == NOTHING
+    assert a.error == error
+
+
+def test_the_report_is_a_markdown_table(audit):
+    attempts = audit[0]
+    report = format_report(attempts)
+    lines = report.splitlines()
+    assert lines[0] == "| attempt | protocol | refused | what it obtained | error |"
+    assert len([line for line in lines if line.startswith("| ")]) == len(attempts) + 1
+    assert all(line.count(" | ") == 4 for line in lines if line.startswith("| "))
+    in_scope = [a for a in attempts if a.in_scope]
+    assert f"{sum(a.refused for a in in_scope)} of {len(in_scope)} in-scope attempts refused" in report
+    odd = Attempt("a|b", "secagg", "d", False, "client 1's input | more", "", True)
+    row = format_report([odd]).splitlines()[2]
+    assert row == "| a\\|b | secagg | **NO** | client 1's input \\| more |  |"
+    assert "NOT refused: secagg/a|b" in format_report([odd])
+
+
+def test_one_protocol_can_be_audited_and_unknown_names_are_refused():
+    assert {a.protocol for a in run_protocol_audit(("he",))} == {"he"}
+    with pytest.raises(ConfigurationError, match="unknown protocol"):
+        run_protocol_audit(("secagg", "paillier"))
+
+
+# The harness itself must not turn a failed set-up or a crash into a claimed refusal ------------------
+
+def test_only_errors_at_the_decisive_step_count_as_refusals():
+    def refused():
+        with decisive():
+            raise ProtocolIntegrityError()
+
+    def broken_setup():
+        raise MalformedMessageError("the attacker's own parsing failed")
+
+    def crash():
+        with decisive():
+            raise KeyError(3)
+
+    assert attempt("r", "secagg", "d", refused) == Attempt("r", "secagg", "d", True, NOTHING, INTEGRITY)
+    for action, error in ((broken_setup, MALFORMED), (crash, "KeyError"), (lambda: "client 3's input", "")):
+        a = attempt("x", "secagg", "d", action)
+        assert not a.refused and a.obtained != NOTHING and a.error == error
+
+
+def test_a_sweep_is_refused_only_if_every_variant_is():
+    def refuse(error):
+        def call():
+            with decisive():
+                raise error
+        return call
+
+    with pytest.raises(Refusal) as info:
+        refusals([("a", refuse(MalformedMessageError("x"))), ("b", refuse(ProtocolIntegrityError()))])
+    assert info.value.names == f"{MALFORMED}, {INTEGRITY}"
+    assert refusals([("a", refuse(ProtocolIntegrityError())), ("b", lambda: "a share")]) == (
+        "variant 'b' was accepted: a share")
+    assert "crashed with ValueError" in refusals([("c", lambda: int("x"))])
+    assert "a hang" in refusals([("slow", refuse(ProtocolIntegrityError()))], limit_seconds=-1.0)
