@@ -4,31 +4,43 @@ A suite is a TOML file::
 
     name = "robustness-smoke"            # optional (default: the file name without .toml)
     base = "../scenarios/base.toml"      # optional: a scenario file, relative to the suite file
+    skip_incompatible = true             # optional: cells whose components cannot work together (e.g.
+                                         # trimmed_mean over one secure-sum group) are "n/a", not errors
     [scenario]                           # optional: scenario keys merged over `base`
     run = { rounds = 3, seed = 0 }
-    data = { dataset = "digits", num_clients = 8 }
+    data = { dataset = "digits", num_clients = 12 }
+    stages = [{ kind = "l2clip", norm = 2.0 }, { kind = "quantize", scale = 65536.0 }]
 
     [grid]                               # every combination; keys are dotted scenario paths
-    aggregator = [{ kind = "mean" }, { kind = "trimmed_mean", num_byzantine = 1 }]
+    aggregator = [{ kind = "mean" }, { kind = "trimmed_mean", num_byzantine = "$f" }]
     "data.partition" = [{ kind = "iid" }, { kind = "dirichlet", alpha = 0.5 }]
-    attack = [{}, { kind = "alie", num_byzantine = 1 }]    # {} unsets the key: the default (no attack)
+    attack = [{}, { kind = "alie", num_byzantine = "$f" }]  # {} unsets the key: the default (no attack)
+    "$f" = [1, 2]                        # a variable: "$f" anywhere in the cell's scenario becomes 1, 2
     "run.seed" = [0, 1]
+
+    [zip.grouping]                       # optional: one axis whose keys change together (equal lengths)
+    names = ["plaintext", "buckets-4", "secure-sum"]         # optional value names (ids, report)
+    grouping = [{ kind = "individual" }, { kind = "buckets", size = 4 }, { kind = "one_group" }]
+    protocol = [{ kind = "plaintext" }, { kind = "secagg" }, { kind = "secagg" }]
 
     [[cells]]                            # optional: extra cells outside the grid (base + these keys)
     aggregator = { kind = "krum", num_byzantine = 1 }
     "run.seed" = 0
 
     [labels]                             # optional: the axes of the report's heatmap
-    defense = ["aggregator", "pre", "grouping"]
+    defense = ["aggregator", "grouping"]  # data.partition: a setting (one heatmap each)
     attack = ["attack"]
 
 Rules. A grid value replaces the key at its path whole (a table is not merged into the base's table);
 ``{}`` removes the key so the scenario default applies. Axes vary in file order, the last fastest, and
 are applied in that order (so ``"attack.num_byzantine" = [1, 2]`` after ``attack`` sets f inside each
-attack). Dotted keys may be written quoted (``"run.seed"``) or as nested tables (``run.seed``). In
+attack). A key starting with ``$`` is a variable, not a scenario key: each string ``"$name"`` in the
+cell's scenario becomes its value (so attack and aggregator share one f, as above). Each ``[zip.NAME]``
+table is one more axis, NAME, after the grid's: its i-th value sets the i-th value of every key in the
+table. Dotted keys may be written quoted (``"run.seed"``) or as nested tables (``run.seed``). In
 ``[scenario]`` and ``[[cells]]`` nested tables are merged key by key, except component tables (those
-with a ``kind``), which replace. Without ``[labels]``, grid keys containing "attack" are attack axes and
-every other key except ``run.seed`` is a defense axis; axes in neither list (with labels given) are
+with a ``kind``), which replace. Without ``[labels]``, axes whose name contains "attack" are attack
+axes and every other axis except ``run.seed`` is a defense axis; with labels, axes in neither list are
 settings, and the report draws one heatmap per setting.
 
 Each cell has a readable, filesystem-safe id (``aggregator=trimmed_mean-1,data.partition=dirichlet-0.5``,
@@ -54,12 +66,12 @@ from pathlib import Path
 from typing import Any
 
 from secfl import scenario
-from secfl.exceptions import ConfigurationError, PrivacyBudgetExceededError, SecflError
+from secfl.exceptions import ConfigurationError, IncompatibleStagesError, PrivacyBudgetExceededError, SecflError
 from secfl.runs import RunDir, atomic_write
 
 SEED_AXIS = "run.seed"
 MAX_ID = 120  # characters of a cell id (a directory name); longer ids are cut and get a hash
-SUITE_KEYS = ("name", "base", "scenario", "grid", "cells", "labels")
+SUITE_KEYS = ("name", "base", "scenario", "grid", "zip", "cells", "labels", "skip_incompatible")
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,7 @@ class Suite:
     grid: list[tuple[str, list[Any]]]
     extra: list[dict[str, Any]] = field(default_factory=list)
     labels: dict[str, list[str]] | None = None
+    skip_incompatible: bool = False  # cells whose components cannot work together are "n/a", not errors
 
     @property
     def axes(self) -> list[str]:
@@ -80,6 +93,14 @@ class Suite:
         for cell in self.extra:
             keys += [k for k in cell if k not in keys]
         return keys
+
+
+@dataclass(frozen=True)
+class Joint:
+    """One value of a ``[zip.NAME]`` axis: several dotted keys set together, under one name."""
+
+    name: str
+    values: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -97,7 +118,7 @@ class CellResult:
     """What running (or skipping) one cell gave."""
 
     id: str
-    status: str  # "done" or "failed"
+    status: str  # "done", "failed" or "n/a" (skip_incompatible: components that cannot work together)
     skipped: bool = False  # finished before this bench started
     seconds: float = 0.0
     rounds: int = 0
@@ -139,10 +160,14 @@ def parse_suite(data: Mapping[str, Any], *, path: Path | None = None) -> Suite:
     if not isinstance(grid, dict):
         raise ConfigurationError(f"{source}: [grid] must be a table of dotted key = [values]")
     axes: list[tuple[str, list[Any]]] = []
-    _flatten_grid(grid, "", axes, source)
+    _flatten_grid(grid, "", axes, source, "grid")
+    zips = data.get("zip", {})
+    if not isinstance(zips, dict) or not all(isinstance(t, dict) for t in zips.values()):
+        raise ConfigurationError(f"{source}: zip must be [zip.NAME] tables of dotted key = [values]")
+    axes += [(name, _joint(name, table, source)) for name, table in zips.items()]
     keys = [k for k, _ in axes]
     if len(set(keys)) != len(keys):
-        raise ConfigurationError(f"{source}: grid key {next(k for k in keys if keys.count(k) > 1)!r} given twice")
+        raise ConfigurationError(f"{source}: axis {next(k for k in keys if keys.count(k) > 1)!r} given twice")
 
     cells = data.get("cells", [])
     if not isinstance(cells, list) or not all(isinstance(c, dict) and c for c in cells):
@@ -162,7 +187,10 @@ def parse_suite(data: Mapping[str, Any], *, path: Path | None = None) -> Suite:
                 raise ConfigurationError(f"{source}: labels.{role} = {names!r}: each must be one of the axes "
                                          f"{suite.axes}")
         labels = {"defense": list(labels.get("defense", [])), "attack": list(labels.get("attack", []))}
-    return Suite(name=name, path=path, base=base, grid=axes, extra=extra, labels=labels)
+    skip = data.get("skip_incompatible", False)
+    if not isinstance(skip, bool):
+        raise ConfigurationError(f"{source}: skip_incompatible must be true or false (got {skip!r})")
+    return Suite(name=name, path=path, base=base, grid=axes, extra=extra, labels=labels, skip_incompatible=skip)
 
 
 def roles(suite: Suite) -> dict[str, list[str]]:
@@ -182,17 +210,34 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
         raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _flatten_grid(table: dict[str, Any], prefix: str, out: list[tuple[str, list[Any]]], source: str) -> None:
+def _flatten_grid(table: dict[str, Any], prefix: str, out: list[tuple[str, list[Any]]], source: str,
+                  where: str) -> None:
     for key, value in table.items():
         if isinstance(value, list):
             if not value:
-                raise ConfigurationError(f"{source}: grid.{prefix}{key} is empty; give at least one value")
+                raise ConfigurationError(f"{source}: {where}.{prefix}{key} is empty; give at least one value")
             out.append((prefix + key, value))
         elif isinstance(value, dict) and value and "kind" not in value:
-            _flatten_grid(value, f"{prefix}{key}.", out, source)
+            _flatten_grid(value, f"{prefix}{key}.", out, source, where)
         else:
-            raise ConfigurationError(f"{source}: grid.{prefix}{key} must be a list of values (got {value!r}); "
+            raise ConfigurationError(f"{source}: {where}.{prefix}{key} must be a list of values (got {value!r}); "
                                      f"write {prefix}{key} = [{_toml(value)}] for a single value")
+
+
+def _joint(name: str, table: dict[str, Any], source: str) -> list[Joint]:
+    """The values of axis ``[zip.NAME]``: the i-th of every key together, named ``names[i]`` or by their labels."""
+    names = table.get("names")
+    keys: list[tuple[str, list[Any]]] = []
+    _flatten_grid({k: v for k, v in table.items() if k != "names"}, "", keys, source, f"zip.{name}")
+    lengths = {len(v) for _, v in keys} | ({len(names)} if isinstance(names, list) else set())
+    if not keys or len(lengths) != 1:
+        raise ConfigurationError(f"{source}: zip.{name} needs lists of one length (got "
+                                 f"{', '.join(f'{k}: {len(v)}' for k, v in keys) or 'no keys'}"
+                                 f"{f', names: {len(names)}' if isinstance(names, list) else ''})")
+    if names is not None and (not isinstance(names, list) or len({str(n) for n in names}) != len(names)):
+        raise ConfigurationError(f"{source}: zip.{name}.names must be a list of distinct names")
+    return [Joint(str(names[i]) if names else "+".join(label(v[i]) for _, v in keys), {k: v[i] for k, v in keys})
+            for i in range(lengths.pop())]
 
 
 def _flatten_cell(table: dict[str, Any], prefix: str) -> list[tuple[str, Any]]:
@@ -239,9 +284,17 @@ def expand(suite: Suite) -> list[Cell]:
     cells = []
     for text, over in zip(ids, overrides):
         data = {**suite.base, "name": f"{suite.name}/{text}"}
+        variables = {}
         for key, value in over.items():
-            data = _set(data, key, value, text)
-        values = {axis: label(_get(data, axis) if axis not in over else over[axis]) for axis in suite.axes}
+            for path, item in (value.values.items() if isinstance(value, Joint) else [(key, value)]):
+                if path.startswith("$"):
+                    variables[path] = item
+                else:
+                    data = _set(data, path, item, text)
+        data = _substitute(data, variables, text)
+        joints = {k for k, v in suite.grid if isinstance(v[0], Joint)}
+        values = {axis: label(over[axis]) if axis in over else "base" if axis in joints else label(_get(data, axis))
+                  for axis in suite.axes}
         cells.append(Cell(id=text, overrides=dict(over), data=data, values=values))
     return cells
 
@@ -250,17 +303,20 @@ def cell_id(overrides: Mapping[str, Any]) -> str:
     """``key=label,key=label``: readable and filesystem-safe; cut with a hash suffix when too long."""
     if not overrides:
         return "base"
-    text = re.sub(r"[^A-Za-z0-9._+=,-]", "_", ",".join(f"{k}={label(v)}" for k, v in overrides.items()))
+    text = ",".join(f"{k.removeprefix('$')}={label(v)}" for k, v in overrides.items())
+    text = re.sub(r"[^A-Za-z0-9._+=,-]", "_", text)
     return text if len(text) <= MAX_ID else f"{text[:MAX_ID - 9]}~{digest(overrides)}"
 
 
 def label(value: Any) -> str:
     """A short name for a grid value: a table is its kind then its other values (``dirichlet-0.5``)."""
+    if isinstance(value, Joint):
+        return value.name
     if isinstance(value, dict):
         if not value:
             return "none"
-        parts = ([label(value["kind"])] if "kind" in value else []) + [label(v) for k, v in value.items()
-                                                                       if k != "kind" and v != {}]
+        parts = ([label(value["kind"])] if "kind" in value else []) + [  # "$f": shown by its own axis
+            label(v) for k, v in value.items() if k != "kind" and v != {} and not str(v).startswith("$")]
         return "-".join(parts)
     if isinstance(value, list):
         return "+".join(label(v) for v in value) if value else "none"
@@ -293,6 +349,20 @@ def _set(data: dict[str, Any], dotted: str, value: Any, where: str) -> dict[str,
     return data
 
 
+def _substitute(value: Any, variables: Mapping[str, Any], where: str) -> Any:
+    """Replace every string ``"$name"`` in a scenario mapping by the cell's value of the variable axis."""
+    if isinstance(value, dict):
+        return {k: _substitute(v, variables, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, variables, where) for v in value]
+    if isinstance(value, str) and value.startswith("$"):
+        if value not in variables:
+            raise ConfigurationError(f"cell {where}: {value!r} names no variable; add \"{value}\" = [values] to "
+                                     f"[grid] (defined: {sorted(variables) or 'none'})")
+        return variables[value]
+    return value
+
+
 def _get(data: Mapping[str, Any], dotted: str) -> Any:
     node: Any = data
     for part in dotted.split("."):
@@ -302,23 +372,37 @@ def _get(data: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
-def validate_cells(cells: list[Cell], *, source: str = "suite") -> dict[str, scenario.Scenario]:
-    """Validate every cell's scenario before anything runs.
+def validate_cells(cells: list[Cell], *, source: str = "suite", skip_incompatible: bool = False,
+                   ) -> tuple[dict[str, scenario.Scenario], dict[str, str]]:
+    """Validate every cell's scenario before anything runs; return (specs, not-applicable cells -> reason).
+
+    With ``skip_incompatible``, a cell whose components cannot work together (IncompatibleStagesError,
+    e.g. Krum over one secure-sum group) is not applicable instead of an error; any other mistake is one.
 
     Raises:
         ConfigurationError: naming the first bad cell (and how many more are bad).
     """
-    specs, bad = {}, []
+    specs, skipped, bad = {}, {}, []
     for cell in cells:
         try:
             specs[cell.id] = scenario.validate(cell.data, source=f"cell {cell.id}")
+        except IncompatibleStagesError as exc:
+            if not skip_incompatible:
+                bad.append(_named(exc, cell, source))
+            else:
+                skipped[cell.id] = str(exc)
         except ConfigurationError as exc:
-            message = str(exc) if str(exc).startswith(f"cell {cell.id}") else f"cell {cell.id}: {exc}"
-            bad.append(type(exc)(f"{source}: {message}"))
+            bad.append(_named(exc, cell, source))
     if bad:
         more = f" (and {len(bad) - 1} more bad cells)" if len(bad) > 1 else ""
-        raise type(bad[0])(f"{bad[0]}{more}")
-    return specs
+        hint = "; or set skip_incompatible = true in the suite" if isinstance(bad[0], IncompatibleStagesError) else ""
+        raise type(bad[0])(f"{bad[0]}{more}{hint}")
+    return specs, skipped
+
+
+def _named(exc: ConfigurationError, cell: Cell, source: str) -> ConfigurationError:
+    message = str(exc) if str(exc).startswith(f"cell {cell.id}") else f"cell {cell.id}: {exc}"
+    return type(exc)(f"{source}: {message}")
 
 
 def cell_finished(run_dir: RunDir, rounds: int) -> dict[str, Any] | None:
@@ -356,15 +440,20 @@ def run_suite(
     if jobs < 1:
         raise ConfigurationError(f"--jobs = {jobs}: needs at least 1 worker")
     cells = expand(suite)
-    specs = validate_cells(cells, source=str(suite.path or suite.name))
+    specs, not_applicable = validate_cells(cells, source=str(suite.path or suite.name),
+                                           skip_incompatible=suite.skip_incompatible)
     out = Path(out)
     _check_out(out, suite, resume)
     (out / "cells").mkdir(parents=True, exist_ok=True)
-    state = _SuiteFile(out, suite, cells, {c.id: specs[c.id].run.rounds for c in cells})
+    state = _SuiteFile(out, suite, cells, {c.id: specs[c.id].run.rounds if c.id in specs else 0 for c in cells})
 
     results: dict[str, CellResult] = {}
     todo = []
     for cell in cells:
+        if cell.id in not_applicable:
+            results[cell.id] = CellResult(cell.id, "n/a", error=not_applicable[cell.id])
+            state.record(results[cell.id])
+            continue
         summary = cell_finished(RunDir(out / "cells" / cell.id), state.rounds[cell.id]) if resume else None
         if summary is not None:
             results[cell.id] = CellResult(cell.id, "done", skipped=True, seconds=summary.get("seconds_total", 0.0),
@@ -467,7 +556,9 @@ class _SuiteFile:
         self.data = {
             "format": 1, "name": suite.name, "suite": str(suite.path) if suite.path else None, "out": str(out),
             "axes": suite.axes, "seed_axis": SEED_AXIS if SEED_AXIS in suite.axes else None, "labels": roles(suite),
-            "cells": {c.id: {"id": c.id, "overrides": c.overrides, "values": c.values, "rounds": rounds[c.id],
+            "cells": {c.id: {"id": c.id, "overrides": {k: {"name": v.name, "set": v.values} if isinstance(v, Joint)
+                                                       else v for k, v in c.overrides.items()},
+                             "values": c.values, "rounds": rounds[c.id],
                              "status": "pending", "error": None} for c in cells},
         }
 

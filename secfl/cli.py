@@ -144,9 +144,10 @@ def bench_command(
         err.print("interrupted: finished cells and rounds are saved; continue with --resume", markup=False)
         raise typer.Exit(code=130) from None
     failed = [r for r in results if r.status == "failed"]
-    skipped = sum(r.skipped for r in results)
-    print(f"{suite.name}: {len(results) - len(failed)} of {len(results)} cells done"
-          f"{f' ({skipped} already finished)' if skipped else ''}; results in {out}; report: secfl report {out}")
+    skipped, na = sum(r.skipped for r in results), sum(r.status == "n/a" for r in results)
+    print(f"{suite.name}: {sum(r.status == 'done' for r in results)} of {len(results)} cells done"
+          f"{f' ({skipped} already finished)' if skipped else ''}{f', {na} not applicable' if na else ''}; "
+          f"results in {out}; report: secfl report {out}")
     if failed:
         err.print(f"error: {len(failed)} of {len(results)} cells failed, first {failed[0].id}: {failed[0].error} "
                   f"(all in {out / 'suite.json'}; rerun the failed cells with --resume)",
@@ -158,6 +159,8 @@ def _cell_line(result: Any, count: int, total: int) -> str:
     """``[3/8] done <id>: final accuracy 0.8123 (4.1 s)`` (or skipped / FAILED with the error)."""
     if result.status == "failed":
         return f"[{count}/{total}] FAILED {result.id}: {result.error}"
+    if result.status == "n/a":
+        return f"[{count}/{total}] n/a {result.id}: {result.error}"
     what = "finished before" if result.skipped else f"done ({result.seconds:.1f} s)"
     accuracy = f"final accuracy {result.final_accuracy:.4f}" if result.final_accuracy is not None else "no rounds"
     stopped = f" (stopped: {result.stopped})" if result.stopped else ""

@@ -26,16 +26,23 @@ from secfl.exceptions import ConfigurationError
 from secfl.runs import RunDir, atomic_write
 
 MISSING = "missing"
+FIGURES = ("heatmap", "curves", "asr", "worst_case")  # the report's PNGs: <stem>.png or <stem>-<setting>.png
+NA = "n/a"
 
 
 @dataclass
 class _Cell:
     id: str
     values: dict[str, str]
-    state: str  # "done", "failed: ...", "partial (r/R rounds)" or "missing"
+    state: str  # "done", "failed: ...", "n/a: ...", "partial (r/R rounds)" or "missing"
     rows: list[dict[str, Any]]
     accuracy: float | None  # final accuracy, finished cells only
     asr: float | None  # final ASR, finished cells that log it
+
+    @property
+    def na(self) -> bool:
+        """Not applicable: its components cannot work together (the suite's skip_incompatible)."""
+        return self.state.startswith(NA)
 
 
 @dataclass
@@ -72,7 +79,9 @@ def write_report(directory: str | Path) -> Path:
 def _load_cell(directory: Path, entry: dict[str, Any]) -> _Cell:
     run_dir = RunDir(directory / "cells" / entry["id"])
     rows, summary = run_dir.metrics(), cell_finished(run_dir, entry["rounds"])
-    if summary is not None:
+    if entry.get("status") == NA:
+        state = f"{NA}: {entry.get('error')}"
+    elif summary is not None:
         state = "done"
     elif entry.get("status") == "failed":
         state = f"failed: {entry.get('error')}"
@@ -84,6 +93,18 @@ def _load_cell(directory: Path, entry: dict[str, Any]) -> _Cell:
     asr = rows[-1].get("asr") if finished else None
     return _Cell(entry["id"], entry["values"], state, rows, rows[-1]["accuracy"] if finished else None,
                  float(asr) if isinstance(asr, (int, float)) else None)
+
+
+@dataclass
+class _Worst:
+    value: float | None  # the worst case over the attacks with a value
+    partial: bool  # some attacks are missing: the true worst case may be lower
+    state: str  # what a None says: "missing" or "n/a"
+
+
+def _texts(values: np.ndarray, states: Sequence[str], stars: Sequence[bool], digits: int) -> list[str]:
+    return [state if math.isnan(v) else f"{v:.{digits}f}{'*' if star else ''}"
+            for v, state, star in zip(values, states, stars)]
 
 
 def _stat(cells: Sequence[_Cell], metric: str) -> _Stat:
@@ -100,6 +121,11 @@ def _name(cell: _Cell, axes: Sequence[str], empty: str) -> str:
 
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+def _axis(name: str) -> str:
+    """An axis as the report shows it: a suite variable ``$f`` is ``f``."""
+    return name.removeprefix("$")
 
 
 def _md(text: str) -> str:
@@ -124,7 +150,7 @@ class _Report:
         return _name(c, self.attack, "(no attack axis)")
 
     def setting_of(self, c: _Cell) -> str:
-        return ", ".join(f"{a}={c.values[a]}" for a in self.setting)
+        return ", ".join(f"{_axis(a)}={c.values[a]}" for a in self.setting)
 
     def select(self, **want: str) -> list[_Cell]:
         keys = {"defense": self.defense_of, "attack": self.attack_of, "setting": self.setting_of}
@@ -134,21 +160,26 @@ class _Report:
 
     def write(self) -> Path:
         meta, out = self.meta, self.meta.get("out") or str(self.dir)
+        for stem in FIGURES:  # figures of an earlier report (its settings may differ): never left stale
+            for old in self.dir.glob(f"{stem}*.png"):
+                old.unlink()
         done = sum(c.state == "done" for c in self.cells)
-        failed = [c for c in self.cells if c.state.startswith("failed")]
+        failed = sum(c.state.startswith("failed") for c in self.cells)
+        na = sum(c.na for c in self.cells)
         self.lines += [
             f"# Benchmark report: {meta['name']}", "",
-            f"{len(self.cells)} cells: {done} done, {len(failed)} failed, {len(self.cells) - done - len(failed)} "
-            "missing or unfinished.", "",
+            f"{len(self.cells)} cells: {done} done, {failed} failed, {len(self.cells) - done - failed - na} "
+            f"missing or unfinished" + (f", {na} not applicable." if na else "."), "",
             "Reproduce (from the directory the suite was run in):", "", "```",
             f"secfl bench {meta.get('suite') or 'SUITE.toml'} --out {out}", f"secfl report {out}", "```", "",
             f"Defense axes: {', '.join(self.defense) or '-'}; attack axes: {', '.join(self.attack) or '-'}; "
-            f"settings: {', '.join(self.setting) or '-'}; seeds: {self.seed or '-'}. Accuracy is the final round's "
+            f"settings: {', '.join(map(_axis, self.setting)) or '-'}; seeds: {self.seed or '-'}. Accuracy is the "
+            "final round's "
             "test accuracy" + (", mean ± standard deviation over seeds." if self.seed else "."), "",
         ]
         self.per_cell_table()
         settings = _unique([self.setting_of(c) for c in self.cells])
-        worst: dict[str, dict[str, tuple[float | None, bool]]] = {}
+        worst: dict[str, dict[str, _Worst]] = {}
         self.lines += ["## Worst case per defense over attacks", "",
                        "Mean final accuracy per defense (rows) and attack (columns); the worst case is the minimum "
                        "over attacks (* = some attacks are missing, so it is an upper bound).", ""]
@@ -171,21 +202,24 @@ class _Report:
         seeds = self.seed is not None
         head = [*self.axes, "final accuracy"] + (["seeds done"] if seeds else []) + (["final ASR"] if self.has_asr
                                                                                       else [])
-        self.lines += ["## Final accuracy per cell", "", "| " + " | ".join(map(_md, head)) + " |",
+        self.lines += ["## Final accuracy per cell", "", "| " + " | ".join(_md(_axis(h)) for h in head) + " |",
                        "|" + "---|" * len(head)]
         groups: dict[tuple[str, ...], list[_Cell]] = {}
         for c in self.cells:
             groups.setdefault(tuple(c.values[a] for a in self.axes), []).append(c)
         for key, members in groups.items():
-            acc = _stat(members, "accuracy")
-            row = [*key, acc.text(seeds)] + ([f"{acc.done}/{acc.total}"] if seeds else [])
-            if self.has_asr:
-                row.append(_stat(members, "asr").text(seeds).replace(MISSING, "-"))
+            live = [c for c in members if not c.na]
+            acc = _stat(live, "accuracy")
+            if not live:
+                row = [*key, NA] + (["-"] if seeds else []) + (["-"] if self.has_asr else [])
+            else:
+                row = [*key, acc.text(seeds)] + ([f"{acc.done}/{acc.total}"] if seeds else [])
+                if self.has_asr:
+                    row.append(_stat(live, "asr").text(seeds).replace(MISSING, "-"))
             self.lines.append("| " + " | ".join(map(_md, row)) + " |")
         self.lines.append("")
 
-    def matrix(self, setting: str, metric: str, stem: str, title: str,
-               cmap: str) -> dict[str, tuple[float | None, bool]]:
+    def matrix(self, setting: str, metric: str, stem: str, title: str, cmap: str) -> dict[str, _Worst]:
         """Table + heatmap (defense x attack, plus the worst case) of one setting; return the worst cases."""
         cells = self.select(setting=setting)
         defenses, attacks = _unique([self.defense_of(c) for c in cells]), _unique([self.attack_of(c) for c in cells])
@@ -194,49 +228,55 @@ class _Report:
             attacks = [a for a in attacks if any(c.asr is not None for c in cells if self.attack_of(c) == a)]
             if not attacks:
                 return {}
+        empty = MISSING if accuracy else "-"
         values = np.full((len(defenses), len(attacks) + 1), np.nan)
-        stars, worst = [], {}
+        states = [[empty] * (len(attacks) + 1) for _ in defenses]  # what a NaN says: missing, n/a (or "-")
+        worst: dict[str, _Worst] = {}
         for i, d in enumerate(defenses):
             for j, a in enumerate(attacks):
-                mean = _stat([c for c in cells if self.defense_of(c) == d and self.attack_of(c) == a], metric).mean
+                group = [c for c in cells if self.defense_of(c) == d and self.attack_of(c) == a]
+                live = [c for c in group if not c.na]
+                mean = _stat(live, metric).mean
                 values[i, j] = np.nan if mean is None else mean
-            row = values[i, :-1]
-            known = row[~np.isnan(row)]
+                states[i][j] = empty if live else NA if group else "-"  # "-": the suite has no such cell
+            known = values[i, :-1][~np.isnan(values[i, :-1])]
+            missing = accuracy and any(states[i][j] == MISSING and np.isnan(values[i, j]) for j in range(len(attacks)))
             values[i, -1] = (min(known) if accuracy else max(known)) if known.size else np.nan
-            incomplete = accuracy and bool(known.size < row.size)
-            stars.append(incomplete and known.size > 0)
-            worst[d] = (None if not known.size else float(values[i, -1]), incomplete)
-        corner, empty = ("worst case", MISSING) if accuracy else ("worst (max)", "-")
+            states[i][-1] = NA if all(x == NA for x in states[i][:-1]) else empty
+            worst[d] = _Worst(None if not known.size else float(values[i, -1]), missing and known.size > 0,
+                              states[i][-1])
+        corner = "worst case" if accuracy else "worst (max)"
         where = f" — {setting}" if setting else ""
         self.lines += ([f"### {setting}", ""] if setting else []) + [
             "| defense \\ attack | " + " | ".join(map(_md, attacks)) + f" | {corner} |",
             "|" + "---|" * (len(attacks) + 2)]
+        stars = np.zeros_like(values, dtype=bool)
+        stars[:, -1] = [worst[d].partial for d in defenses]
         for i, d in enumerate(defenses):
-            texts = [empty if math.isnan(v) else f"{v:.4f}" for v in values[i]]
-            texts[-1] += "*" if stars[i] else ""
-            self.lines.append("| " + " | ".join(map(_md, [d, *texts])) + " |")
+            self.lines.append("| " + " | ".join(map(_md, [d, *_texts(values[i], states[i], stars[i], 4)])) + " |")
         name = self.figure_name(stem, setting)
-        _heatmap(self.dir / name, values, defenses, [*attacks, corner], stars, title=title + where, cmap=cmap,
-                 empty=empty)
+        _heatmap(self.dir / name, values, defenses, [*attacks, corner],
+                 [_texts(values[i], states[i], stars[i], 2) for i in range(len(defenses))],
+                 title=title + where, cmap=cmap, separate_last=True)
         self.lines += ["", f"![{title}{where}]({name})", ""]
         return worst
 
-    def worst_case_table(self, settings: list[str], worst: dict[str, dict[str, tuple[float | None, bool]]]) -> None:
+    def worst_case_table(self, settings: list[str], worst: dict[str, dict[str, _Worst]]) -> None:
         defenses = _unique([d for s in settings for d in worst[s]])
         self.lines += ["## Worst case across settings", "", "| defense | " + " | ".join(map(_md, settings)) + " |",
                        "|" + "---|" * (len(settings) + 1)]
         values = np.full((len(defenses), len(settings)), np.nan)
         stars = np.zeros_like(values, dtype=bool)
+        states = [[NA] * len(settings) for _ in defenses]
         for i, d in enumerate(defenses):
-            texts = []
             for j, s in enumerate(settings):
-                value, incomplete = worst[s].get(d, (None, True))
-                values[i, j] = np.nan if value is None else value
-                stars[i, j] = incomplete and value is not None
-                texts.append(MISSING if value is None else f"{value:.4f}{'*' if stars[i, j] else ''}")
-            self.lines.append("| " + " | ".join(map(_md, [d, *texts])) + " |")
-        _heatmap(self.dir / "worst_case.png", values, defenses, settings, stars,
-                 title="worst-case final accuracy over attacks", cmap="viridis", all_stars=True)
+                entry = worst[s].get(d, _Worst(None, False, NA))
+                values[i, j] = np.nan if entry.value is None else entry.value
+                stars[i, j], states[i][j] = entry.partial, entry.state
+            self.lines.append("| " + " | ".join(map(_md, [d, *_texts(values[i], states[i], stars[i], 4)])) + " |")
+        _heatmap(self.dir / "worst_case.png", values, defenses, settings,
+                 [_texts(values[i], states[i], stars[i], 2) for i in range(len(defenses))],
+                 title="worst-case final accuracy over attacks", cmap="viridis")
         self.lines += ["", "![worst case across settings](worst_case.png)", ""]
 
     def curves(self, settings: list[str]) -> None:
@@ -265,14 +305,17 @@ class _Report:
         return lines
 
     def missing_list(self) -> None:
-        missing = [c for c in self.cells if c.state != "done"]
-        if not missing:
-            return
-        self.lines += ["## Missing and failed cells", "",
-                       f"Continue with `secfl bench {self.meta.get('suite') or 'SUITE.toml'} --out "
-                       f"{self.meta.get('out') or self.dir} --resume`.", ""]
-        self.lines += [f"- `{c.id}`: {c.state}" for c in missing]
-        self.lines.append("")
+        missing = [c for c in self.cells if c.state != "done" and not c.na]
+        if missing:
+            self.lines += ["## Missing and failed cells", "",
+                           f"Continue with `secfl bench {self.meta.get('suite') or 'SUITE.toml'} --out "
+                           f"{self.meta.get('out') or self.dir} --resume`.", ""]
+            self.lines += [f"- `{c.id}`: {c.state}" for c in missing] + [""]
+        na = [c for c in self.cells if c.na]
+        if na:
+            self.lines += ["## Not applicable cells", "",
+                           "Their components cannot work together (the suite sets skip_incompatible).", ""]
+            self.lines += [f"- `{c.id}`: {c.state.removeprefix(NA + ': ')}" for c in na] + [""]
 
     @staticmethod
     def figure_name(stem: str, setting: str) -> str:
@@ -292,10 +335,9 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _heatmap(path: Path, values: np.ndarray, rows: list[str], cols: list[str], stars: Sequence[Any], *,
-             title: str, cmap: str, all_stars: bool = False, empty: str = MISSING) -> None:
-    """An annotated heatmap in [0, 1]; NaN cells are grey and say ``empty``; the last column is the worst case
-    (every column when ``all_stars``) and carries a * when it is over finished attacks only."""
+def _heatmap(path: Path, values: np.ndarray, rows: list[str], cols: list[str], texts: list[list[str]], *,
+             title: str, cmap: str, separate_last: bool = False) -> None:
+    """An annotated heatmap in [0, 1] (NaN cells grey); ``separate_last`` sets the worst-case column apart."""
     import matplotlib
 
     width = 2.5 + 0.9 * len(cols) + 0.06 * max(map(len, rows))
@@ -307,13 +349,10 @@ def _heatmap(path: Path, values: np.ndarray, rows: list[str], cols: list[str], s
     ax.set_yticks(range(len(rows)), rows)
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
-            v = values[i, j]
-            starred = (stars[i][j] if all_stars else stars[i] and j == values.shape[1] - 1)
-            text = empty if math.isnan(v) else f"{v:.2f}{'*' if starred else ''}"
-            r, g, b, _ = colors(v) if not math.isnan(v) else (1, 1, 1, 1)
-            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+            r, g, b, _ = colors(values[i, j]) if not math.isnan(values[i, j]) else (1, 1, 1, 1)
+            ax.text(j, i, texts[i][j], ha="center", va="center", fontsize=8,
                     color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
-    if not all_stars and values.shape[1] > 1:
+    if separate_last and values.shape[1] > 1:
         ax.axvline(values.shape[1] - 1.5, color="white", linewidth=3)
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax)

@@ -86,6 +86,21 @@ def test_empty_table_unsets_a_key_and_attack_axes_are_inferred():
     assert bench.roles(suite) == {"defense": ["pre"], "attack": ["attack"]}
 
 
+def test_variables_are_substituted_everywhere_in_the_cell():
+    suite = bench.parse_suite({"scenario": {"pre": [{"kind": "nnm", "num_byzantine": "$f"}]},
+                               "grid": {"attack": [{"kind": "alie", "num_byzantine": "$f"}],
+                                        "aggregator": [{"kind": "krum", "num_byzantine": "$f"}], "$f": [1, 2]}})
+    cells = bench.expand(suite)
+    assert [c.id for c in cells] == ["attack=alie,aggregator=krum,f=1", "attack=alie,aggregator=krum,f=2"]
+    data = cells[1].data
+    assert data["attack"]["num_byzantine"] == data["aggregator"]["num_byzantine"] == 2
+    assert data["pre"][0]["num_byzantine"] == 2  # in the base scenario too
+    assert cells[1].values == {"attack": "alie", "aggregator": "krum", "$f": "2"}
+    with pytest.raises(ConfigurationError, match=r"'\$g' names no variable.*defined: \['\$f'\]"):
+        bench.expand(bench.parse_suite({"grid": {"aggregator": [{"kind": "krum", "num_byzantine": "$g"}],
+                                                 "$f": [1]}}))
+
+
 def test_long_ids_are_cut_with_a_hash_and_stay_unique():
     values = [{"kind": "gaussian_noise", "std": 0.001 * i, "padding": "x" * 150} for i in range(3)]
     cells = bench.expand(bench.parse_suite({"grid": {"stages": [[v] for v in values]}}))
@@ -246,3 +261,53 @@ def test_progress_bar_path(tmp_path, monkeypatch):
     result = bench_cli(write(tmp_path, text), "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert suite_json(tmp_path / "out")["cells"][0]["status"] == "done"
+
+
+ZIPPED = 'name = "zipped"\nskip_incompatible = true\n' + BASE + """
+[grid]
+aggregator = [{ kind = "mean" }, { kind = "median", num_byzantine = 1 }]
+
+[zip.grouping]
+names = ["plaintext", "secure-sum"]
+grouping = [{ kind = "individual" }, { kind = "one_group" }]
+"run.clients_per_round" = [4, 4]
+"""
+
+
+def test_zip_axis_sets_keys_together():
+    joint = {"grouping": [{"kind": "individual"}, {"kind": "buckets", "size": 2}],
+             "protocol": [{"kind": "plaintext"}, {"kind": "secagg"}]}
+    suite = bench.parse_suite({"grid": {"aggregator": [{"kind": "mean"}]}, "zip": {"grouping": joint}})
+    cells = bench.expand(suite)
+    assert suite.axes == ["aggregator", "grouping"]
+    assert [c.id for c in cells] == ["aggregator=mean,grouping=individual+plaintext",
+                                     "aggregator=mean,grouping=buckets-2+secagg"]
+    assert cells[1].data["grouping"] == {"kind": "buckets", "size": 2} and cells[1].data["protocol"]["kind"] == "secagg"
+    with pytest.raises(ConfigurationError, match=r"zip.g needs lists of one length \(got a: 2, b: 1\)"):
+        bench.parse_suite({"zip": {"g": {"a": [1, 2], "b": [1]}}})
+    with pytest.raises(ConfigurationError, match="names must be a list of distinct names"):
+        bench.parse_suite({"zip": {"g": {"a": [1, 2], "names": ["x", "x"]}}})
+
+
+def test_incompatible_cells_are_not_applicable_with_skip_incompatible(tmp_path):
+    strict = bench_cli(write(tmp_path, ZIPPED.replace("skip_incompatible = true\n", ""), "strict.toml"),
+                       "--out", tmp_path / "strict")
+    assert strict.exit_code == 2 and "grouping=secure-sum" in strict.output and "skip_incompatible" in strict.output
+
+    out = tmp_path / "out"
+    result = bench_cli(write(tmp_path, ZIPPED), "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "n/a aggregator=median-1,grouping=secure-sum: " in result.output and "1 not applicable" in result.output
+    cells = {c["id"]: c for c in suite_json(out)["cells"]}
+    assert [c["status"] for c in cells.values()] == ["done", "done", "done", "n/a"]
+    assert cells["aggregator=mean,grouping=secure-sum"]["overrides"]["grouping"] == {
+        "name": "secure-sum", "set": {"grouping": {"kind": "one_group"}, "run.clients_per_round": 4}}
+    assert not (out / "cells" / "aggregator=median-1,grouping=secure-sum").exists()
+    assert RunDir(out / "cells" / "aggregator=mean,grouping=secure-sum").metrics()[-1]["groups"] == 1
+
+    from secfl.report import write_report
+
+    text = write_report(out).read_text()
+    assert "4 cells: 3 done, 0 failed, 0 missing or unfinished, 1 not applicable." in text
+    assert "| median-1 | secure-sum | n/a |" in text  # per-cell table (grouping is a defense axis here)
+    assert "## Not applicable cells" in text and "Missing" not in text

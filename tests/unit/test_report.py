@@ -142,7 +142,8 @@ def test_inferred_labels_and_no_settings(tmp_path):
     meta = {"name": "x", "suite": "s.toml", "out": str(tmp_path), "axes": ["aggregator", "attack"],
             "seed_axis": None, "labels": bench.roles(bench.parse_suite({"grid": {"aggregator": [{"kind": "mean"}],
                                                                                  "attack": [{}]}})),
-            "cells": [{"id": "a", "values": {"aggregator": "mean", "attack": "none"}, "rounds": 1, "status": "pending"}]}
+            "cells": [{"id": "a", "values": {"aggregator": "mean", "attack": "none"}, "rounds": 1,
+                       "status": "pending"}]}
     assert meta["labels"] == {"defense": ["aggregator"], "attack": ["attack"]}
     (tmp_path / "suite.json").write_text(json.dumps(meta))
     text = write_report(tmp_path).read_text()
