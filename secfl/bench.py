@@ -275,12 +275,13 @@ def expand(suite: Suite) -> list[Cell]:
     if not combos and not suite.extra:
         combos = [{}]
     overrides = combos + suite.extra
-    ids = [cell_id(o) for o in overrides]
-    for i, text in enumerate(ids):  # readable labels can collide (e.g. two values printing alike)
-        if ids.count(text) > 1:
-            ids[i] = f"{text[:MAX_ID - 9]}~{digest(overrides[i])}"
+    readable = [cell_id(o) for o in overrides]
+    ids = [f"{text[:MAX_ID - 9]}~{digest(over)}" if readable.count(text) > 1 else text  # labels can collide
+           for text, over in zip(readable, overrides)]
     if len(set(ids)) != len(ids):
-        raise ConfigurationError(f"suite {suite.name!r}: two cells are identical ({ids[0]}); remove the duplicate")
+        twice = readable[ids.index(next(i for i in ids if ids.count(i) > 1))]
+        raise ConfigurationError(f"suite {suite.name!r}: cell {twice} is given twice; remove the duplicate")
+    joints = {k for k, v in suite.grid if isinstance(v[0], Joint)}
     cells = []
     for text, over in zip(ids, overrides):
         data = {**suite.base, "name": f"{suite.name}/{text}"}
@@ -292,7 +293,6 @@ def expand(suite: Suite) -> list[Cell]:
                 else:
                     data = _set(data, path, item, text)
         data = _substitute(data, variables, text)
-        joints = {k for k, v in suite.grid if isinstance(v[0], Joint)}
         values = {axis: label(over[axis]) if axis in over else "base" if axis in joints else label(_get(data, axis))
                   for axis in suite.axes}
         cells.append(Cell(id=text, overrides=dict(over), data=data, values=values))

@@ -18,6 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from secfl import registry, scenario
 from secfl.exceptions import SecflError
+from secfl.attacks import UPDATE_ATTACKS
+from secfl.fl.byzantine import DATA_ATTACKS
 from secfl.fl.data import DATASETS
 from secfl.fl.models import MODELS
 from secfl.fl.partition import PARTITIONS
@@ -131,7 +133,7 @@ def bench_command(
                     bar.console.print(_cell_line(result, count, total), markup=False, highlight=False)
 
                 def rounds(cell: str, row: dict[str, Any]) -> None:
-                    bar.update(task, info=f"{cell}: round {row['round']} accuracy {row['accuracy']:.4f}")
+                    bar.update(task, info=f"round {row['round']} accuracy {row['accuracy']:.4f} of {cell}")
 
                 results = bench.run_suite(suite, out, jobs=jobs, resume=resume, on_cell=show,
                                           on_round=rounds if jobs == 1 else None)
@@ -156,7 +158,7 @@ def bench_command(
 
 
 def _cell_line(result: Any, count: int, total: int) -> str:
-    """``[3/8] done <id>: final accuracy 0.8123 (4.1 s)`` (or skipped / FAILED with the error)."""
+    """``[3/8] <id>: final accuracy 0.8123, done (4.1 s)``, ``finished before`` (skipped), FAILED or n/a."""
     if result.status == "failed":
         return f"[{count}/{total}] FAILED {result.id}: {result.error}"
     if result.status == "n/a":
@@ -182,6 +184,32 @@ def report_command(
     print(f"report written to {path} ({len(figures)} figures)")
 
 
+audit = typer.Typer(no_args_is_help=True, help="Attack secfl's own defenses and report what each attempt obtained.")
+app.add_typer(audit, name="audit")
+
+
+@audit.command("protocol")
+def audit_protocol_command(
+    protocols: Annotated[list[str] | None, typer.Option("--protocol", help="secagg, secagg+ or he (repeatable; "
+                                                        "default: all)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="also write the markdown report to this file")] = None,
+) -> None:
+    """Play a malicious server, client or network against the secure sums; exit 1 if any attempt got through."""
+    from secfl.attacks.protocol import PROTOCOLS, format_report, run_protocol_audit
+
+    try:
+        attempts = run_protocol_audit(tuple(protocols) if protocols else PROTOCOLS)
+    except SecflError as exc:
+        raise fail(str(exc)) from None
+    report = format_report(attempts)
+    print(report)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report + "\n")
+    if any(a.in_scope and not a.refused for a in attempts):
+        raise typer.Exit(code=1)
+
+
 @app.command("list")
 def list_command() -> None:
     """List the datasets, partitions, models, stages, protocols, groupings, aggregators and pre-aggregators."""
@@ -190,6 +218,7 @@ def list_command() -> None:
         "stages": list(registry.STAGES), "protocols": list(registry.PROTOCOLS),
         "groupings": list(registry.GROUPINGS), "aggregators": list(registry.AGGREGATORS),
         "pre-aggregators (pre = [...])": list(registry.PRE_AGGREGATORS),
+        "attacks ([attack] kind)": [*UPDATE_ATTACKS, *DATA_ATTACKS],
     }
     for title, names in tables.items():
         print(f"{title}: {', '.join(names)}")

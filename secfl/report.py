@@ -355,7 +355,7 @@ def _heatmap(path: Path, values: np.ndarray, rows: list[str], cols: list[str], t
     if separate_last and values.shape[1] > 1:
         ax.axvline(values.shape[1] - 1.5, color="white", linewidth=3)
     ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax)
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
     fig.savefig(path, dpi=110)
 
 

@@ -37,4 +37,5 @@ def gradient_step(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, *, batch
     if weight_decay:
         grad += weight_decay * flatten(model).astype(np.float64)
     m = grad if buffer is None else momentum * buffer + (1.0 - momentum) * grad
+    m = m.astype(np.float32)  # the state kept (and checkpointed) between rounds
     return (-lr * m).astype(np.float32), m, float(loss.item())

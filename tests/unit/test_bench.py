@@ -108,6 +108,10 @@ def test_long_ids_are_cut_with_a_hash_and_stay_unique():
     assert len(set(ids)) == 3 and all(len(i) <= bench.MAX_ID and "~" in i for i in ids)
     assert ids == [c.id for c in bench.expand(bench.parse_suite({"grid": {"stages": [[v] for v in values]}}))]
     assert bench.expand(bench.parse_suite({}))[0].id == "base"  # no grid: the base scenario is the one cell
+    alike = [c.id for c in bench.expand(bench.parse_suite({"grid": {"name": [1, "1"]}}))]
+    assert alike[0] != alike[1] and all(i.startswith("name=1~") for i in alike)  # same label, other values
+    with pytest.raises(ConfigurationError, match="cell run.seed=1 is given twice"):
+        bench.expand(bench.parse_suite({"grid": {"run.seed": [0, 1]}, "cells": [{"run.seed": 1}]}))
 
 
 def test_base_file_is_relative_to_the_suite_and_scenario_merges_over_it(tmp_path):

@@ -86,3 +86,12 @@ def test_secure_protocol_without_quantize_exits_2_with_the_fix(tmp_path):
     text = SECURE.replace("size = 3", "size = 2")
     result = runner.invoke(app, ["run", write(tmp_path, text)])
     assert result.exit_code == 2 and "groups of >= 3" in result.output
+
+
+def test_audit_protocol_refuses_every_attempt_and_writes_the_report(tmp_path):
+    result = CliRunner().invoke(app, ["audit", "protocol", "--protocol", "secagg", "--out", str(tmp_path / "a.md")])
+    assert result.exit_code == 0, result.output
+    assert "in-scope attempts refused" in result.output and "NOT refused" not in result.output
+    assert (tmp_path / "a.md").read_text().startswith("| attempt | protocol |")
+    bad = CliRunner().invoke(app, ["audit", "protocol", "--protocol", "paillier"])
+    assert bad.exit_code == 2 and "unknown protocol" in bad.output
