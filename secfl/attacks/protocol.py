@@ -182,3 +182,16 @@ def format_report(attempts: Sequence[Attempt]) -> str:
                + (f"; {len(attempts) - len(in_scope)} out-of-scope attempt(s) shown for reference"
                   if len(in_scope) < len(attempts) else "") + ".")
     return "\n".join(rows) + "\n" + summary + "\n"
+
+
+def decisively(step: Callable, *args):
+    """``step(*args)`` as the decisive honest step (see ``decisive``)."""
+    with decisive():
+        return step(*args)
+
+
+def flip_bit(data: bytes, position: int) -> bytes:
+    """``data`` with the lowest bit of byte ``position`` flipped (a tampered message)."""
+    mutated = bytearray(data)
+    mutated[position] ^= 0x01
+    return bytes(mutated)

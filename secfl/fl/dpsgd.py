@@ -94,14 +94,7 @@ def dp_local_train(
     _check_number("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
     if not isinstance(config, DpSgdConfig):
         raise ConfigurationError(f"config is a {type(config).__name__}; pass a DpSgdConfig")
-    if problems := ModuleValidator.validate(model, strict=False):
-        raise ConfigurationError(
-            f"model is incompatible with Opacus DP-SGD: {'; '.join(map(str, problems))}. Replace BatchNorm with "
-            "GroupNorm (opacus.validators.ModuleValidator.fix(model), or build_model('cnn'))")
-    engine = privacy_engine(config, accountant_state)
-    prior_steps = sum(t for _, _, t in engine.accountant.history)
-    words = np.random.SeedSequence([seed, prior_steps]).generate_state(2, dtype=np.uint64)
-    sampling, noise = (torch.Generator().manual_seed(int(w)) for w in words)
+    engine, prior_steps, (sampling, noise) = start(model, config, accountant_state, seed)
     trained = copy.deepcopy(model).train()
     optimizer = torch.optim.SGD(trained.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     loader = DataLoader(TensorDataset(inputs, targets), batch_size=batch_size, shuffle=True, generator=sampling)
@@ -127,6 +120,21 @@ def dp_local_train(
     epsilon = _epsilon(engine.accountant.mechanism(), history, float(config.delta))
     return DpLocalResult(flatten(trained) - flatten(model), len(targets), total / seen if seen else math.nan,
                          epsilon, {"history": list(history), "mechanism": engine.accountant.mechanism()})
+
+
+def start(model: torch.nn.Module, config: DpSgdConfig, accountant_state: dict | None,
+          seed: int) -> tuple[PrivacyEngine, int, tuple[torch.Generator, torch.Generator]]:
+    """Check ``model`` for Opacus; the engine continuing ``accountant_state``, its steps so far, and the
+    (sampling, noise) generators seeded from (seed, those steps)."""
+    if problems := ModuleValidator.validate(model, strict=False):
+        raise ConfigurationError(
+            f"model is incompatible with Opacus DP-SGD: {'; '.join(map(str, problems))}. Replace BatchNorm with "
+            "GroupNorm (opacus.validators.ModuleValidator.fix(model), or build_model('cnn'))")
+    engine = privacy_engine(config, accountant_state)
+    prior_steps = sum(t for _, _, t in engine.accountant.history)
+    words = np.random.SeedSequence([seed, prior_steps]).generate_state(2, dtype=np.uint64)
+    sampling, noise = (torch.Generator().manual_seed(int(w)) for w in words)
+    return engine, prior_steps, (sampling, noise)
 
 
 def privacy_engine(config: DpSgdConfig, accountant_state: dict | None) -> PrivacyEngine:

@@ -32,12 +32,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from opacus.validators import ModuleValidator
 from torch.utils.data import DataLoader, TensorDataset
 
 from secfl.exceptions import ConfigurationError
 from secfl.fl.client import _check_int, _check_number, _tensors
-from secfl.fl.dpsgd import DpSgdConfig, _epsilon, privacy_engine
+from secfl.fl.dpsgd import DpSgdConfig, _epsilon, start
 from secfl.methods.fedbat import _STREAM_TAG, BINARIZED_MODULES, FedBatResult, _check_alphas, _check_clamp, _sample_bits
 
 __all__ = ["BatConv2d", "BatLinear", "FedBatDpResult", "bat_model", "fedbat_dp_local_train"]
@@ -226,14 +225,7 @@ def fedbat_dp_local_train(
             "custom BatLinear/BatConv2d layers lack; use 'functorch' or 'hooks' (per-sample gradients via torch.func)")
     trained, layers = bat_model(model, rho=rho, alpha_clamp=alpha_clamp)
     public = None if alpha0 is None else _check_alphas(alpha0, layers)
-    if problems := ModuleValidator.validate(model, strict=False):
-        raise ConfigurationError(
-            f"model is incompatible with Opacus DP-SGD: {'; '.join(map(str, problems))}. Replace BatchNorm with "
-            "GroupNorm (opacus.validators.ModuleValidator.fix(model), or build_model('cnn'))")
-    engine = privacy_engine(config, accountant_state)
-    prior_steps = sum(t for _, _, t in engine.accountant.history)
-    words = np.random.SeedSequence([seed, prior_steps]).generate_state(2, dtype=np.uint64)
-    sampling, noise = (torch.Generator().manual_seed(int(w)) for w in words)  # as dp_local_train
+    engine, prior_steps, (sampling, noise) = start(model, config, accountant_state, seed)  # as dp_local_train
     words = np.random.SeedSequence([seed, prior_steps, _STREAM_TAG]).generate_state(2, dtype=np.uint64)
     binarizer, uploader = (torch.Generator().manual_seed(int(w)) for w in words)
 
