@@ -18,6 +18,7 @@ from secfl.protocols.secagg_client import SecAggClient, commit
 from secfl.protocols.secagg_server import SecAggServer
 from secfl.types import Update
 
+
 # SecAgg: malformed messages ------------------------------------------------------------------------
 
 def _garbage(message: bytes, kind: int, cap: int) -> list[tuple[str, object]]:

@@ -21,6 +21,7 @@ from secfl.protocols.secagg_client import SecAggClient, pair_info, self_mask_inf
 from secfl.protocols.secagg_params import graph_seed
 from secfl.protocols.secagg_server import SecAggServer
 
+
 HEADER = m.SESSION_BYTES + 8 + 4 + 4 + 4  # session, round, group, sender, recipient
 GROUP = {"secagg": 5, "secagg+": 9}
 

@@ -15,6 +15,7 @@ from secfl.hazmat.codec import Writer
 from secfl.protocols import secagg_messages as m
 from secfl.protocols.secagg_client import consistency_message
 
+
 # SecAgg: asking for both shares of one client ----------------------------------------------------
 
 def both_shares_one_request(p: str) -> Attempt:
