@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from secfl.bench import cell_finished, digest
+from secfl.bench import cell_finished
+from secfl.suite import digest
 from secfl.exceptions import ConfigurationError
 from secfl.runs import RunDir, atomic_write
 
