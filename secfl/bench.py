@@ -9,6 +9,8 @@ killed grid loses nothing. ``jobs > 1`` runs cells in worker processes (one torc
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -126,7 +128,7 @@ def run_suite(
 
 def _run_pool(tasks: list[dict[str, Any]], jobs: int, finish: Callable[[CellResult], None]) -> None:
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=get_context("spawn"),
-                               initializer=_init_worker)
+                               initializer=_init_worker, initargs=(os.getpid(),))
     try:
         pending: dict[Future, str] = {pool.submit(run_cell, task): task["id"] for task in tasks}
         while pending:
@@ -144,11 +146,20 @@ def _run_pool(tasks: list[dict[str, Any]], jobs: int, finish: Callable[[CellResu
     pool.shutdown()
 
 
-def _init_worker() -> None:
-    """One torch thread per worker: N workers share the machine's cores."""
+def _init_worker(parent: int) -> None:
+    """One torch thread per worker (N workers share the machine's cores), and no orphans: a worker
+    whose bench process is killed exits within a second instead of writing on in a run directory
+    that a resumed bench will also write."""
     import torch
 
     torch.set_num_threads(1)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def run_cell(task: dict[str, Any], on_round: Callable[[dict[str, Any]], None] | None = None) -> CellResult:

@@ -315,3 +315,39 @@ def test_incompatible_cells_are_not_applicable_with_skip_incompatible(tmp_path):
     assert "4 cells: 3 done, 0 failed, 0 missing or unfinished, 1 not applicable." in text
     assert "| median-1 | secure-sum | n/a |" in text  # per-cell table (grouping is a defense axis here)
     assert "## Not applicable cells" in text and "Missing" not in text
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return "\nState:\tZ" not in handle.read()
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc (Linux)")
+def test_a_killed_bench_leaves_no_worker_writing(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    text = 'name = "long"\n' + BASE.replace("rounds = 2", "rounds = 400") + """
+[grid]
+run.seed = [0, 1, 2]
+"""
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "secfl", "bench", str(write(tmp_path, text)), "--jobs", "2",
+                             "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(p.stat().st_size for p in out.glob("cells/*/metrics.jsonl")):
+            time.sleep(0.2)
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert children, "the bench started no worker"
+        proc.send_signal(signal.SIGTERM)  # a kill of the bench process alone, not of its process group
+        proc.wait(timeout=30)
+        time.sleep(3)
+        assert not [pid for pid in children if _alive(pid)]
+    finally:
+        proc.kill()
