@@ -123,4 +123,6 @@ def test_user_level_noise_before_binarization_is_accounted(tmp_path):
     rows = RunDir(tmp_path / "dp").metrics()
     assert 0 < rows[0]["epsilon"] < rows[-1]["epsilon"] < float("inf")
     assert rows[-1]["noise_multiplier"] == pytest.approx(0.5)
-    assert summary["final_accuracy"] > 0.1  # pure local noise on 2,410 coordinates: utility is not the point here
+    # the noise comes from the OS CSPRNG, so accuracy varies run to run (pure local noise on 2,410 coordinates:
+    # about chance); what must hold is the accounting and that the noisy vectors still bit-sum through SecAgg+
+    assert summary["rounds"] == 3 and all(r["groups"] == 1 and r["bytes_up_per_client"] > 0 for r in rows)
