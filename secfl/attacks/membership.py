@@ -36,7 +36,7 @@ from sklearn import metrics
 from torch.nn import functional
 
 from secfl.exceptions import ConfigurationError
-from secfl.fl.client import local_train
+from secfl.fl.client import _tensors, local_train
 from secfl.fl.params import flatten, unflatten
 
 __all__ = [
@@ -59,15 +59,7 @@ def _outputs(
     model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1000
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits ``[n, classes]`` (float64) and labels ``[n]`` in eval mode without gradients; mode restored."""
-    x, y = np.asarray(x), np.asarray(y)
-    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y) or len(y) == 0:
-        raise ConfigurationError(
-            f"x has shape {x.shape} and y has shape {y.shape}; pass non-empty x [n, ...] and y [n] with the same n"
-        )
-    if y.dtype.kind not in "iu" or y.min() < 0:
-        raise ConfigurationError(f"y has dtype {y.dtype}; pass non-negative integer labels")
-    inputs = torch.tensor(x, dtype=torch.float32)
-    targets = torch.tensor(y, dtype=torch.int64)
+    inputs, targets = _tensors(x, y)
     was_training = model.training
     model.eval()
     try:

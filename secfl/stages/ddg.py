@@ -27,7 +27,7 @@ import numpy as np
 from secfl.exceptions import ConfigurationError, IncompatibleStagesError
 from secfl.hazmat import csprng, discrete as sampler, hadamard, ring
 from secfl.hazmat.skellam import skellam
-from secfl.privacy import discrete
+from secfl.privacy import discrete_scale
 from secfl.privacy.events import DiscreteSumDpEvent
 from secfl.stages.base import BaseStage
 from secfl.types import Bounds, Update
@@ -79,7 +79,7 @@ class DistributedDiscreteGaussian(BaseStage):
             raise ConfigurationError(f"DistributedDiscreteGaussian(mechanism={mechanism!r}): choose one of {MECHANISMS}")
         if not (isinstance(beta, (int, float)) and 0 <= beta < 1):
             raise ConfigurationError(f"DistributedDiscreteGaussian(beta={beta!r}): must be in [0, 1)")
-        self.k_stddevs = discrete.modclip_k(modclip_prob)
+        self.k_stddevs = discrete_scale.modclip_k(modclip_prob)
         self.noise_multiplier, self.clip, self.dim, self.bits = float(noise_multiplier), float(clip), dim, bits
         self.mechanism, self.beta, self.modclip_prob = mechanism, float(beta), float(modclip_prob)
         self.seed = seed if seed is not None else int.from_bytes(os.urandom(8), "little")
@@ -92,12 +92,12 @@ class DistributedDiscreteGaussian(BaseStage):
         bound.__dict__.update(self.__dict__)
         full = self.noise_multiplier * self.clip / math.sqrt(group_size)  # a full group's share, real units
         try:
-            scale = discrete.heuristic_scale(self.bits, group_size, self.padded, self.clip, full, self.k_stddevs)
+            scale = discrete_scale.heuristic_scale(self.bits, group_size, self.padded, self.clip, full, self.k_stddevs)
         except ConfigurationError as exc:
             raise IncompatibleStagesError(f"DistributedDiscreteGaussian: {exc}") from None
         bound.scale = scale
-        bound.l2 = discrete.inflated_l2(self.clip, scale, self.padded, self.beta)
-        bound.l1 = discrete.inflated_l1(bound.l2, self.padded)
+        bound.l2 = discrete_scale.inflated_l2(self.clip, scale, self.padded, self.beta)
+        bound.l1 = discrete_scale.inflated_l1(bound.l2, self.padded)
         if full * scale < 0.5:
             raise IncompatibleStagesError(
                 f"DistributedDiscreteGaussian: the noise share is {full * scale:.3g} integer units (< 0.5); "
