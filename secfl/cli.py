@@ -210,6 +210,45 @@ def audit_protocol_command(
         raise typer.Exit(code=1)
 
 
+@audit.command("privacy")
+def audit_privacy_command(
+    paths: Annotated[list[Path], typer.Argument(help="scenario TOML files (one row of audit.md each)")],
+    out: Annotated[Path, typer.Option("--out", help="directory for audit.md, PNGs and runs")] = Path("runs/privacy-audit"),
+    canaries: Annotated[int | None, typer.Option("--canaries", help="canary clients m (default: min(1000, "
+                                                 "num_clients // 2); 0: no epsilon audit)")] = None,
+    iterations: Annotated[int, typer.Option("--iterations", help="Inverting Gradients steps")] = 1000,
+    inversion_round: Annotated[int, typer.Option("--round", help="the round whose view is inverted (0: none)")] = 1,
+    shadows: Annotated[int, typer.Option("--shadows", help="LiRA shadow models (0: loss threshold only)")] = 4,
+    seed: Annotated[int, typer.Option("--seed", help="the audit's seed (canaries, MIA samples, attack starts)")] = 0,
+    sets: Sets = None,
+) -> None:
+    """Invert what the server saw, attack membership on the released model, and bound epsilon from below
+    with canary clients; write audit.md. Exit 1 if a lower bound exceeds the accountant's epsilon."""
+    from secfl.attacks.privacy_audit import PrivacyAuditOptions, audit_all
+
+    try:
+        options = PrivacyAuditOptions(canaries=canaries, inversion_round=inversion_round,
+                                      inversion_iterations=iterations, shadows=shadows, seed=seed)
+        specs = [scenario.load(p, overrides=list(sets or [])) for p in paths]
+
+        def done(result: dict[str, Any]) -> None:
+            a = result["audit"]
+            bound = f"epsilon >= {a['epsilon_lower_bound']:.3g}" if "epsilon_lower_bound" in a else "no audit"
+            claim = result["epsilon_claimed"]
+            print(f"{result['name']}: {bound} (claimed {'none' if claim is None else f'{claim:.3g}'})"
+                  f"{'  FAILED' if a.get('failed') else ''}", flush=True)
+
+        results, report = audit_all(specs, out, options, on_done=done)
+    except SecflError as exc:
+        raise fail(str(exc)) from None
+    print(f"report: {report}")
+    failed = [r["name"] for r in results if r["audit"].get("failed")]
+    if failed:
+        err.print(f"PRIVACY AUDIT FAILED for {', '.join(failed)}: an empirical epsilon lower bound exceeds the "
+                  "accountant's epsilon (the noise or the accounting is wrong)", markup=False)
+        raise typer.Exit(code=1)
+
+
 @app.command("list")
 def list_command() -> None:
     """List the datasets, partitions, models, stages, protocols, groupings, aggregators and pre-aggregators."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ from secfl.fl.models import build_model
 from secfl.fl.params import num_params
 from secfl.fl.partition import partition
 from secfl.aggregators import Chain, FLTrust
-from secfl.exceptions import PrivacyBudgetExceededError
+from secfl.exceptions import ConfigurationError, PrivacyBudgetExceededError
 from secfl.pipeline import Pipeline
 from secfl.privacy import Ledger
 from secfl.runs import RunDir
@@ -60,8 +60,14 @@ def run(
     *,
     resume: bool = False,
     on_round: Callable[[dict[str, Any]], None] | None = None,
+    observer: Callable[[RoundSeen], None] | None = None,
+    fixed_updates: Mapping[int, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a scenario, writing every finished round to ``run_dir``; return the summary.
+
+    ``observer`` (audits) is called every round with what the round produced, after the secure sum and
+    before the server step. ``fixed_updates`` (audit canaries) maps client ids to the update vector
+    that client sends whenever it is sampled, instead of training on its data.
 
     Raises:
         ConfigurationError: a bad scenario (caught before any training), or a resume that does
@@ -96,7 +102,10 @@ def run(
 
     d = num_params(model)
     state = _State(scenario, pipeline, ledger, model, optimizer, data, shards,
-                   dict(checkpoint.get("dp_sgd", {})) if checkpoint is not None else {})
+                   dict(checkpoint.get("dp_sgd", {})) if checkpoint is not None else {},
+                   observer=observer, fixed=_check_fixed_ids(fixed_updates, scenario.data.num_clients))
+    if scenario.attack is not None and state.fixed:
+        raise ConfigurationError("fixed updates (audit canaries) and [attack] cannot be combined in one run")
     if scenario.attack is not None:
         state.adversary = Adversary(scenario.attack, num_clients=scenario.data.num_clients, seed=seed,
                                     num_classes=data.num_classes, trigger_value=float(data.x_train.max()))
@@ -124,6 +133,35 @@ def run(
     return _summarize(scenario, run_dir, pipeline, ledger, d)
 
 
+@dataclass(frozen=True)
+class RoundSeen:
+    """One round as an omniscient auditor sees it: the live model before the server step (copy it to keep
+    it), the sampled clients in order, the pipeline's ``RoundOutput`` (group means, the protocol's view, the
+    aggregate), the dataset and every client's example indices (``shards``)."""
+
+    round: int
+    model: torch.nn.Module
+    sampled: list[int]
+    output: Any
+    data: Dataset
+    shards: list[np.ndarray]
+
+
+def _check_fixed_ids(fixed: Mapping[int, np.ndarray] | None, num_clients: int) -> Mapping[int, np.ndarray]:
+    """The ids are checked now; each vector when it is sent (a mapping may make them on demand)."""
+    for cid in fixed or {}:
+        if isinstance(cid, bool) or not isinstance(cid, int) or not 0 <= cid < num_clients:
+            raise ConfigurationError(f"fixed update for client {cid!r}: pass ids in [0, {num_clients})")
+    return fixed or {}
+
+
+def _fixed_update(state: _State, cid: int) -> Update:
+    v, d = np.asarray(state.fixed[cid]), num_params(state.model)
+    if v.shape != (d,) or v.dtype.kind != "f" or not np.all(np.isfinite(v)):
+        raise ConfigurationError(f"fixed update for client {cid}: pass a finite float vector of length {d}")
+    return Update(cid, v, weight=float(max(len(state.shards[cid]), 1)))
+
+
 def sample_clients(scenario: Scenario, rng: np.random.Generator) -> list[int]:
     """This round's clients: a fixed-size sample without replacement, or Poisson with rate q."""
     n = scenario.data.num_clients
@@ -148,6 +186,8 @@ class _State:
     secure_fedbat: SecureFedBat | None = None  # FedBAT's public alphas when its bits go through the sum
     adversary: Adversary | None = None  # the Byzantine clients, if the scenario has an attack
     momentum: dict[int, np.ndarray] = field(default_factory=dict)  # gradient mode: each client's worker momentum
+    observer: Callable[[RoundSeen], None] | None = None
+    fixed: Mapping[int, np.ndarray] = field(default_factory=dict)  # client id -> the update it always sends
 
 
 def _train(state: _State, cid: int, round_: int) -> tuple[Update, float, int]:
@@ -199,7 +239,9 @@ def _local_updates(state: _State, sampled: list[int], round_: int,
     losses = []
     adversary = state.adversary
     for cid in sampled:
-        if adversary is None or adversary.trains(cid):
+        if cid in state.fixed:
+            updates[cid] = _fixed_update(state, cid)
+        elif adversary is None or adversary.trains(cid):
             updates[cid], local_loss, count = _train(state, cid, round_)
             losses.append((local_loss, count))
     if adversary is not None:
@@ -234,6 +276,8 @@ def _round(state: _State, round_: int) -> dict[str, Any]:
     if isinstance(_rule(pipeline.aggregator), FLTrust):
         _set_fltrust_reference(state, round_)
     out = pipeline.run_round(updates, rng=rng)
+    if state.observer is not None:
+        state.observer(RoundSeen(round_, model, sampled, out, data, state.shards))
     optimizer.zero_grad(set_to_none=True)
     alphas = state.secure_fedbat.public() if state.secure_fedbat else None  # the alphas this round used
     set_pseudo_gradient(model, state.secure_fedbat.server_delta(out.aggregate) if alphas else out.aggregate)

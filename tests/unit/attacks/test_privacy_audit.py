@@ -1,0 +1,169 @@
+"""The privacy audit end to end on digits: the engine hooks, inversion/MIA on real runs, the canary audit
+staying below the accountant's epsilon across DP settings, and a broken noise stage caught."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from secfl import registry, scenario
+from secfl.attacks import privacy_audit
+from secfl.attacks.audit import PrivacyAuditError
+from secfl.attacks.privacy_audit import PrivacyAuditOptions, audit_all, audit_scenario, canary_audit
+from secfl.cli import app
+from secfl.exceptions import ConfigurationError
+from secfl.fl import server
+from secfl.runs import RunDir
+from secfl.stages.noise import GaussianNoise
+
+CLIP = {"kind": "l2clip", "norm": 1.0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def spec(name, stages=(), *, clients=400, per_round=100, rounds=5, lr=0.001, grouping="one_group", sampling="fixed",
+         target=None, **extra):
+    """Digits, MLP(64). lr 0.001 keeps the honest updates small beside the canaries (a strong audit)."""
+    data = {"name": name, "stages": list(stages), "grouping": {"kind": grouping},
+            "run": {"rounds": rounds, "clients_per_round": per_round, "seed": 0, "sampling": sampling},
+            "data": {"dataset": "digits", "num_clients": clients, "partition": {"kind": "iid", "min_per_client": 1}},
+            "model": {"kind": "mlp", "options": {"hidden": 64}},
+            "client": {"epochs": 1, "batch_size": 8, "lr": lr}, **extra}
+    if target is not None:
+        data["privacy"] = {"target_epsilon": target}
+    return scenario.validate(data)
+
+
+class _Quiet(GaussianNoise):
+    """Draws 1/100 of the noise it accounts for: the bug the audit must catch."""
+
+    def _noise(self, size, std, rng):
+        return super()._noise(size, std / 100, rng)
+
+
+class BrokenNoise(GaussianNoise):
+    name = "broken_noise"
+
+    def bind(self, **kwargs):
+        bound = super().bind(**kwargs)
+        bound.__class__ = _Quiet
+        return bound
+
+
+def test_the_engine_sends_fixed_updates_and_shows_each_round_to_the_observer(tmp_path):
+    s = spec("fixed", clients=8, per_round=8, rounds=2, grouping="individual", lr=0.1)
+    d = s.model_dim()
+    vector = np.linspace(-1, 1, d)
+    seen = []
+    server.run(s, RunDir(tmp_path / "r"), observer=seen.append, fixed_updates={3: vector})
+    assert [r.round for r in seen] == [1, 2] and all(sorted(r.sampled) == list(range(8)) for r in seen)
+    for r in seen:
+        position = [alive[0] for alive in r.output.result.survivors].index(3)
+        assert np.allclose(r.output.group_means[position], vector, atol=1e-6)  # sent instead of training
+        assert len(r.shards) == 8 and r.data.num_classes == 10
+    with pytest.raises(ConfigurationError, match="length"):
+        server.run(s, RunDir(tmp_path / "bad"), fixed_updates={3: np.zeros(d - 1)})
+    with pytest.raises(ConfigurationError, match="ids"):
+        server.run(s, RunDir(tmp_path / "bad2"), fixed_updates={8: vector})
+    attacked = scenario.validate({**s.model_dump(), "attack": {"kind": "sign_flip", "num_byzantine": 1}})
+    with pytest.raises(ConfigurationError, match="cannot be combined"):
+        server.run(attacked, RunDir(tmp_path / "bad3"), fixed_updates={3: vector})
+
+
+AUDITED = [  # (placement, target epsilon, sampling): the measured lower bound in the comment
+    ("central", 1.0, "fixed"),  # 0.0
+    ("distributed", 8.0, "fixed"),  # 0.0
+    ("central", 4.0, "poisson"),  # 0.0
+    ("central", 64.0, "fixed"),  # 0.50 (75 of 100 guesses right): the audit sees something, within the claim
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("placement, target, sampling", AUDITED)
+def test_the_canary_lower_bound_stays_below_the_accountants_epsilon(tmp_path, placement, target, sampling):
+    s = spec("dp", [CLIP, {"kind": "gaussian_noise", "placement": placement}], target=target, sampling=sampling)
+    result = canary_audit(s, tmp_path / "run", PrivacyAuditOptions(canaries=200))
+    assert result["epsilon_claimed"] == pytest.approx(target, rel=1e-3)
+    assert result["epsilon_lower_bound"] <= result["epsilon_claimed"] and not result["failed"]
+    assert result["canaries"] == 200 and result["sampled"] > 100
+    if target == 64.0:
+        assert result["epsilon_lower_bound"] > 0.2  # the audit has power where the claim is weak
+
+
+@pytest.mark.slow
+def test_a_broken_noise_stage_fails_the_audit_loudly(tmp_path, monkeypatch):
+    monkeypatch.setitem(registry.STAGES, "broken_noise", BrokenNoise)
+    honest = spec("honest", [CLIP, {"kind": "gaussian_noise", "placement": "central"}], target=1.0)
+    z = honest.with_noise_solved().stages[1]["noise_multiplier"]
+    path = tmp_path / "broken.toml"
+    path.write_text(f'''name = "broken"
+stages = [{{ kind = "l2clip", norm = 1.0 }}, {{ kind = "broken_noise", placement = "central", noise_multiplier = {z} }}]
+grouping = {{ kind = "one_group" }}
+[run]
+rounds = 5
+clients_per_round = 100
+[data]
+dataset = "digits"
+num_clients = 400
+partition = {{ kind = "iid", min_per_client = 1 }}
+[model]
+kind = "mlp"
+options = {{ hidden = 64 }}
+[client]
+batch_size = 8
+lr = 0.001
+''')
+    result = CliRunner().invoke(app, ["audit", "privacy", str(path), "--out", str(tmp_path / "out"), "--canaries",
+                                      "200", "--round", "0", "--shadows", "0"])
+    assert result.exit_code == 1, result.output
+    assert "PRIVACY AUDIT FAILED for broken" in result.output
+    stored = json.loads((tmp_path / "out" / "broken" / "result.json").read_text())
+    audit = stored["audit"]
+    assert audit["failed"] and audit["epsilon_lower_bound"] > 2 * stored["epsilon_claimed"]  # measured 2.17 > 1.0
+    assert "FAILED" in (tmp_path / "out" / "audit.md").read_text()
+    with pytest.raises(PrivacyAuditError, match="exceeds the claimed epsilon"):
+        audit_scenario(scenario.load(path), tmp_path / "again", PrivacyAuditOptions(canaries=200, inversion_round=0,
+                                                                                  shadows=0))
+
+
+@pytest.mark.slow
+def test_inversion_and_membership_on_real_runs_and_the_report(tmp_path, monkeypatch):
+    single = {"rounds": 3, "clients": 1437, "per_round": 10, "lr": 0.1}  # digits: one training example per client
+    plain = spec("plain", grouping="individual", **single)
+    summed = spec("summed", [{"kind": "l2clip", "norm": 10.0}, {"kind": "quantize", "scale": 65536.0}],
+                  protocol={"kind": "secagg+"}, **single)
+    noisy = spec("noisy", [CLIP, {"kind": "gaussian_noise", "placement": "central"}], target=2.0,
+                 **{**single, "rounds": 3, "grouping": "individual"})
+    options = PrivacyAuditOptions(canaries=100, inversion_iterations=300, shadows=2, mia_examples=200)
+    results, report = audit_all([plain, summed, noisy], tmp_path, options)
+    by_name = {r["name"]: r for r in results}
+    one = by_name["plain"]["inversion"]
+    assert one["examples"] == 1 and one["psnr"] > one["psnr_mean"] + 10  # a single update is reconstructed
+    many = by_name["summed"]["inversion"]
+    assert many["examples"] == 10 and many["psnr"] < one["psnr"] - 5  # a mean of 10 is much harder
+    blurred = by_name["noisy"]["inversion"]
+    assert blurred["psnr"] < blurred["psnr_mean"] + 1  # DP noise: no better than the mean image
+    mia = by_name["noisy"]["membership"]
+    assert mia["loss_threshold"]["auc"] <= mia["bounds"]["auc"] and mia["lira"]["auc"] <= mia["bounds"]["auc"]
+    text = report.read_text()
+    assert all(f"| {name} |" in text for name in by_name) and (tmp_path / "plain" / "inversion.png").exists()
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished scenario ran again")
+
+    monkeypatch.setattr(privacy_audit, "audit_scenario", must_not_run)
+    again, _ = audit_all([plain, summed, noisy], tmp_path, options)
+    assert [r["name"] for r in again] == ["plain", "summed", "noisy"]
+    with pytest.raises(ConfigurationError, match="names must differ"):
+        audit_all([plain, plain], tmp_path, options)
+    with pytest.raises(ConfigurationError, match="attack"):
+        audit_scenario(scenario.validate({**plain.model_dump(), "attack": {"kind": "sign_flip", "num_byzantine": 1}}),
+                       tmp_path / "x", options)
