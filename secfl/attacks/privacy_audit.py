@@ -201,7 +201,9 @@ def _inversion(scenario: Scenario, rec: _Recorder, options: PrivacyAuditOptions,
     metrics = evaluate_reconstruction(attack, truth_x, truth_y, normalization=norm, mean_image=mean_image)
     np.savez_compressed(out / "inversion.npz", truth=np.clip(norm.to_pixels(truth_x), 0, 1),
                         reconstruction=attack.pixels, labels=attack.labels, true_labels=truth_y)
-    return {"clients": len(clients), "examples": int(len(index)), "local_steps": steps,
+    central = any(st.get("kind") == "gaussian_noise" and st.get("placement") == "central" for st in scenario.stages)
+    note = {"note": "central noise: the server saw the sum before adding it; this inverts the released mean"}
+    return {**(note if central else {}), "clients": len(clients), "examples": int(len(index)), "local_steps": steps,
             "seconds": attack.seconds, **{k: float(v) for k, v in metrics.items()}}
 
 

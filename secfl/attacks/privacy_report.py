@@ -28,6 +28,8 @@ def _inversion_cells(inv: dict[str, Any]) -> list[str]:
     if "skipped" in inv:
         return [f"skipped: {inv['skipped']}", "", "", "", ""]
     what = f"{inv['examples']} ex. / {inv['clients']} client{'s' if inv['clients'] > 1 else ''}"
+    if "note" in inv:
+        what += " (released mean, after the server's central noise)"
     return [what, _num(inv["psnr"], 1), _num(inv["ssim"], 2), _num(inv["label_accuracy"], 2),
             f"{_num(inv['psnr_black'], 1)} / {_num(inv['psnr_mean'], 1)}"]
 
