@@ -152,6 +152,8 @@ def audit_scenario(scenario: Scenario, out: str | Path, options: PrivacyAuditOpt
     scenario = scenario.with_noise_solved()
     recorder = _Recorder(options.inversion_round)
     summary = server.run(scenario, _fresh(out / "run"), observer=recorder)
+    if recorder.data is None:
+        raise ConfigurationError(f"{scenario.name}: no round released anything (every round too small)")
     claimed = summary.get("epsilon")
     delta = float(summary.get("delta", scenario.privacy.delta))
     result: dict[str, Any] = {

@@ -28,15 +28,6 @@ from secfl.types import ServerView, Update
 SHAPE = (1, 8, 8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny double-backward graphs run ~30x slower on 2 threads of a busy machine than on one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def data():
     ds = load_dataset("digits", seed=0)

@@ -23,15 +23,6 @@ SHAPE = (1, 8, 8)
 N = 100
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run much faster on one thread of a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _build(seed):
     return build_model("mlp", input_shape=SHAPE, num_classes=10, seed=seed, hidden=64)
 

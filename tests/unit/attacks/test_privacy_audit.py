@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from secfl import registry, scenario
@@ -19,14 +18,6 @@ from secfl.runs import RunDir
 from secfl.stages.noise import GaussianNoise
 
 CLIP = {"kind": "l2clip", "norm": 1.0}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def spec(name, stages=(), *, clients=400, per_round=100, rounds=5, lr=0.001, grouping="one_group", sampling="fixed",
