@@ -17,6 +17,8 @@ Each scenario is run twice, into ``<out>/<name>/run`` and ``<out>/<name>/canary-
    (or not) the bottom ``k`` as "out", for ``k`` in ``GUESS_FRACTIONS`` of m; the best of these 2 x 5
    tests is reported with a Bonferroni-corrected confidence, so the bound stays valid. If the lower bound
    exceeds the accountant's epsilon the audit raises ``PrivacyAuditError`` (noise or accounting is wrong).
+   Beside it, Andrew et al.'s one-shot epsilon *estimate* (ICLR'24; not a bound, never a failure): the
+   cosines of the inserted canaries with everything released against those of the canaries left out.
 
 Threat model: the attacks are the adversaries described above; the auditor is the defender and knows
 everything (which examples each client holds, which canaries are in). What the attacks measure bounds
@@ -316,11 +318,27 @@ def canary_audit(scenario: Scenario, out: str | Path, options: PrivacyAuditOptio
     took_part = recorder.participants & set(int(c) for c in canaries.slots)
     claim = summary.get("epsilon")
     delta = float(summary.get("delta", scenario.privacy.delta))
-    result = best_guess_audit(canaries.scores(recorder.released), canaries.included, delta=delta,
-                              confidence=options.confidence, claimed_epsilon=claim)
+    scores = canaries.scores(recorder.released)
+    result = best_guess_audit(scores, canaries.included, delta=delta, confidence=options.confidence,
+                              claimed_epsilon=claim)
     result.update(norm=norm, sampled=len(took_part), canary_run_accuracy=summary["final_accuracy"],
-                  epsilon_claimed=claim)
+                  epsilon_claimed=claim, epsilon_estimate=_one_shot(scores, recorder.released, canaries, delta))
+    np.savez_compressed(Path(out) / "canaries.npz", scores=scores, included=canaries.included, slots=canaries.slots)
     return result
+
+
+def _one_shot(scores: np.ndarray, released: np.ndarray, canaries: Canaries, delta: float) -> float | None:
+    """Andrew et al.'s estimate: cosines of the inserted canaries with everything released, against the
+    cosines of the canaries left out (the null). None when either side has fewer than 2 canaries."""
+    norm = float(np.linalg.norm(released))
+    inside, outside = canaries.included, ~canaries.included
+    if norm == 0 or inside.sum() < 2 or outside.sum() < 2:
+        return None
+    cosines = scores / norm
+    try:
+        return audit_lib.one_shot_epsilon(cosines[inside], cosines[outside], delta)
+    except ConfigurationError:  # zero variance: no Gaussian fits (e.g. every score 0)
+        return None
 
 
 def audit_all(scenarios: list[Scenario], out: str | Path, options: PrivacyAuditOptions = PrivacyAuditOptions(),
