@@ -34,6 +34,8 @@ import copy
 import json
 import math
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -185,6 +187,8 @@ def _inversion(scenario: Scenario, rec: _Recorder, options: PrivacyAuditOptions,
         return {"skipped": "FedBAT uploads binarized weights, not a gradient-like delta"}
     if rec.captured is None:
         return {"skipped": f"round {options.inversion_round} was not run or released nothing"}
+    if len(rec.data.input_shape) != 3:
+        return {"skipped": f"the inputs are not images (shape {tuple(rec.data.input_shape)})"}
     clients = rec.captured["clients"]
     index = np.concatenate([rec.shards[c] for c in clients])
     if len(index) > options.max_inversion_examples:
@@ -211,15 +215,15 @@ def _inversion(scenario: Scenario, rec: _Recorder, options: PrivacyAuditOptions,
             "seconds": attack.seconds, **{k: float(v) for k, v in metrics.items()}}
 
 
-class _one_thread:
+@contextmanager
+def _one_thread() -> Iterator[None]:
     """Tiny double-backward graphs run far faster on one thread when the cores are busy (inversion doc)."""
-
-    def __enter__(self) -> None:
-        self.threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc: object) -> None:
-        torch.set_num_threads(self.threads)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _membership(scenario: Scenario, rec: _Recorder, options: PrivacyAuditOptions, claimed: float | None,

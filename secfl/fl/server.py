@@ -29,7 +29,7 @@ from secfl.fl.params import num_params
 from secfl.fl.partition import partition
 from secfl.aggregators import Chain, FLTrust
 from secfl.exceptions import ConfigurationError, PrivacyBudgetExceededError
-from secfl.pipeline import Pipeline
+from secfl.pipeline import Pipeline, RoundOutput
 from secfl.privacy import Ledger
 from secfl.runs import RunDir
 from secfl.scenario import Scenario
@@ -142,7 +142,7 @@ class RoundSeen:
     round: int
     model: torch.nn.Module
     sampled: list[int]
-    output: Any
+    output: RoundOutput
     data: Dataset
     shards: list[np.ndarray]
 
@@ -150,7 +150,7 @@ class RoundSeen:
 def _check_fixed_ids(fixed: Mapping[int, np.ndarray] | None, num_clients: int) -> Mapping[int, np.ndarray]:
     """The ids are checked now; each vector when it is sent (a mapping may make them on demand)."""
     for cid in fixed or {}:
-        if isinstance(cid, bool) or not isinstance(cid, int) or not 0 <= cid < num_clients:
+        if isinstance(cid, bool) or not isinstance(cid, (int, np.integer)) or not 0 <= cid < num_clients:
             raise ConfigurationError(f"fixed update for client {cid!r}: pass ids in [0, {num_clients})")
     return fixed or {}
 

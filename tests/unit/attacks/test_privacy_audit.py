@@ -161,3 +161,13 @@ def test_inversion_and_membership_on_real_runs_and_the_report(tmp_path, monkeypa
     with pytest.raises(ConfigurationError, match="attack"):
         audit_scenario(scenario.validate({**plain.model_dump(), "attack": {"kind": "sign_flip", "num_byzantine": 1}}),
                        tmp_path / "x", options)
+
+
+def test_non_image_data_skips_inversion_but_keeps_the_other_attacks(tmp_path):
+    s = scenario.validate({"name": "tabular", "run": {"rounds": 2, "clients_per_round": 10},
+                           "data": {"dataset": "synthetic", "num_clients": 40, "partition": {"kind": "iid"}},
+                           "model": {"kind": "logreg"}})
+    result = audit_scenario(s, tmp_path, PrivacyAuditOptions(canaries=20, shadows=2, mia_examples=50))
+    assert "not images" in result["inversion"]["skipped"]
+    assert 0 <= result["membership"]["loss_threshold"]["auc"] <= 1 and "lira" in result["membership"]
+    assert result["audit"]["canaries"] == 20 and result["epsilon_claimed"] is None
