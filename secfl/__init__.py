@@ -11,6 +11,7 @@ from secfl.exceptions import (
     IncompatibleStagesError,
     InsufficientParticipantsError,
     MalformedMessageError,
+    PrivacyAuditError,
     PrivacyBudgetExceededError,
     ProtocolError,
     ProtocolIntegrityError,
@@ -29,6 +30,6 @@ __all__ = [
     "Pipeline", "RoundOutput", "Update", "Bounds", "DropoutSchedule", "NO_DROPOUTS", "RoundResult", "ServerView",
     "L2Clip", "GaussianNoise", "DistributedDiscreteGaussian", "Quantize", "Plaintext", "SecAgg", "SecAggPlus",
     "KeyDirectory", "Individual", "OneGroup", "Buckets", "Mean", "Median", "TrimmedMean", "Krum", "Chain", "Accountant",
-    "SecflError", "ConfigurationError", "IncompatibleStagesError", "PrivacyBudgetExceededError", "ProtocolError",
+    "SecflError", "ConfigurationError", "IncompatibleStagesError", "PrivacyBudgetExceededError", "PrivacyAuditError", "ProtocolError",
     "InsufficientParticipantsError", "ProtocolIntegrityError", "MalformedMessageError",
 ]

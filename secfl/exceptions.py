@@ -12,6 +12,7 @@ __all__ = [
     "ConfigurationError",
     "IncompatibleStagesError",
     "PrivacyBudgetExceededError",
+    "PrivacyAuditError",
     "ProtocolError",
     "InsufficientParticipantsError",
     "ProtocolIntegrityError",
@@ -33,6 +34,10 @@ class IncompatibleStagesError(ConfigurationError):
 
 class PrivacyBudgetExceededError(SecflError):
     """Running further would spend more privacy budget than the run allows."""
+
+
+class PrivacyAuditError(SecflError):
+    """An empirical epsilon lower bound exceeds the claimed epsilon: a bug in the noise or the accounting."""
 
 
 class ProtocolError(SecflError):

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-from secfl.exceptions import ConfigurationError, SecflError
+from secfl.exceptions import ConfigurationError, PrivacyAuditError
 
 __all__ = [
     "PrivacyAuditError",
@@ -63,10 +63,6 @@ __all__ = [
 
 _EPS_MAX = 100.0  # q = expit(100) == 1.0 in float64: no finite audit goes beyond it
 _TOL = 1e-7
-
-
-class PrivacyAuditError(SecflError):
-    """An empirical epsilon lower bound exceeds the claimed epsilon: a bug in the noise or the accounting."""
 
 
 def _count(name: str, value: object, low: int) -> int:
