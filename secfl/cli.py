@@ -216,7 +216,8 @@ def audit_privacy_command(
     out: Annotated[Path, typer.Option("--out", help="directory for audit.md, PNGs and runs")] = Path("runs/privacy-audit"),
     canaries: Annotated[int | None, typer.Option("--canaries", help="canary clients m (default: min(1000, "
                                                  "num_clients // 2); 0: no epsilon audit)")] = None,
-    iterations: Annotated[int, typer.Option("--iterations", help="Inverting Gradients steps")] = 1000,
+    method: Annotated[str, typer.Option("--method", help="inverting_gradients, idlg or dlg")] = "inverting_gradients",
+    iterations: Annotated[int, typer.Option("--iterations", help="the inversion's optimizer steps")] = 1000,
     inversion_round: Annotated[int, typer.Option("--round", help="the round whose view is inverted (0: none)")] = 1,
     shadows: Annotated[int, typer.Option("--shadows", help="LiRA shadow models (0: loss threshold only)")] = 4,
     seed: Annotated[int, typer.Option("--seed", help="the audit's seed (canaries, MIA samples, attack starts)")] = 0,
@@ -227,7 +228,7 @@ def audit_privacy_command(
     from secfl.attacks.privacy_audit import PrivacyAuditOptions, audit_all
 
     try:
-        options = PrivacyAuditOptions(canaries=canaries, inversion_round=inversion_round,
+        options = PrivacyAuditOptions(canaries=canaries, inversion_round=inversion_round, inversion_method=method,
                                       inversion_iterations=iterations, shadows=shadows, seed=seed)
         specs = [scenario.load(p, overrides=list(sets or [])) for p in paths]
 

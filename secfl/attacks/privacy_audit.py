@@ -5,8 +5,9 @@ Each scenario is run twice, into ``<out>/<name>/run`` and ``<out>/<name>/canary-
 1. As written. Gradient inversion (honest-but-curious server): at round ``inversion_round`` the server
    inverts the first group's decoded mean (under Plaintext with individual grouping: one client's update;
    under a secure sum: only the group's), knowing the round's model and the training recipe (lr, epochs,
-   batch size, every client's example count). Inverting Gradients with iDLG labels; the examples behind
-   the group are the truth; PSNR/SSIM beside the black- and mean-image baselines. Membership inference on
+   batch size, every client's example count). Inverting Gradients with iDLG labels (or DLG, iDLG:
+   ``inversion_method``); the examples behind the group are the truth; PSNR/SSIM beside the black- and
+   mean-image baselines. Membership inference on
    the released (final) model: members are examples of clients that took part in a round (canary-free
    run), non-members held-out test examples; loss threshold, and offline LiRA whose shadow models are
    trained centrally on random halves of a disjoint pool of training examples of clients that never took
@@ -46,7 +47,7 @@ import torch
 from secfl.attacks import audit as audit_lib
 from secfl.attacks.canaries import Canaries
 from secfl.attacks.image_metrics import Normalization, evaluate_reconstruction
-from secfl.attacks.inversion import InversionTarget, inverting_gradients
+from secfl.attacks.inversion import ATTACKS, InversionTarget
 from secfl.attacks.privacy_report import write_privacy_report
 from secfl.attacks.membership import (dp_auc_bound, dp_tpr_bound, lira_offline_scores, loss_threshold_scores,
                                       roc_metrics, train_shadow_models)
@@ -74,6 +75,7 @@ class PrivacyAuditOptions:
     canaries: int | None = None
     canary_norm: float | None = None
     inversion_round: int = 1
+    inversion_method: str = "inverting_gradients"
     inversion_iterations: int = 1000
     inversion_restarts: int = 1
     max_inversion_examples: int = 256
@@ -91,6 +93,9 @@ class PrivacyAuditOptions:
         if self.canaries is not None and (isinstance(self.canaries, bool) or not isinstance(self.canaries, int)
                                           or self.canaries < 0):
             raise ConfigurationError(f"canaries={self.canaries!r} is invalid; pass an integer >= 0")
+        if self.inversion_method not in ATTACKS:
+            raise ConfigurationError(f"inversion_method={self.inversion_method!r} is unknown; choose one of "
+                                     f"{', '.join(ATTACKS)}")
         if self.shadows == 1:
             raise ConfigurationError("shadows=1 cannot estimate a variance; pass 0 or at least 2")
         if not 0 < self.confidence < 1:
@@ -201,9 +206,10 @@ def _inversion(scenario: Scenario, rec: _Recorder, options: PrivacyAuditOptions,
     target = InversionTarget(rec.captured["model"], rec.captured["mean"], tuple(data.input_shape),
                              data.num_classes, count=int(len(index)), kind="delta", lr=client.lr,
                              local_steps=max(1, round(steps)), normalization=norm)
+    extra = {"restarts": options.inversion_restarts} if options.inversion_method == "inverting_gradients" else {}
     with _one_thread():
-        attack = inverting_gradients(target, iterations=options.inversion_iterations,
-                                     restarts=options.inversion_restarts, seed=options.seed)
+        attack = ATTACKS[options.inversion_method](target, iterations=options.inversion_iterations,
+                                                   seed=options.seed, **extra)
     truth_x, truth_y = data.x_train[index], data.y_train[index]
     mean_image = np.clip(norm.to_pixels(data.x_test.mean(axis=0)), 0.0, 1.0)  # public data's mean image
     metrics = evaluate_reconstruction(attack, truth_x, truth_y, normalization=norm, mean_image=mean_image)
@@ -211,7 +217,7 @@ def _inversion(scenario: Scenario, rec: _Recorder, options: PrivacyAuditOptions,
                         reconstruction=attack.pixels, labels=attack.labels, true_labels=truth_y)
     central = any(st.get("kind") == "gaussian_noise" and st.get("placement") == "central" for st in scenario.stages)
     note = {"note": "central noise: the server saw the sum before adding it; this inverts the released mean"}
-    return {**(note if central else {}), "clients": len(clients), "examples": int(len(index)), "local_steps": steps,
+    return {**(note if central else {}), "method": attack.method, "clients": len(clients), "examples": int(len(index)), "local_steps": steps,
             "seconds": attack.seconds, **{k: float(v) for k, v in metrics.items()}}
 
 

@@ -28,6 +28,8 @@ def _inversion_cells(inv: dict[str, Any]) -> list[str]:
     if "skipped" in inv:
         return [f"skipped: {inv['skipped']}", "", "", "", ""]
     what = f"{inv['examples']} ex. / {inv['clients']} client{'s' if inv['clients'] > 1 else ''}"
+    if inv.get("method", "inverting_gradients") != "inverting_gradients":
+        what += f" ({inv['method']})"
     if "note" in inv:
         what += " (released mean, after the server's central noise)"
     return [what, _num(inv["psnr"], 1), _num(inv["ssim"], 2), _num(inv["label_accuracy"], 2),
@@ -92,7 +94,8 @@ def write_privacy_report(results: Sequence[dict[str, Any]], out: str | Path) -> 
     """Write ``<out>/audit.md`` (and each scenario's ``inversion.png``); return its path."""
     out = Path(out)
     lines = ["# Privacy audit", "",
-             "One row per scenario (`secfl audit privacy`). Inversion: Inverting Gradients with iDLG labels on the "
+             "One row per scenario (`secfl audit privacy`). Inversion: Inverting Gradients with iDLG labels (unless the row "
+             "names DLG or iDLG) on the "
              "first group's decoded mean at the attacked round; PSNR/SSIM over the best-matched pairs, beside the "
              "PSNR of a black image and of the mean test image (no-information baselines). MIA: on the final model, "
              "members = examples of clients that took part, non-members = test examples; TPR is the better of the "

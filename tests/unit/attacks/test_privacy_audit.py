@@ -171,3 +171,18 @@ def test_non_image_data_skips_inversion_but_keeps_the_other_attacks(tmp_path):
     assert "not images" in result["inversion"]["skipped"]
     assert 0 <= result["membership"]["loss_threshold"]["auc"] <= 1 and "lira" in result["membership"]
     assert result["audit"]["canaries"] == 20 and result["epsilon_claimed"] is None
+
+
+def test_idlg_recovers_a_single_plaintext_update_exactly_through_the_cli(tmp_path):
+    path = tmp_path / "one.toml"
+    path.write_text('name = "one"\n[run]\nrounds = 1\nclients_per_round = 5\n[data]\ndataset = "digits"\n'
+                    'num_clients = 1437\npartition = { kind = "iid", min_per_client = 1 }\n[model]\nkind = "mlp"\n'
+                    'options = { hidden = 32 }\n[client]\nbatch_size = 1\nlr = 0.1\n')
+    result = CliRunner().invoke(app, ["audit", "privacy", str(path), "--out", str(tmp_path / "out"), "--method", "idlg",
+                                      "--iterations", "100", "--canaries", "0", "--shadows", "0"])
+    assert result.exit_code == 0, result.output
+    inversion = json.loads((tmp_path / "out" / "one" / "result.json").read_text())["inversion"]
+    assert inversion["method"] == "idlg" and inversion["psnr"] > 40  # L-BFGS on one example: exact
+    assert "(idlg)" in (tmp_path / "out" / "audit.md").read_text()
+    bad = CliRunner().invoke(app, ["audit", "privacy", str(path), "--method", "gan"])
+    assert bad.exit_code == 2 and "unknown" in bad.output
