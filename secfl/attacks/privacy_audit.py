@@ -258,7 +258,7 @@ def _membership(scenario: Scenario, rec: _Recorder, options: PrivacyAuditOptions
         result["lira_pool"] = int(len(pool_y))
     elif options.shadows:
         result["lira_skipped"] = f"only {len(pool_y)} examples outside the targets for the shadow models"
-    if claimed is not None and not scenario.client.dp_sgd:
+    if claimed is not None:  # the client-level claim bounds each example too (an example has one client)
         result["bounds"] = {"auc": dp_auc_bound(claimed, delta), "tpr_at_1%": dp_tpr_bound(claimed, delta, 0.01),
                             "tpr_at_0.1%": dp_tpr_bound(claimed, delta, 0.001)}
     return result
