@@ -7,12 +7,12 @@ Each scenario is run twice, into ``<out>/<name>/run`` and ``<out>/<name>/canary-
    under a secure sum: only the group's), knowing the round's model and the training recipe (lr, epochs,
    batch size, every client's example count). Inverting Gradients with iDLG labels (or DLG, iDLG:
    ``inversion_method``); the examples behind the group are the truth; PSNR/SSIM beside the black- and
-   mean-image baselines. Membership inference on
-   the released (final) model: members are examples of clients that took part in a round (canary-free
-   run), non-members held-out test examples; loss threshold, and offline LiRA whose shadow models are
-   trained centrally on random halves of a disjoint pool of training examples of clients that never took
-   part plus spare test examples (central training approximates the FL training the target had). The AUC and TPR bounds
-   that the claimed (epsilon, delta) implies are printed beside.
+   mean-image baselines. Membership inference on the released (final) model: members are examples of
+   clients that took part in a round, non-members held-out test examples; loss threshold, and offline LiRA
+   whose shadow models are trained centrally on random halves of a pool holding none of the targets
+   (examples of clients that never took part, spare test examples; central training approximates the FL
+   training the target had). The AUC and TPR bounds that the claimed (epsilon, delta) implies are printed
+   beside.
 2. With canaries (``secfl.attacks.canaries``): the one-run audit of Steinke, Nasr, Jagielski turns the
    canaries' scores into an epsilon lower bound at ``confidence``. Guesses: the top ``k`` as "in" and
    (or not) the bottom ``k`` as "out", for ``k`` in ``GUESS_FRACTIONS`` of m; the best of these 2 x 5

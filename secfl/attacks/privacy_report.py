@@ -94,8 +94,8 @@ def write_privacy_report(results: Sequence[dict[str, Any]], out: str | Path) -> 
     """Write ``<out>/audit.md`` (and each scenario's ``inversion.png``); return its path."""
     out = Path(out)
     lines = ["# Privacy audit", "",
-             "One row per scenario (`secfl audit privacy`). Inversion: Inverting Gradients with iDLG labels (unless the row "
-             "names DLG or iDLG) on the "
+             "One row per scenario (`secfl audit privacy`). Inversion: Inverting Gradients with iDLG labels "
+             "(unless the row names DLG or iDLG) on the "
              "first group's decoded mean at the attacked round; PSNR/SSIM over the best-matched pairs, beside the "
              "PSNR of a black image and of the mean test image (no-information baselines). MIA: on the final model, "
              "members = examples of clients that took part, non-members = test examples; TPR is the better of the "
