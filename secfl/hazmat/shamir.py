@@ -12,14 +12,15 @@ Field elements live in numpy uint64 below p < 2^31, so a product of two fits wit
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from secfl.exceptions import ConfigurationError, ProtocolIntegrityError
 from secfl.hazmat.randomness import OS_RANDOM, Randomness, uniform_mod
 
-__all__ = ["PRIME", "SECRET_BYTES", "SECRET_ELEMENTS", "encode_secret", "decode_secret", "split", "combine"]
+__all__ = ["PRIME", "SECRET_BYTES", "SECRET_ELEMENTS", "encode_secret", "decode_secret", "split", "combine",
+           "combine_robust"]
 
 PRIME = 2**31 - 1
 SECRET_BYTES = 32
@@ -197,3 +198,121 @@ def combine(xs: Sequence[int], shares: np.ndarray, *, threshold: int) -> np.ndar
     if not np.array_equal(predicted[1:], flat[t:]):
         raise ProtocolIntegrityError()
     return predicted[0].reshape(m, c)
+
+
+def combine_robust(xs: Sequence[int], shares: np.ndarray, *, threshold: int,
+                   check: Callable[[np.ndarray], bool]) -> tuple[np.ndarray, list[int]]:
+    """Reconstruct despite wrong shares: locate them by Berlekamp-Welch decoding and drop them.
+
+    With s shares of which e are wrong, decoding succeeds whenever s >= threshold + 2e. The result
+    must pass ``check`` (e.g. the secret's commitment), so a wrong secret is never returned.
+
+    Args:
+        xs: the distinct points of the shares.
+        shares: uint64 array [s, m, c] (values off the wire: anything may be wrong).
+        threshold: the threshold used by ``split``.
+        check: True for the right secrets [m, c].
+
+    Returns:
+        (secrets [m, c], the xs whose shares were wrong).
+
+    Raises:
+        ProtocolIntegrityError: too many wrong shares to correct (opaque on purpose).
+        ConfigurationError: as ``combine``.
+    """
+    try:
+        secrets = combine(xs, shares, threshold=threshold)
+        if _passes(check, secrets):
+            return secrets, []
+    except ProtocolIntegrityError:
+        pass
+    points = _points(xs)
+    flat = shares.reshape(shares.shape[0], -1)
+    in_field = [i for i in range(len(points)) if int(flat[i].max(initial=0)) < PRIME]
+    # a random combination of the columns: a share wrong anywhere is wrong here but with probability 1/p
+    weights = [int(w) + 1 for w in uniform_mod(OS_RANDOM, PRIME - 1, flat.shape[1])]
+    column = [sum(w * int(v) for w, v in zip(weights, flat[i])) % PRIME for i in in_field]
+    wrong = _locate_errors([points[i] for i in in_field], column, threshold)
+    keep = [in_field[i] for i in range(len(in_field)) if i not in wrong]
+    bad = sorted(set(range(len(points))) - set(keep))
+    if len(keep) < threshold:
+        raise ProtocolIntegrityError()
+    secrets = combine([points[i] for i in keep], shares[keep], threshold=threshold)
+    if not _passes(check, secrets):
+        raise ProtocolIntegrityError()
+    return secrets, [points[i] for i in bad]
+
+
+def _passes(check: Callable[[np.ndarray], bool], secrets: np.ndarray) -> bool:
+    try:
+        return bool(check(secrets))
+    except (ProtocolIntegrityError, ValueError):
+        return False
+
+
+def _locate_errors(xs: list[int], ys: list[int], threshold: int) -> set[int]:
+    """Berlekamp-Welch over GF(p): the indices where ys is off the unique degree < threshold polynomial."""
+    p, m = PRIME, len(xs)
+    e = (m - threshold) // 2
+    if e <= 0:
+        raise ProtocolIntegrityError()
+    width = threshold + 2 * e  # unknowns: Q (threshold + e coefficients), then E below x^e (e coefficients)
+    rows = []
+    for x, y in zip(xs, ys):
+        powers = [pow(x, j, p) for j in range(threshold + e)]
+        rows.append(powers + [(-y * powers[j]) % p for j in range(e)] + [y * powers[e] % p if e < len(powers)
+                                                                          else y * pow(x, e, p) % p])
+    solution = _solve(rows, width, p)
+    q, low = solution[:threshold + e], solution[threshold + e:]
+    quotient = _divide(q, low + [1], p)  # Q / E, with E monic of degree e
+    if quotient is None:
+        raise ProtocolIntegrityError()
+    wrong = {i for i, (x, y) in enumerate(zip(xs, ys)) if _evaluate(quotient, x, p) != y}
+    if len(wrong) > e:
+        raise ProtocolIntegrityError()
+    return wrong
+
+
+def _solve(rows: list[list[int]], width: int, p: int) -> list[int]:
+    """One solution of an augmented linear system mod p (free variables 0); integrity error if none."""
+    rows = [row[:] for row in rows]
+    pivots, r = [], 0
+    for col in range(width):
+        pivot = next((i for i in range(r, len(rows)) if rows[i][col]), None)
+        if pivot is None:
+            continue
+        rows[r], rows[pivot] = rows[pivot], rows[r]
+        inv = pow(rows[r][col], -1, p)
+        rows[r] = [v * inv % p for v in rows[r]]
+        for i in range(len(rows)):
+            if i != r and rows[i][col]:
+                f = rows[i][col]
+                rows[i] = [(a - f * b) % p for a, b in zip(rows[i], rows[r])]
+        pivots.append(col)
+        r += 1
+    if any(row[width] for row in rows[r:]):
+        raise ProtocolIntegrityError()
+    solution = [0] * width
+    for i, col in enumerate(pivots):
+        solution[col] = rows[i][width]
+    return solution
+
+
+def _divide(num: list[int], den: list[int], p: int) -> list[int] | None:
+    """num / den (coefficients lowest first, den monic); None if the remainder is not zero."""
+    num, d = num[:], len(den) - 1
+    out = [0] * max(len(num) - d, 1)
+    for i in range(len(num) - 1, d - 1, -1):
+        coef = num[i]
+        if coef:
+            out[i - d] = coef
+            for j in range(d + 1):
+                num[i - d + j] = (num[i - d + j] - coef * den[j]) % p
+    return out if not any(num[:d]) else None
+
+
+def _evaluate(poly: list[int], x: int, p: int) -> int:
+    acc = 0
+    for coef in reversed(poly):
+        acc = (acc * x + coef) % p
+    return acc

@@ -31,6 +31,23 @@ def frame(kind: int, payload: bytes) -> bytes:
     return _HEADER.pack(MAGIC, VERSION, kind, len(payload)) + payload
 
 
+def view(data: object) -> memoryview:
+    """Any bytes-like object (bytes, bytearray, memoryview of any shape or stride) as a flat byte view.
+
+    Raises:
+        MalformedMessageError: ``data`` does not support the buffer protocol (str, int, None, ...).
+    """
+    if isinstance(data, str):
+        raise MalformedMessageError("expected bytes, got str")
+    try:
+        buffer = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise MalformedMessageError(f"expected bytes, got {type(data).__name__}") from None
+    if not buffer.c_contiguous:
+        buffer = memoryview(buffer.tobytes())
+    return buffer.cast("B") if buffer.format != "B" or buffer.ndim != 1 else buffer
+
+
 def unframe(data: bytes, *, kind: int, max_bytes: int = MAX_MESSAGE_BYTES) -> memoryview:
     """Check the header of ``data`` and return its payload (a zero-copy view).
 
@@ -38,9 +55,7 @@ def unframe(data: bytes, *, kind: int, max_bytes: int = MAX_MESSAGE_BYTES) -> me
         MalformedMessageError: wrong type, magic, version or kind, truncated, trailing bytes, or
             larger than ``max_bytes``.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise MalformedMessageError(f"expected bytes, got {type(data).__name__}")
-    data = memoryview(data).cast("B")
+    data = view(data)
     if len(data) > max_bytes:
         raise MalformedMessageError(f"message of {len(data)} bytes exceeds the cap of {max_bytes}")
     if len(data) < _HEADER.size:

@@ -14,22 +14,22 @@ with a fresh session id, fresh round keys and fresh masks: nothing is reused acr
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import numpy as np
 
 from secfl.exceptions import ConfigurationError
 from secfl.hazmat.randomness import OS_RANDOM, Randomness
-from secfl.protocols import secagg_messages as m
 from secfl.protocols.directory import Identities, KeyDirectory
 from secfl.protocols.rounds import check_round
-from secfl.protocols.secagg_client import STAGES, SecAggClient
+from secfl.protocols.secagg_client import STAGES, SecAggClient, input_key
+from secfl.protocols.secagg_instance import MAX_CLIENT_ID, SESSION_BYTES, Instance, roster_of
 from secfl.protocols.secagg_params import MIN_GROUP, SecAggParams, derive
+from secfl.protocols.secagg_record import ContributionRecord
+from secfl.protocols.secagg_round import run_instance
 from secfl.protocols.secagg_server import SecAggServer
 from secfl.types import NO_DROPOUTS, DropoutSchedule, RoundResult, ServerView, Update
-
-MAX_CLIENT_ID = 2**31 - 3  # Shamir evaluation points are id + 1 < 2^31 - 1
 
 
 class SecAggPlus:
@@ -79,6 +79,8 @@ class SecAggPlus:
         self.directory = KeyDirectory()
         self._identities = Identities(self.directory, self.randomness)
         self._round = 0
+        self._uid = self.randomness.bytes(16)  # names this simulation's inputs in the clients' records
+        self._records: dict[int, ContributionRecord] = {}
 
     def params(self, n: int) -> SecAggParams:
         """The derived (or checked) parameters for a group of ``n`` clients."""
@@ -91,9 +93,13 @@ class SecAggPlus:
         """This simulation's long-term signing key of ``client`` (made and registered on first use)."""
         return self._identities.signing_key(client)
 
+    def client_record(self, client: int) -> ContributionRecord:
+        """The contribution record of a simulated client (in memory; a deployment keeps a file)."""
+        return self._records.setdefault(client, ContributionRecord())
+
     def run(self, updates: Sequence[Update], *, groups: Sequence[Sequence[int]],
             dropouts: DropoutSchedule = NO_DROPOUTS) -> RoundResult:
-        """One round: one protocol instance per group; returns the per-group sums over survivors.
+        """One round: one bound protocol instance per group; returns the per-group sums over survivors.
 
         Raises:
             ConfigurationError: float inputs, ids out of range, groups smaller than 3, bad dropouts.
@@ -106,14 +112,14 @@ class SecAggPlus:
         template = next(iter(by_id.values())).values
         if template.dtype not in (np.uint32, np.uint64):
             raise ConfigurationError(f"{self.name} sums ring words, got {template.dtype}; put Quantize last in the stages")
-        if max(by_id) > MAX_CLIENT_ID:
-            raise ConfigurationError(f"{self.name}: client ids must be <= {MAX_CLIENT_ID}")
+        if max(by_id) > MAX_CLIENT_ID or min(by_id) < 0:
+            raise ConfigurationError(f"{self.name}: client ids must be in [0, {MAX_CLIENT_ID}]")
         self._round += 1
-        session = self.randomness.bytes(m.SESSION_BYTES)
+        session = self.randomness.bytes(SESSION_BYTES)
         sums, survivors, received, down, used = [], [], {}, 0, []
         for index, group in enumerate(groups):
-            header = m.Header(session, self._round, index, m.SERVER, m.SERVER)
-            total, alive, got, sent, params = self._run_group(header, list(group), by_id, dropouts)
+            instance = Instance(session, self._round, index, roster_of(group))
+            total, alive, got, sent, params = self._run_group(instance, by_id, dropouts)
             sums.append(total)
             survivors.append(alive)
             received.update({c: tuple(msgs) for c, msgs in got.items()})
@@ -131,29 +137,25 @@ class SecAggPlus:
         }
         return RoundResult(np.stack(sums), tuple(survivors), view, measurements)
 
-    def _run_group(self, header: m.Header, group: list[int], by_id: dict[int, Update], dropouts: DropoutSchedule):
-        params = self.params(len(group))
-        template = by_id[group[0]].values
-        clients = {c: SecAggClient(c, header=header, params=params, values=by_id[c].values, signing_key=self.identity(c),
-                                   directory=self.directory, randomness=self.randomness) for c in group}
-        server = SecAggServer(header=header, members=group, params=params, directory=self.directory,
-                              length=template.size, dtype=template.dtype)
+    def clients(self, instance: Instance, values: Mapping[int, np.ndarray]) -> dict[int, SecAggClient]:
+        """Honest simulated clients of ``instance`` (each with its own record and long-term key)."""
+        params = self.params(instance.n)
+        return {c: SecAggClient(c, instance=instance, params=params, values=values[c], signing_key=self.identity(c),
+                                directory=self.directory, record=self.client_record(c),
+                                input_key=input_key(self._uid, instance.round, c), randomness=self.randomness)
+                for c in instance.roster}
 
-        def alive(stage: str, replies: dict[int, bytes] | None) -> list[int]:
-            gone = dropouts.dropped_by(stage, self.stages)
-            return [c for c in group if c not in gone and (replies is None or c in replies)]
+    def server(self, instance: Instance, *, length: int, dtype: np.dtype) -> SecAggServer:
+        """The server of ``instance``."""
+        return SecAggServer(instance=instance, params=self.params(instance.n), directory=self.directory,
+                            length=length, dtype=dtype)
 
-        sent = 0
-        replies = server.receive_advertise({c: clients[c].advertise_keys() for c in alive("advertise_keys", None)})
-        steps = (("share_keys", SecAggClient.share_keys, server.receive_shares),
-                 ("masked_input", SecAggClient.masked_input, server.receive_masked),
-                 ("consistency_check", SecAggClient.consistency_check, server.receive_consistency))
-        for stage, client_step, server_step in steps:
-            sent += sum(len(r) for r in replies.values())
-            replies = server_step({c: client_step(clients[c], replies[c]) for c in alive(stage, replies)})
-        sent += sum(len(r) for r in replies.values())
-        total = server.receive_unmask({c: clients[c].unmask(replies[c]) for c in alive("unmask", replies)})
-        return total, server.survivors, server.received, sent, params
+    def _run_group(self, instance: Instance, by_id: dict[int, Update], dropouts: DropoutSchedule):
+        template = by_id[instance.roster[0]].values
+        clients = self.clients(instance, {c: by_id[c].values for c in instance.roster})
+        server = self.server(instance, length=template.size, dtype=template.dtype)
+        total, sent = run_instance(clients, server, dropped_by=lambda stage: dropouts.dropped_by(stage, self.stages))
+        return total, server.survivors, server.received, sent, server.params
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dropout_rate={self.dropout_rate}, corrupt_rate={self.corrupt_rate})"

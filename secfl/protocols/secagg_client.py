@@ -1,12 +1,20 @@
-"""The client state machine of SecAgg/SecAgg+ (Bonawitz et al. CCS'17; Bell et al. CCS'20).
+"""The client state machine of SecAgg/SecAgg+ over a bound instance (Bonawitz et al. CCS'17; Bell et al. CCS'20).
 
 Threat model: the server may be malicious (drop, replay, reorder or forge messages, lie about who
-survived) and may collude with up to c of this client's neighbours (see ``secagg_params``). The
-client only ever releases, per neighbour, ONE of the two shares it holds: the self-mask share if the
-neighbour survived, the key share if it dropped, after checking that the survivor list is signed by
-at least t clients, contains this client, and agrees with what the client itself saw. Every message
-is bound to (session, round, group, sender, recipient); anything else is refused. Any failed check
-raises ``ProtocolIntegrityError`` (opaque) and the client sends nothing more this round.
+survived, show clients different rosters, sessions or views, re-run instances) and may collude with
+up to c of this client's neighbours (see ``secagg_params``). The client:
+
+- takes part only in the instance it was invited to (roster of exactly n ids containing it), and
+  refuses any signer, entry or list outside its k neighbours in that instance's graph;
+- contributes its input to at most one instance, ever (``ContributionRecord``);
+- excludes (never aborts on) a neighbour whose keys are invalid or whose shares do not decrypt;
+- signs one statement of which neighbours survived, and reveals, per neighbour whose shares it
+  holds, ONE share: the self-mask share if the neighbour survived in that statement, the key share
+  otherwise, and only after t neighbours signed statements that list this client as alive.
+
+The argument that this keeps every input hidden is in protocols/secagg/SPEC.md. Every message is
+bound to the instance digest, sender and recipient. A failed check of the server's conduct raises
+``ProtocolIntegrityError`` (opaque) and the client answers nothing more in this instance.
 
 Each method consumes the server's message of a stage and returns the client's reply (bytes only).
 """
@@ -14,27 +22,32 @@ Each method consumes the server's message of a stage and returns the client's re
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable
 
 import numpy as np
 
-from secfl.exceptions import ConfigurationError, InsufficientParticipantsError, ProtocolIntegrityError
+from secfl.exceptions import ConfigurationError, InsufficientParticipantsError, ProtocolError, ProtocolIntegrityError
 from secfl.hazmat import crypto, prg, shamir
 from secfl.hazmat.codec import Writer
 from secfl.hazmat.randomness import OS_RANDOM, Randomness
+from secfl.protocols import secagg_graph
 from secfl.protocols import secagg_messages as m
 from secfl.protocols.directory import KeyDirectory
-from secfl.protocols.secagg_params import SecAggParams, graph_seed, neighbours_of
+from secfl.protocols.secagg_instance import Instance
+from secfl.protocols.secagg_params import SecAggParams
+from secfl.protocols.secagg_record import ContributionRecord
 
-ABORTED = -1  # a client's stage once it refused a step: it answers nothing more this round
+ABORTED = -1  # a client's stage once it refused a step: it answers nothing more in this instance
 
-STAGES = ("advertise_keys", "share_keys", "masked_input", "consistency_check", "unmask")
+STAGES = ("advertise_keys", "share_keys", "check_shares", "masked_input", "consistency_check", "unmask")
+
+Values = np.ndarray | Callable[[int], np.ndarray]
 
 
-def advertise_message(header: m.Header, entry: m.KeyEntry) -> bytes:
+def advertise_message(instance: bytes, entry: m.KeyEntry) -> bytes:
     """What a client signs when it advertises its round keys."""
-    return crypto.hkdf_info("secagg-advertise", header.session, header.round, header.group, entry.client,
-                            entry.c_public, entry.s_public, entry.commitment)
+    return crypto.hkdf_info("secagg-advertise", instance, entry.client, entry.c_public, entry.s_public,
+                            entry.commitment)
 
 
 def commit(seed: bytes) -> bytes:
@@ -42,44 +55,70 @@ def commit(seed: bytes) -> bytes:
     return hashlib.sha256(b"secfl-v1 secagg self-mask commitment" + seed).digest()
 
 
-def consistency_message(header: m.Header, survivors: Sequence[int]) -> bytes:
-    return crypto.hkdf_info("secagg-consistency", header.session, header.round, header.group, len(survivors),
-                            *sorted(survivors))
+def masked_message(instance: bytes, client: int, peers: tuple[int, ...], words: np.ndarray) -> bytes:
+    """What a client signs over its masked upload: the peers it masked with and a digest of the words."""
+    digest = hashlib.sha256(np.ascontiguousarray(words).view(np.uint8)).digest()
+    return crypto.hkdf_info("secagg-masked", instance, client, len(peers), *peers, digest)
 
 
-def pair_info(purpose: str, header: m.Header, u: int, v: int) -> bytes:
-    return crypto.hkdf_info(purpose, header.session, header.round, header.group, min(u, v), max(u, v))
+def alive_message(instance: bytes, client: int, alive: tuple[int, ...]) -> bytes:
+    """What a client signs at the consistency check: which of its neighbours survived."""
+    return crypto.hkdf_info("secagg-alive", instance, client, len(alive), *alive)
 
 
-def max_message_bytes(n: int, length: int, itemsize: int) -> int:
-    """A cap on any SecAgg message in a group of n with vectors of ``length`` words (keys lists dominate)."""
-    return 64 + n * (m.ENTRY_BYTES + 8 + m.SHARE_CIPHERTEXT + m.SIG_BYTES) + length * itemsize
+def pair_info(purpose: str, instance: bytes, u: int, v: int) -> bytes:
+    return crypto.hkdf_info(purpose, instance, min(u, v), max(u, v))
+
+
+def share_aad(instance: bytes, sender: int, recipient: int) -> bytes:
+    return crypto.hkdf_info("secagg-share-aad", instance, sender, recipient)
+
+
+def self_mask_info(instance: bytes, client: int) -> bytes:
+    return crypto.hkdf_info("secagg-self", instance, client)
+
+
+def input_key(*parts: bytes | int | str) -> bytes:
+    """The key under which a ``ContributionRecord`` remembers an input: a digest of what it depends on
+    (for instance the task, the round and the digest of the model it was trained from)."""
+    return hashlib.sha256(crypto.hkdf_info("secagg-input", *parts)).digest()
 
 
 class SecAggClient:
-    """One client of one group in one round.
+    """One client in one bound instance.
 
     Args:
-        client_id: this client's id (< 2^31 - 2, the Shamir field bounds ids).
-        header: the round's binding (session, round, group); sender/recipient are filled per message.
-        params: the group's parameters (the client checks them itself, never trusting the server).
-        values: this client's input, a 1-D uint32 or uint64 vector of ring words.
+        client_id: this client's id (a member of ``instance.roster``).
+        instance: the instance it was invited to (session, round, group, roster).
+        params: the parameters this client derived itself for groups of ``params.n``; a roster of
+            another size is refused.
+        values: its input, a 1-D uint32/uint64 vector of ring words, or a function of the bound
+            group size n returning it (so a noise share is computed from the bound n).
         signing_key: this client's long-term Ed25519 private key.
         directory: long-term public keys of every client (the PKI).
+        record: the inputs this client already contributed; ``input_key`` is spent there before
+            the masked input leaves.
+        input_key: 32 bytes naming this input (``input_key(...)``).
         randomness: OS CSPRNG unless a known-answer test mode is passed explicitly.
+
+    Raises:
+        ProtocolIntegrityError: the roster does not contain this client or has another size than n.
+        ConfigurationError: values that are not ring words.
     """
 
-    def __init__(self, client_id: int, *, header: m.Header, params: SecAggParams, values: np.ndarray,
-                 signing_key: bytes, directory: KeyDirectory, randomness: Randomness = OS_RANDOM) -> None:
-        if values.ndim != 1 or values.dtype not in (np.uint32, np.uint64):
-            raise ConfigurationError(
-                f"SecAgg sums ring words (uint32/uint64) but client {client_id} has {values.dtype}; "
-                "put Quantize last in the stages"
-            )
-        self.id, self.params, self.directory, self.rng = client_id, params, directory, randomness
-        self.ctx = m.Header(header.session, header.round, header.group, client_id, m.SERVER)
-        self.values, self.signing_key = values, signing_key
-        self.cap = max_message_bytes(params.n, values.size, values.itemsize)
+    def __init__(self, client_id: int, *, instance: Instance, params: SecAggParams, values: Values,
+                 signing_key: bytes, directory: KeyDirectory, record: ContributionRecord, input_key: bytes,
+                 randomness: Randomness = OS_RANDOM) -> None:
+        if instance.n != params.n or client_id not in instance:
+            raise ProtocolIntegrityError()
+        if not callable(values):
+            _check_values(client_id, values)
+        self.id, self.instance, self.params, self.directory, self.rng = client_id, instance, params, directory, randomness
+        self.digest = instance.digest
+        self.ctx = m.Header(self.digest, client_id, m.SERVER)
+        self.values, self.signing_key, self.record, self.input_key = values, signing_key, record, input_key
+        self.graph = secagg_graph.neighbours(instance, params.neighbours, client_id)
+        self.cap = m.max_message_bytes(len(self.graph), 0, 8)  # the server never sends vectors
         self.stage = 0
         self.c_sk, self.c_pk = crypto.x25519_keypair(randomness)
         self.s_sk, self.s_pk = crypto.x25519_keypair(randomness)
@@ -88,130 +127,145 @@ class SecAggClient:
     def _enter(self, stage: int) -> None:
         if self.stage != stage:  # replay, reordering, a second request, or any request after a refusal
             raise ProtocolIntegrityError()
-        self.stage = ABORTED  # until the step completes: a refused step ends this client's round
+        self.stage = ABORTED  # until the step completes: a refused step ends this client's instance
 
     def _done(self, stage: int, reply: bytes) -> bytes:
         self.stage = stage + 1
         return reply
 
-    def _open(self, data: bytes, kind: int):
+    def _open(self, data: object, kind: int):
         return m.open_message(data, kind=kind, expect=self.ctx.reply(), max_bytes=self.cap)
 
+    def _neighbours_only(self, ids) -> None:
+        if not set(ids) <= self.graph:
+            raise ProtocolIntegrityError()
+
     def advertise_keys(self) -> bytes:
-        """Stage 0: fresh round keys, signed with the long-term key."""
+        """Stage 0: fresh round keys and the commitment to the self-mask seed, signed for this instance."""
         self._enter(0)
         unsigned = m.KeyEntry(self.id, self.c_pk, self.s_pk, commit(self.b_seed), b"")
-        signature = crypto.sign(self.signing_key, advertise_message(self.ctx, unsigned))
+        signature = crypto.sign(self.signing_key, advertise_message(self.digest, unsigned))
         entry = m.KeyEntry(self.id, self.c_pk, self.s_pk, unsigned.commitment, signature)
         return self._done(0, m.encode(m.ADVERTISE, self.ctx, m.write_entry(Writer(), entry)))
 
-    def share_keys(self, data: bytes) -> bytes:
-        """Stage 1: check every advertised key, then send each neighbour its encrypted shares."""
+    def share_keys(self, data: object) -> bytes:
+        """Stage 1: check the neighbours' keys (excluding any invalid one), share b and s_sk with the rest."""
         self._enter(1)
         reader = self._open(data, m.KEYS)
-        n = reader.count(item_size=m.ENTRY_BYTES, max_count=self.params.n)
-        entries = {}
-        for _ in range(n):
-            entry = m.read_entry(reader)
-            if entry.client in entries:
-                raise ProtocolIntegrityError()
-            crypto.verify(self.directory.public_key(entry.client), entry.signature, advertise_message(self.ctx, entry))
-            entries[entry.client] = entry
+        count = reader.count(item_size=m.ENTRY_BYTES, max_count=len(self.graph))
+        entries = [m.read_entry(reader) for _ in range(count)]
         reader.done()
-        mine = entries.get(self.id)
-        if mine is None or (mine.c_public, mine.s_public) != (self.c_pk, self.s_pk):
+        self._neighbours_only(e.client for e in entries)
+        if len({e.client for e in entries}) != len(entries):
             raise ProtocolIntegrityError()
-        if len({(e.c_public, e.s_public) for e in entries.values()}) != len(entries):
-            raise ProtocolIntegrityError()  # a copied key would let the server impersonate
-        self.keys = entries
-        seed = graph_seed(self.ctx.session, self.ctx.round, self.ctx.group,
-                          [(e.client, e.c_public, e.s_public) for e in entries.values()])
-        self.neighbours = neighbours_of(list(entries), self.params.neighbours, seed)[self.id]
-        if len(self.neighbours) < self.params.threshold:
-            raise InsufficientParticipantsError(f"client {self.id} has fewer than t neighbours left")
-        holders = sorted(self.neighbours)
+        self.keys: dict[int, tuple[bytes, bytes, m.KeyEntry]] = {}
+        for entry in entries:
+            pair = self._check_entry(entry)
+            if pair is not None:
+                self.keys[entry.client] = (*pair, entry)
+        if len(self.keys) < self.params.threshold:
+            raise InsufficientParticipantsError(f"client {self.id} has fewer than t valid neighbours")
+        holders = sorted(self.keys)
         secrets = np.stack([shamir.encode_secret(self.b_seed), shamir.encode_secret(self.s_sk)])
         shares = shamir.split(secrets, xs=[v + 1 for v in holders], threshold=self.params.threshold,
                               randomness=self.rng)
         blobs = {}
         for v, share in zip(holders, shares):
             plaintext = Writer().u32(self.id).u32(v).raw(share.astype("<u4").tobytes()).payload()
-            key = crypto.agree(self.c_sk, entries[v].c_public, info=pair_info("secagg-share", self.ctx, self.id, v))
-            blobs[v] = crypto.seal(key, plaintext, aad=crypto.hkdf_info("secagg-share-aad", self.ctx.session,
-                                   self.ctx.round, self.ctx.group, self.id, v), randomness=self.rng)
+            blobs[v] = crypto.seal(self.keys[v][0], plaintext, aad=share_aad(self.digest, self.id, v),
+                                   randomness=self.rng)
         return self._done(1, m.encode(m.SHARES, self.ctx, m.write_blobs(Writer(), blobs)))
 
-    def masked_input(self, data: bytes) -> bytes:
-        """Stage 2: decrypt the shares received, then send x + PRG(b) + sum of signed pairwise masks."""
+    def _check_entry(self, entry: m.KeyEntry) -> tuple[bytes, bytes] | None:
+        """(share key, mask key) with this neighbour, or None if its advertisement is unusable."""
+        if entry.c_public in (self.c_pk, self.s_pk) or entry.s_public in (self.c_pk, self.s_pk):
+            return None  # a copy of this client's own keys
+        try:
+            crypto.verify(self.directory.public_key(entry.client), entry.signature,
+                          advertise_message(self.digest, entry))
+            share_key = crypto.agree(self.c_sk, entry.c_public, info=pair_info("secagg-share", self.digest,
+                                                                               self.id, entry.client))
+            mask_key = crypto.agree(self.s_sk, entry.s_public, info=pair_info("secagg-mask", self.digest,
+                                                                              self.id, entry.client))
+        except ProtocolError:  # bad signature, unknown signer, low-order point
+            return None
+        return share_key, mask_key
+
+    def check_shares(self, data: object) -> bytes:
+        """Stage 2: decrypt the shares received; report whose decrypted (a failure excludes its sender)."""
         self._enter(2)
         reader = self._open(data, m.CIPHERTEXTS)
-        blobs = m.read_blobs(reader, max_count=self.params.n, blob_size=m.SHARE_CIPHERTEXT)
+        blobs = m.read_blobs(reader, max_count=len(self.graph), blob_size=m.SHARE_CIPHERTEXT)
         reader.done()
-        if not set(blobs) <= self.neighbours:
+        if not set(blobs) <= set(self.keys):
             raise ProtocolIntegrityError()
-        if len(blobs) < self.params.threshold:
-            raise InsufficientParticipantsError(f"client {self.id} received shares from fewer than t neighbours")
-        self.held = {}
+        self.held: dict[int, np.ndarray] = {}
         for u, blob in blobs.items():
-            key = crypto.agree(self.c_sk, self.keys[u].c_public, info=pair_info("secagg-share", self.ctx, u, self.id))
-            plaintext = crypto.open_sealed(key, blob, aad=crypto.hkdf_info(
-                "secagg-share-aad", self.ctx.session, self.ctx.round, self.ctx.group, u, self.id))
+            try:
+                plaintext = crypto.open_sealed(self.keys[u][0], blob, aad=share_aad(self.digest, u, self.id))
+            except ProtocolError:
+                continue
             body = np.frombuffer(plaintext[8:], dtype="<u4").astype(np.uint64).reshape(2, m.SHARE_WORDS)
-            if int.from_bytes(plaintext[:4], "little") != u or int.from_bytes(plaintext[4:8], "little") != self.id:
-                raise ProtocolIntegrityError()
+            if (int.from_bytes(plaintext[:4], "little"), int.from_bytes(plaintext[4:8], "little")) != (u, self.id):
+                continue
+            if int(body.max()) >= shamir.PRIME:
+                continue
             self.held[u] = body
-        self.shared_with = frozenset(blobs)
-        masked = self.values.copy()
-        prg.add_mask(masked, crypto.derive(self.b_seed, info=self_mask_info(self.ctx, self.id)))
-        for v in sorted(self.shared_with):
-            key = crypto.agree(self.s_sk, self.keys[v].s_public, info=pair_info("secagg-mask", self.ctx, self.id, v))
-            prg.add_mask(masked, key, sign=1 if self.id < v else -1)
-        return self._done(2, m.encode(m.MASKED, self.ctx, Writer().words(masked)))
+        return self._done(2, m.encode(m.ACCEPTED, self.ctx, Writer().ids(sorted(self.held))))
 
-    def consistency_check(self, data: bytes) -> bytes:
-        """Stage 3: sign the survivor list if it is plausible from this client's own view."""
+    def masked_input(self, data: object) -> bytes:
+        """Stage 3: mask with the qualified neighbours, spend the input key, send x + masks, signed."""
         self._enter(3)
-        reader = self._open(data, m.SURVIVORS)
-        survivors = reader.ids(max_count=self.params.n)
+        reader = self._open(data, m.QUALIFIED)
+        qualified = m.read_ids(reader, max_count=len(self.graph))
         reader.done()
-        self._check_survivors(survivors)
-        self.survivors = frozenset(survivors)
-        signature = crypto.sign(self.signing_key, consistency_message(self.ctx, survivors))
-        return self._done(3, m.encode(m.CONSISTENCY, self.ctx, Writer().raw(signature)))
+        self._neighbours_only(qualified)
+        self.masked_with = tuple(v for v in qualified if v in self.keys)
+        if len(self.masked_with) < self.params.threshold:
+            raise InsufficientParticipantsError(f"client {self.id} has fewer than t qualified neighbours")
+        values = self.values(self.params.n) if callable(self.values) else self.values
+        _check_values(self.id, values)
+        self.record.spend(self.input_key)  # refuses a second contribution of this input, durably
+        masked = np.array(values, copy=True)
+        prg.add_mask(masked, crypto.derive(self.b_seed, info=self_mask_info(self.digest, self.id)))
+        for v in self.masked_with:
+            prg.add_mask(masked, self.keys[v][1], sign=1 if self.id < v else -1)
+        signature = crypto.sign(self.signing_key, masked_message(self.digest, self.id, self.masked_with, masked))
+        body = Writer().ids(self.masked_with).words(masked).raw(signature)
+        return self._done(3, m.encode(m.MASKED, self.ctx, body))
 
-    def _check_survivors(self, survivors: Sequence[int]) -> None:
-        listed = set(survivors)
-        if (len(listed) != len(survivors) or self.id not in listed or not listed <= set(self.keys)
-                or len(listed) < self.params.threshold):
-            raise ProtocolIntegrityError()
-
-    def unmask(self, data: bytes) -> bytes:
-        """Stage 4: verify >= quorum signatures over the same list, then reveal ONE share per neighbour."""
+    def consistency_check(self, data: object) -> bytes:
+        """Stage 4: sign which neighbours survived (one statement per instance, ever)."""
         self._enter(4)
-        reader = self._open(data, m.UNMASK_REQUEST)
-        survivors = reader.ids(max_count=self.params.n)
-        dropped = reader.ids(max_count=self.params.n)
-        n = reader.count(item_size=4 + m.SIG_BYTES, max_count=self.params.n)
-        signatures = {}
-        for _ in range(n):
-            signer, signature = reader.u32(), reader.raw(m.SIG_BYTES)
-            if signer in signatures:
-                raise ProtocolIntegrityError()
-            signatures[signer] = signature
+        reader = self._open(data, m.SURVIVORS)
+        alive = m.read_ids(reader, max_count=len(self.graph))
         reader.done()
-        if frozenset(survivors) != self.survivors or set(survivors) & set(dropped):
-            raise ProtocolIntegrityError()  # listed as both dropped and surviving, or a changed list
-        if set(dropped) != (self.shared_with - self.survivors):
-            raise ProtocolIntegrityError()
-        if not set(signatures) <= self.survivors or len(signatures) < self.params.quorum:
-            raise ProtocolIntegrityError()
-        message = consistency_message(self.ctx, survivors)
-        for signer, signature in signatures.items():
-            crypto.verify(self.directory.public_key(signer), signature, message)
-        reveal = {u: ((m.SELF_MASK, self.held[u][0]) if u in self.survivors else (m.KEY_SHARE, self.held[u][1]))
-                  for u in self.shared_with}
-        return self._done(4, m.encode(m.UNMASK, self.ctx, m.write_shares(Writer(), reveal)))
+        self._neighbours_only(alive)
+        self.alive = frozenset(alive)
+        signature = crypto.sign(self.signing_key, alive_message(self.digest, self.id, alive))
+        return self._done(4, m.encode(m.CONSISTENCY, self.ctx, Writer().raw(signature)))
+
+    def unmask(self, data: object) -> bytes:
+        """Stage 5: after t neighbours' signed statements list this client alive, reveal ONE share per held peer."""
+        self._enter(5)
+        reader = self._open(data, m.UNMASK_REQUEST)
+        statements = m.read_statements(reader, max_count=len(self.graph))
+        reader.done()
+        self._neighbours_only(statements)
+        for signer, (alive, signature) in statements.items():
+            if self.id not in alive:
+                raise ProtocolIntegrityError()
+            crypto.verify(self.directory.public_key(signer), signature, alive_message(self.digest, signer, alive))
+        if len(statements) < self.params.threshold:
+            raise InsufficientParticipantsError(f"client {self.id}: fewer than t neighbours confirm it survived")
+        reveal = {u: ((m.SELF_MASK, held[0]) if u in self.alive else (m.KEY_SHARE, held[1]))
+                  for u, held in self.held.items()}
+        return self._done(5, m.encode(m.UNMASK, self.ctx, m.write_shares(Writer(), reveal)))
 
 
-def self_mask_info(header: m.Header, client: int) -> bytes:
-    return crypto.hkdf_info("secagg-self", header.session, header.round, header.group, client)
+def _check_values(client: int, values: object) -> None:
+    if not isinstance(values, np.ndarray) or values.ndim != 1 or values.dtype not in (np.uint32, np.uint64):
+        raise ConfigurationError(
+            f"SecAgg sums 1-D ring words (uint32/uint64) but client {client} has "
+            f"{getattr(values, 'dtype', type(values).__name__)}; put Quantize last in the stages"
+        )

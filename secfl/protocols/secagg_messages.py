@@ -1,9 +1,9 @@
-"""Wire messages of SecAgg/SecAgg+: a common header that binds every message to its round, then a body.
+"""Wire messages of SecAgg/SecAgg+: a header that binds every message to its instance, then a body.
 
-Header: session (16 B) | round u64 | group u32 | sender u32 | recipient u32; the server's id is
-``SERVER``. A decoder checks the frame (``hazmat.wire``), the kind, every field's bounds
-(``MalformedMessageError``) and then that the header is exactly the one expected: a replayed,
-cross-round, cross-group or misaddressed message raises ``ProtocolIntegrityError``.
+Header: instance digest (32 B, see ``secagg_instance``) | sender u32 | recipient u32; the server's id
+is ``SERVER``. A decoder takes any bytes-like input, checks the frame (``hazmat.wire``), the kind,
+every field's bounds (``MalformedMessageError``) and then that the header is exactly the one
+expected: a replayed, cross-instance or misaddressed message raises ``ProtocolIntegrityError``.
 """
 
 from __future__ import annotations
@@ -12,51 +12,58 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from secfl.exceptions import ProtocolIntegrityError
+from secfl.exceptions import MalformedMessageError, ProtocolIntegrityError
 from secfl.hazmat import wire
 from secfl.hazmat.codec import Reader, Writer
+from secfl.protocols.secagg_instance import DIGEST_BYTES
 
 SERVER = 0xFFFFFFFF
-SESSION_BYTES = 16
-KEY_BYTES, SIG_BYTES = 32, 64
+KEY_BYTES, SIG_BYTES, COMMITMENT_BYTES = 32, 64, 32
 SHARE_WORDS = 9  # field elements per shared 32-byte secret (hazmat.shamir)
 SHARE_PLAINTEXT = 8 + 2 * 4 * SHARE_WORDS
 SHARE_CIPHERTEXT = 12 + SHARE_PLAINTEXT + 16  # AES-GCM nonce + plaintext + tag
+ENTRY_BYTES = 4 + 2 * KEY_BYTES + COMMITMENT_BYTES + SIG_BYTES
+HEADER_BYTES = DIGEST_BYTES + 8
 
-ADVERTISE, KEYS, SHARES, CIPHERTEXTS, MASKED, SURVIVORS, CONSISTENCY, UNMASK_REQUEST, UNMASK = range(10, 19)
+(ADVERTISE, KEYS, SHARES, CIPHERTEXTS, ACCEPTED, QUALIFIED, MASKED, SURVIVORS, CONSISTENCY, UNMASK_REQUEST,
+ UNMASK) = range(10, 21)
 SELF_MASK, KEY_SHARE = 0, 1
 
 
 @dataclass(frozen=True)
 class Header:
-    session: bytes
-    round: int
-    group: int
+    instance: bytes  # the instance digest
     sender: int
     recipient: int
 
     def reply(self) -> Header:
-        return Header(self.session, self.round, self.group, self.recipient, self.sender)
+        return Header(self.instance, self.recipient, self.sender)
 
 
 def encode(kind: int, header: Header, body: Writer) -> bytes:
     """A framed message: header fields then the body."""
-    head = Writer().raw(header.session).u64(header.round).u32(header.group).u32(header.sender).u32(header.recipient)
+    head = Writer().raw(header.instance).u32(header.sender).u32(header.recipient)
     return wire.frame(kind, head.payload() + body.payload())
 
 
-def open_message(data: bytes, *, kind: int, expect: Header, max_bytes: int) -> Reader:
+def open_message(data: object, *, kind: int, expect: Header, max_bytes: int) -> Reader:
     """Check frame, kind and header; return a reader positioned at the body.
 
     Raises:
-        MalformedMessageError: not a well-formed frame of this kind.
-        ProtocolIntegrityError: a header other than ``expect`` (replay, other round, group or party).
+        MalformedMessageError: not a bytes-like, well-formed frame of this kind.
+        ProtocolIntegrityError: a header other than ``expect`` (replay, other instance or party).
     """
     reader = Reader(wire.unframe(data, kind=kind, max_bytes=max_bytes))
-    got = Header(reader.raw(SESSION_BYTES), reader.u64(), reader.u32(), reader.u32(), reader.u32())
+    got = Header(reader.raw(DIGEST_BYTES), reader.u32(), reader.u32())
     if got != expect:
         raise ProtocolIntegrityError()
     return reader
+
+
+def max_message_bytes(k: int, length: int, itemsize: int) -> int:
+    """A cap on any SecAgg message of a client with k neighbours and vectors of ``length`` words."""
+    per_peer = ENTRY_BYTES + SHARE_CIPHERTEXT + 8 + SIG_BYTES + 4 * (k + 1) + 8 + 4 * SHARE_WORDS
+    return 256 + (k + 1) * per_peer + length * itemsize
 
 
 # Bodies ---------------------------------------------------------------------------------------
@@ -78,14 +85,17 @@ def write_entry(writer: Writer, entry: KeyEntry) -> Writer:
             .raw(entry.signature))
 
 
-def read_entry(reader: Reader, client: int | None = None) -> KeyEntry:
-    cid = reader.u32() if client is None else client
-    return KeyEntry(cid, reader.raw(KEY_BYTES), reader.raw(KEY_BYTES), reader.raw(COMMITMENT_BYTES),
+def read_entry(reader: Reader) -> KeyEntry:
+    return KeyEntry(reader.u32(), reader.raw(KEY_BYTES), reader.raw(KEY_BYTES), reader.raw(COMMITMENT_BYTES),
                     reader.raw(SIG_BYTES))
 
 
-COMMITMENT_BYTES = 32
-ENTRY_BYTES = 4 + 2 * KEY_BYTES + COMMITMENT_BYTES + SIG_BYTES
+def read_ids(reader: Reader, *, max_count: int) -> tuple[int, ...]:
+    """A list of distinct ids in increasing order (anything else is malformed)."""
+    ids = reader.ids(max_count=max_count)
+    if any(a >= b for a, b in zip(ids, ids[1:])):
+        raise MalformedMessageError("id list not strictly increasing")
+    return ids
 
 
 def write_blobs(writer: Writer, blobs: dict[int, bytes]) -> Writer:
@@ -101,7 +111,7 @@ def read_blobs(reader: Reader, *, max_count: int, blob_size: int) -> dict[int, b
     for _ in range(n):
         peer, blob = reader.u32(), reader.blob(max_size=blob_size)
         if peer in out or len(blob) != blob_size:
-            raise ProtocolIntegrityError()
+            raise MalformedMessageError("repeated peer or wrong-sized blob")
         out[peer] = blob
     return out
 
@@ -121,6 +131,27 @@ def read_shares(reader: Reader, *, max_count: int) -> dict[int, tuple[int, np.nd
         peer, kind = reader.u32(), reader.u8()
         elements = np.frombuffer(reader.raw(4 * SHARE_WORDS), dtype="<u4").astype(np.uint64)
         if peer in out or kind not in (SELF_MASK, KEY_SHARE):
-            raise ProtocolIntegrityError()
+            raise MalformedMessageError("repeated peer or unknown share kind")
         out[peer] = (kind, elements)
+    return out
+
+
+def write_statements(writer: Writer, statements: dict[int, tuple[tuple[int, ...], bytes]]) -> Writer:
+    """Neighbours' signed survivor statements: (signer, the ids it called alive, signature)."""
+    writer.u32(len(statements))
+    for signer in sorted(statements):
+        alive, signature = statements[signer]
+        writer.u32(signer).ids(alive).raw(signature)
+    return writer
+
+
+def read_statements(reader: Reader, *, max_count: int) -> dict[int, tuple[tuple[int, ...], bytes]]:
+    n = reader.count(item_size=8 + SIG_BYTES, max_count=max_count)
+    out: dict[int, tuple[tuple[int, ...], bytes]] = {}
+    for _ in range(n):
+        signer = reader.u32()
+        alive, signature = read_ids(reader, max_count=max_count), reader.raw(SIG_BYTES)
+        if signer in out:
+            raise MalformedMessageError("repeated signer")
+        out[signer] = (alive, signature)
     return out

@@ -12,14 +12,9 @@ independently. With the Harary graph H(n, k) under a random relabelling:
   server can never gather t self-mask shares and t key shares of the same client, even with the
   help of c corrupt neighbours (2t > k + c).
 - Correctness: n P[Bin(k, 1 - delta) < t] <= 2^-eta (a client's shares are recoverable).
-- Consistency quorum q = floor((n + C) / 2) + 1, C the corrupt clients in the whole group (P[Bin(n, gamma)
-  > C] <= 2^-sigma): a client reveals shares only after q signatures over its survivor list. Two lists
-  signed by q clients each share more than C signers, so an honest client signed both, which it never
-  does: every honest client that unmasks holds the same list. With t alone (t <= n / 2 for SecAgg with
-  even n, t << n for SecAgg+) a malicious server could show disjoint quorums different lists and learn a
-  client's self-mask shares from one and its pairwise-key shares from another (found by
-  ``secfl audit protocol``, attempt ``split-view-quorums``). The price: a round needs q clients alive at
-  the consistency check, a majority of the group.
+- Neighbourhood consistency: a client reveals shares only after t of its neighbours signed statements
+  that list it as alive (see ``secagg_client`` and SPEC.md): with 2t > k + c, its honest neighbours
+  cannot both confirm it alive (so it unmasks) and release its key shares (as if it dropped).
 
 The smallest even k < n - 1 meeting all four is chosen; if none exists the complete graph (k = n - 1,
 SecAgg) is used, whose failure probability is reported rather than guaranteed.
@@ -27,9 +22,7 @@ SecAgg) is used, whose failure probability is reported rather than guaranteed.
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from secfl.exceptions import ConfigurationError
@@ -47,7 +40,6 @@ class SecAggParams:
     threshold: int
     corrupt_bound: int
     failure_log2: float  # log2 of the union-bounded probability that the round fails for lack of shares
-    quorum: int  # signatures over one survivor list a client needs before it unmasks (see the module doc)
 
 
 def _pmf(k: int, p: float, j: int) -> float:
@@ -122,36 +114,8 @@ def derive(
             continue
         failure = _failure_log2(n, k, t, dropout_rate)
         if failure <= -failure_bits or k == candidates[-1]:
-            group_corrupt = _corrupt_bound(1, n, corrupt_rate, security_bits)
-            quorum = max(t, (n + group_corrupt) // 2 + 1)
-            if quorum > n:
-                raise ConfigurationError(
-                    f"a group of {n} with corrupt_rate={corrupt_rate} cannot reach a consistency quorum (needs "
-                    f"{quorum} signers); use larger groups or a lower corrupt_rate")
-            return SecAggParams(n, k, t, c, failure, quorum)
+            return SecAggParams(n, k, t, c, failure)
     raise ConfigurationError(
         f"no (neighbours, threshold) for a group of {n} reaches 2^-{security_bits} security with "
         f"corrupt_rate={corrupt_rate}; use larger groups or a lower corrupt_rate"
     )
-
-
-def graph_seed(session: bytes, round_: int, group: int, keys: Sequence[tuple[int, bytes, bytes]]) -> bytes:
-    """A seed for the relabelling, fixed by the advertised keys: the server cannot pick the graph freely."""
-    digest = hashlib.sha256(b"secfl-v1 secagg graph")
-    digest.update(session + round_.to_bytes(8, "little") + group.to_bytes(4, "little"))
-    for client, c_pk, s_pk in sorted(keys):
-        digest.update(client.to_bytes(4, "little") + c_pk + s_pk)
-    return digest.digest()
-
-
-def neighbours_of(ids: Sequence[int], k: int, seed: bytes) -> dict[int, frozenset[int]]:
-    """The Harary graph H(n, k) over ``ids`` after relabelling by SHA-256(seed || id); k = n - 1 is complete."""
-    order = sorted(ids, key=lambda u: hashlib.sha256(seed + int(u).to_bytes(4, "little")).digest())
-    n = len(order)
-    if k >= n - 1:
-        return {u: frozenset(order) - {u} for u in order}
-    half = k // 2
-    return {
-        u: frozenset(order[(i + j) % n] for j in range(-half, half + 1) if j != 0)
-        for i, u in enumerate(order)
-    }

@@ -1,12 +1,14 @@
-"""The server state machine of SecAgg/SecAgg+ for one group in one round.
+"""The server state machine of SecAgg/SecAgg+ for one bound instance.
 
 Threat model: this is the party the protocol protects against; its code is honest but it only ever
-holds what clients send (``received``). It learns the sum over the survivors U3, their ids, and
-nothing about an individual input. A client whose message does not parse or verify is treated as
-dropped from that stage on (one faulty client cannot abort the round); too few survivors at any
-stage raises ``InsufficientParticipantsError``: the round aborts rather than release a sum of
-fewer than t inputs. Reconstructed secrets are checked (extra shares must agree, a key share must
-match the signed public key), so a bad share gives ``ProtocolIntegrityError``, never a wrong sum.
+holds what clients send (``received``). It learns the sum over the survivors U3, who survived, and
+nothing about an individual input. A faulty client is excluded, never fatal: an advertisement with
+a bad signature or a low-order key, shares its neighbours cannot decrypt, a masked upload whose
+signature fails, or a Shamir share off its dealer's polynomial (found by error-correcting
+decoding) removes that client from the stage, and the instance completes while t honest share
+holders remain. Too few participants raises ``InsufficientParticipantsError``: never a sum over
+fewer than t inputs, never a wrong sum (reconstructed secrets are checked against the commitment
+or the public key they were advertised with).
 """
 
 from __future__ import annotations
@@ -16,167 +18,194 @@ from collections.abc import Mapping
 import numpy as np
 
 from secfl.exceptions import InsufficientParticipantsError, ProtocolError, ProtocolIntegrityError
-from secfl.hazmat import crypto, prg, shamir
+from secfl.hazmat import crypto, prg, shamir, wire
 from secfl.hazmat.codec import Writer
+from secfl.protocols import secagg_graph
 from secfl.protocols import secagg_messages as m
 from secfl.protocols.directory import KeyDirectory
 from secfl.protocols.secagg_client import (
-    advertise_message, commit, consistency_message, max_message_bytes, pair_info, self_mask_info,
+    advertise_message, alive_message, commit, masked_message, pair_info, self_mask_info,
 )
-from secfl.protocols.secagg_params import SecAggParams, graph_seed, neighbours_of
+from secfl.protocols.secagg_instance import Instance
+from secfl.protocols.secagg_params import SecAggParams
 
 
 class SecAggServer:
-    """Drive one group's round: each ``receive_*`` takes the clients' messages and returns the replies."""
+    """Drive one instance: each ``receive_*`` takes the clients' messages and returns the replies."""
 
-    def __init__(self, *, header: m.Header, members: list[int], params: SecAggParams, directory: KeyDirectory,
+    def __init__(self, *, instance: Instance, params: SecAggParams, directory: KeyDirectory,
                  length: int, dtype: np.dtype) -> None:
-        self.ctx = m.Header(header.session, header.round, header.group, m.SERVER, m.SERVER)
-        self.members, self.params, self.directory = frozenset(members), params, directory
+        if instance.n != params.n:
+            raise ValueError(f"parameters for n = {params.n} but the roster has {instance.n} members")
+        self.instance, self.params, self.directory = instance, params, directory
+        self.digest = instance.digest
         self.length, self.dtype = length, np.dtype(dtype)
-        self.cap = max_message_bytes(params.n, length, self.dtype.itemsize)
+        self.graph = secagg_graph.graph(instance, params.neighbours)
+        self.cap = m.max_message_bytes(params.neighbours, length, self.dtype.itemsize)
         self.received: dict[int, list[bytes]] = {}
         self.rejected: set[int] = set()
+        self._probe, _ = crypto.x25519_keypair()  # a throwaway key: exchanging with it exposes low-order points
 
-    def _open(self, client: int, data: bytes, kind: int):
-        self.received.setdefault(client, []).append(bytes(data))
-        expect = m.Header(self.ctx.session, self.ctx.round, self.ctx.group, client, m.SERVER)
-        return m.open_message(data, kind=kind, expect=expect, max_bytes=self.cap)
+    def _open(self, client: int, data: object, kind: int):
+        reader = m.open_message(data, kind=kind, expect=m.Header(self.digest, client, m.SERVER), max_bytes=self.cap)
+        self.received.setdefault(client, []).append(bytes(wire.view(data)))
+        return reader
 
-    def _parse_each(self, messages: Mapping[int, bytes], parse) -> dict:
+    def _parse_each(self, messages: Mapping[int, object], parse, among) -> dict:
         out = {}
-        for client in sorted(messages):
-            if client not in self.members:
-                continue
+        for client in sorted(c for c in messages if c in among):
             try:
                 out[client] = parse(client, messages[client])
             except ProtocolError:  # malformed or failed integrity: this client counts as dropped
                 self.rejected.add(client)
         return out
 
-    def _need(self, alive, stage: str, need: int | None = None) -> None:
-        need = self.params.threshold if need is None else need
-        if len(alive) < need:
+    def _need(self, alive, stage: str) -> None:
+        if len(alive) < self.params.threshold:
             raise InsufficientParticipantsError(
-                f"group {self.ctx.group}: {len(alive)} clients left at {stage}, {need} needed"
-            )
+                f"group {self.instance.group}: {len(alive)} clients left at {stage}, {self.params.threshold} needed")
 
     def _to(self, client: int) -> m.Header:
-        return m.Header(self.ctx.session, self.ctx.round, self.ctx.group, m.SERVER, client)
+        return m.Header(self.digest, m.SERVER, client)
 
-    def receive_advertise(self, messages: Mapping[int, bytes]) -> dict[int, bytes]:
+    def receive_advertise(self, messages: Mapping[int, object]) -> dict[int, bytes]:
+        """Keep the members whose advertisement verifies and whose keys are usable; send each its neighbours'."""
         def parse(client, data):
             reader = self._open(client, data, m.ADVERTISE)
-            entry = m.read_entry(reader, client=reader.u32())
+            entry = m.read_entry(reader)
             reader.done()
             if entry.client != client:
                 raise ProtocolIntegrityError()
-            crypto.verify(self.directory.public_key(client), entry.signature, advertise_message(self.ctx, entry))
+            crypto.verify(self.directory.public_key(client), entry.signature, advertise_message(self.digest, entry))
+            for key in (entry.c_public, entry.s_public):
+                crypto.agree(self._probe, key, info=b"probe")  # low-order point: ProtocolIntegrityError
             return entry
 
-        self.keys = self._parse_each(messages, parse)
+        self.keys = self._parse_each(messages, parse, self.instance.roster)
         self._need(self.keys, "advertise_keys")
-        body = Writer().u32(len(self.keys))
-        for client in sorted(self.keys):
-            m.write_entry(body, self.keys[client])
-        seed = graph_seed(self.ctx.session, self.ctx.round, self.ctx.group,
-                          [(e.client, e.c_public, e.s_public) for e in self.keys.values()])
-        self.graph = neighbours_of(list(self.keys), self.params.neighbours, seed)
-        return {c: m.encode(m.KEYS, self._to(c), body) for c in self.keys}
+        replies = {}
+        for c in self.keys:
+            body = Writer()
+            peers = sorted(v for v in self.graph[c] if v in self.keys)
+            body.u32(len(peers))
+            for v in peers:
+                m.write_entry(body, self.keys[v])
+            replies[c] = m.encode(m.KEYS, self._to(c), body)
+        return replies
 
-    def receive_shares(self, messages: Mapping[int, bytes]) -> dict[int, bytes]:
+    def receive_shares(self, messages: Mapping[int, object]) -> dict[int, bytes]:
+        """Relay each share ciphertext whose pair is mutual (both sides sent one)."""
         def parse(client, data):
             reader = self._open(client, data, m.SHARES)
-            blobs = m.read_blobs(reader, max_count=self.params.n, blob_size=m.SHARE_CIPHERTEXT)
+            blobs = m.read_blobs(reader, max_count=self.params.neighbours, blob_size=m.SHARE_CIPHERTEXT)
             reader.done()
-            if client not in self.keys or set(blobs) != set(self.graph[client]):
+            if not set(blobs) <= self.graph[client] or len(blobs) < self.params.threshold:
                 raise ProtocolIntegrityError()
             return blobs
 
-        sent = self._parse_each(messages, parse)
-        self._need(sent, "share_keys")
-        self.shared_with = {v: frozenset(u for u in self.graph[v] if u in sent) for v in sent}
-        return {
-            v: m.encode(m.CIPHERTEXTS, self._to(v), m.write_blobs(Writer(), {u: sent[u][v] for u in self.shared_with[v]}))
-            for v in sent
-        }
+        self.sent = self._parse_each(messages, parse, self.keys)
+        self._need(self.sent, "share_keys")
+        self.delivered = {v: {u: self.sent[u][v] for u in sorted(self.graph[v]) if u in self.sent and v in self.sent[u]
+                              and u in self.sent[v]} for v in self.sent}
+        return {v: m.encode(m.CIPHERTEXTS, self._to(v), m.write_blobs(Writer(), blobs))
+                for v, blobs in self.delivered.items()}
 
-    def receive_masked(self, messages: Mapping[int, bytes]) -> dict[int, bytes]:
+    def receive_accepted(self, messages: Mapping[int, object]) -> dict[int, bytes]:
+        """Qualify the clients whose shares at least t neighbours decrypted; tell each its qualified peers."""
+        def parse(client, data):
+            reader = self._open(client, data, m.ACCEPTED)
+            accepted = m.read_ids(reader, max_count=self.params.neighbours)
+            reader.done()
+            if not set(accepted) <= set(self.delivered[client]):
+                raise ProtocolIntegrityError()
+            return frozenset(accepted)
+
+        self.accepted = self._parse_each(messages, parse, self.delivered)
+        holders: dict[int, int] = {}
+        for accepted in self.accepted.values():
+            for u in accepted:
+                holders[u] = holders.get(u, 0) + 1
+        self.qualified = frozenset(u for u, count in holders.items() if count >= self.params.threshold)
+        self.offered = {c: tuple(sorted(v for v in self.delivered[c] if v in self.qualified))
+                        for c in self.accepted if c in self.qualified}
+        self._need(self.offered, "check_shares")
+        return {c: m.encode(m.QUALIFIED, self._to(c), Writer().ids(peers)) for c, peers in self.offered.items()}
+
+    def receive_masked(self, messages: Mapping[int, object]) -> dict[int, bytes]:
+        """Keep the signed masked inputs; tell each survivor which of its neighbours survived."""
         def parse(client, data):
             reader = self._open(client, data, m.MASKED)
+            peers = m.read_ids(reader, max_count=self.params.neighbours)
             words = reader.words(length=self.length, itemsize=self.dtype.itemsize)
+            signature = reader.raw(m.SIG_BYTES)
             reader.done()
-            if client not in self.shared_with:
+            if not set(peers) <= set(self.offered[client]):
                 raise ProtocolIntegrityError()
-            return words
+            crypto.verify(self.directory.public_key(client), signature, masked_message(self.digest, client, peers, words))
+            return words, frozenset(peers)
 
-        self.masked = self._parse_each(messages, parse)
+        self.masked = self._parse_each(messages, parse, self.offered)
         self._need(self.masked, "masked_input")
         self.survivors = tuple(sorted(self.masked))
-        body = Writer().ids(self.survivors)
-        return {c: m.encode(m.SURVIVORS, self._to(c), body) for c in self.survivors}
+        self.alive = {c: tuple(sorted(v for v in self.graph[c] if v in self.masked)) for c in self.survivors}
+        return {c: m.encode(m.SURVIVORS, self._to(c), Writer().ids(alive)) for c, alive in self.alive.items()}
 
-    def receive_consistency(self, messages: Mapping[int, bytes]) -> dict[int, bytes]:
-        statement = consistency_message(self.ctx, self.survivors)
-
+    def receive_consistency(self, messages: Mapping[int, object]) -> dict[int, bytes]:
+        """Collect the signed statements; send each signer the statements of its neighbours that list it alive."""
         def parse(client, data):
             reader = self._open(client, data, m.CONSISTENCY)
             signature = reader.raw(m.SIG_BYTES)
             reader.done()
-            if client not in self.masked:
-                raise ProtocolIntegrityError()
-            crypto.verify(self.directory.public_key(client), signature, statement)
+            crypto.verify(self.directory.public_key(client), signature,
+                          alive_message(self.digest, client, self.alive[client]))
             return signature
 
-        signatures = self._parse_each(messages, parse)
-        self._need(signatures, "consistency_check", self.params.quorum)  # clients refuse to unmask below it
-        survivors = set(self.survivors)
+        signatures = self._parse_each(messages, parse, self.alive)
         replies = {}
         for c in signatures:
-            dropped = sorted(self.shared_with[c] - survivors)
-            body = Writer().ids(self.survivors).ids(dropped).u32(len(signatures))
-            for signer in sorted(signatures):
-                body.u32(signer).raw(signatures[signer])
-            replies[c] = m.encode(m.UNMASK_REQUEST, self._to(c), body)
+            statements = {v: (self.alive[v], signatures[v]) for v in self.graph[c] if v in signatures
+                          and c in self.alive[v]}
+            if len(statements) >= self.params.threshold:  # fewer: the client would refuse
+                replies[c] = m.encode(m.UNMASK_REQUEST, self._to(c), m.write_statements(Writer(), statements))
+        self._need(replies, "consistency_check")
         return replies
 
-    def receive_unmask(self, messages: Mapping[int, bytes]) -> np.ndarray:
+    def receive_unmask(self, messages: Mapping[int, object]) -> np.ndarray:
         """Reconstruct the self masks of survivors and the keys of those who dropped; return the sum."""
         def parse(client, data):
             reader = self._open(client, data, m.UNMASK)
-            shares = m.read_shares(reader, max_count=self.params.n)
+            shares = m.read_shares(reader, max_count=self.params.neighbours)
             reader.done()
-            survivors = set(self.survivors)
-            expected = {u: (m.SELF_MASK if u in survivors else m.KEY_SHARE) for u in self.shared_with.get(client, ())}
-            if client not in self.masked or {u: kind for u, (kind, _) in shares.items()} != expected:
+            alive = set(self.alive[client])
+            expected = {u: (m.SELF_MASK if u in alive else m.KEY_SHARE) for u in self.accepted[client]}
+            if {u: kind for u, (kind, _) in shares.items()} != expected:
                 raise ProtocolIntegrityError()
-            return shares
+            return {u: share for u, (_, share) in shares.items()}
 
-        responses = self._parse_each(messages, parse)
+        responses = self._parse_each(messages, parse, self.alive)
         self._need(responses, "unmask")
-        total = self.masked[self.survivors[0]].copy()
-        for c in self.survivors[1:]:
-            np.add(total, self.masked[c], out=total)  # wraps mod 2^32 / 2^64, in place
+        total = np.zeros(self.length, dtype=self.dtype)
+        for c in self.survivors:
+            np.add(total, self.masked[c][0], out=total)  # wraps mod 2^32 / 2^64, in place
         for u in self.survivors:
-            b_seed = shamir.decode_secret(self._reconstruct(u, responses))
-            if commit(b_seed) != self.keys[u].commitment:
-                raise ProtocolIntegrityError()
-            prg.add_mask(total, crypto.derive(b_seed, info=self_mask_info(self.ctx, u)), sign=-1)
+            b_seed = self._reconstruct(u, responses, lambda seed, u=u: commit(seed) == self.keys[u].commitment)
+            prg.add_mask(total, crypto.derive(b_seed, info=self_mask_info(self.digest, u)), sign=-1)
         survivors = set(self.survivors)
-        for v in sorted(set(self.shared_with) - survivors):
-            s_sk = shamir.decode_secret(self._reconstruct(v, responses))
-            if crypto.x25519_public(s_sk) != self.keys[v].s_public:
-                raise ProtocolIntegrityError()
-            for u in sorted(self.shared_with[v] & survivors):
-                key = crypto.agree(s_sk, self.keys[u].s_public, info=pair_info("secagg-mask", self.ctx, u, v))
+        dropped = sorted({v for c in self.survivors for v in self.masked[c][1]} - survivors)
+        for v in dropped:
+            s_sk = self._reconstruct(v, responses, lambda key, v=v: crypto.x25519_public(key) == self.keys[v].s_public)
+            for u in sorted(c for c in self.survivors if v in self.masked[c][1]):
+                key = crypto.agree(s_sk, self.keys[u].s_public, info=pair_info("secagg-mask", self.digest, u, v))
                 prg.add_mask(total, key, sign=-1 if u < v else 1)  # remove what u added
         return total
 
-    def _reconstruct(self, client: int, responses: Mapping[int, dict]) -> np.ndarray:
-        holders = sorted(h for h in responses if client in responses[h])
+    def _reconstruct(self, owner: int, responses: Mapping[int, dict], check) -> bytes:
+        holders = sorted(h for h in responses if owner in responses[h])
         if len(holders) < self.params.threshold:
             raise InsufficientParticipantsError(
-                f"group {self.ctx.group}: {len(holders)} shares of a secret, threshold is {self.params.threshold}"
-            )
-        shares = np.stack([responses[h][client][1] for h in holders]).reshape(len(holders), 1, m.SHARE_WORDS)
-        return shamir.combine([h + 1 for h in holders], shares, threshold=self.params.threshold)[0]
+                f"group {self.instance.group}: {len(holders)} shares of a secret, threshold is {self.params.threshold}")
+        shares = np.stack([responses[h][owner] for h in holders]).reshape(len(holders), 1, m.SHARE_WORDS)
+        elements, liars = shamir.combine_robust([h + 1 for h in holders], shares, threshold=self.params.threshold,
+                                                check=lambda e: check(shamir.decode_secret(e[0])))
+        self.rejected.update(h - 1 for h in liars)
+        return shamir.decode_secret(elements[0])
