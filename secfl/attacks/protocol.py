@@ -1,20 +1,26 @@
 """Protocol attacks against secfl's own secure sums: a regression suite (``secfl audit protocol``).
 
 Each attempt plays a malicious party against honest parties run by secfl's real protocol code
-(``SecAggClient`` / ``SecAggServer``, ``HeClient`` / ``HeAggregator`` / ``KeyHolder``), driven
-message by message over the same bytes the protocols exchange. It is reported as an ``Attempt``:
-refused or not, what the attacker obtained (it must be "nothing") and the error the honest party
-raised. An attempt is reported as refused only when an honest party was seen to raise a secfl
-error; if an attack completes, ``obtained`` says what leaked, e.g. "client 0's unmasked input".
+(``SecAggClient`` / ``SecAggServer`` over bound instances, relayed by ``secagg_round.run_instance``
+whose ``tamper`` hook is the attacker; ``HeClient`` / ``HeAggregator`` / ``KeyHolder``), over the
+same bytes the protocols exchange. It is reported as an ``Attempt``: refused or not, what the
+attacker obtained (it must be "nothing") and the error the honest party raised. An attempt is
+reported as refused only when an honest party was seen to raise a secfl error, or, for a faulty
+client, when the honest parties were seen to exclude it (error ``Excluded``): the round completed,
+the client is not counted (or is flagged, if its input was already in) and the sum equals the
+plaintext sum of the clients that count. If an attack completes, ``obtained`` says what leaked,
+e.g. "client 0's unmasked input", or that one client made the round abort.
 
 Threat model checked (see protocols/secagg/SPEC.md and protocols/he_sum/SPEC.md):
 
-- SecAgg / SecAgg+: an **actively malicious server** that may drop, delay, replay, reorder, forge,
-  truncate or withhold messages, lie about who survived and show different clients different
-  views. It does not collude with clients (``corrupt_rate`` = 0, the default) and cannot forge
-  entries of the trusted ``KeyDirectory``. It must never obtain an individual input, nor a sum
-  over fewer than t inputs. Also a **malicious client** (a corrupted share must abort the round,
-  never bias the sum) and a **network attacker** (tampered or replayed bytes).
+- SecAgg / SecAgg+: an **actively malicious server** that chooses sessions, rounds, groups and
+  rosters (and may show different clients different ones, re-run an instance or open fresh ones
+  over the same inputs), and may drop, delay, replay, reorder, forge, truncate or withhold
+  messages, lie about who survived and show different clients different views. It does not
+  collude with clients (``corrupt_rate`` = 0, the default) and cannot forge entries of the trusted
+  ``KeyDirectory``. It must never obtain an individual input, a sum over fewer than t inputs, or
+  two sums over one input. Also **one faulty registered client** that tries to abort its group
+  (it must be excluded, not fatal) and a **network attacker** (tampered or replayed bytes).
 - HeSum: an **honest-but-curious aggregator** that does not collude with the key holder, and
   outsiders / the network (tampered, replayed or misdirected uploads and contexts, malformed
   bytes). The aggregator must not obtain an individual input, also when dropouts leave a single
@@ -23,13 +29,20 @@ Threat model checked (see protocols/secagg/SPEC.md and protocols/he_sum/SPEC.md)
   the HE model excludes on purpose (asking the key holder to decrypt a single upload as a sum) is
   run and reported with ``in_scope=False``.
 
-What is attempted (``protocol_cases``): asking for both shares of one client (in one request, in
-two, or after a late upload), changed, inconsistent or split survivor lists, too few or forged
-signatures, replays (earlier round, other session, other group, other recipient, earlier stage,
-same request), tampered, misdirected or substituted shares and keys, Sybil clients, a client
-that keeps talking after refusing, malformed bytes at every stage (both directions), too few
-honest clients (group of 2, t - 1 share senders, survivors or unmask answers, an isolated client
-in the sparse graph), and the HE counterparts.
+What is attempted (``protocol_cases``), SecAgg / SecAgg+: rosters of the wrong size or without the
+client, two disjoint rosters for one (session, round, group) (self-mask shares of a client from
+one, its key shares from the other), Sybil rosters, a lie about n to shrink a noise share
+(``values=lambda n: ...``); a retry of a completed instance and fresh sessions over the same inputs
+(differencing); a late upload, a second survivor list or unmask request, inconsistent or split
+survivor statements, too few, forged, omitting or cross-instance statements; replays (earlier
+round, other session, other group, other recipient, earlier stage, same request), skipped stages;
+tampered, misdirected or substituted shares and keys, Sybil neighbours; a client that keeps talking
+after refusing (four stages); one faulty client (low-order X25519 keys, another client's round
+keys, garbage share ciphertexts, shares off a degree t - 1 polynomial, a wrong Shamir share at
+unmask); a changed or replayed masked upload; malformed and non-bytes messages (None, int, str,
+list, non-contiguous memoryview) at every stage in both directions; too few honest clients (one
+neighbour, t - 1 qualified, t - 1 survivors, t - 1 unmask answers, a group of 2, an isolated client
+in the sparse graph); and the HE counterparts.
 
 Out of scope: collusion of the server with clients beyond the configured corrupt bound (n - 1
 colluders learn the last input from any sum), a compromised ``KeyDirectory`` or key holder,
@@ -37,7 +50,8 @@ side channels (timing, message sizes), denial of service (a malicious server can
 round), input validity (a malicious client can send any value in the ring), and the DP
 guarantees of the released sums (see ``secfl.privacy``).
 
-Every attempt runs in a few milliseconds with small vectors and groups (d = 8 to 16, n <= 9).
+Every attempt runs in milliseconds to about a second with small vectors and groups (d = 8 to 16,
+n <= 17 clients across two rosters).
 """
 
 from __future__ import annotations
@@ -63,7 +77,8 @@ class Attempt:
         name: short identifier, unique per protocol (e.g. ``"split-view-quorums-n6"``).
         protocol: ``"secagg"``, ``"secagg+"`` or ``"he"``.
         description: what the attacker did, in one sentence.
-        refused: an honest party raised a secfl error and the attacker got nothing.
+        refused: an honest party raised a secfl error (or excluded a faulty client, ``Excluded``)
+            and the attacker got nothing.
         obtained: ``"nothing"``, or in words what leaked (e.g. ``"client 0's unmasked input"``).
         error: the class name of the error the honest party raised (``""`` if none).
         in_scope: the attempt is inside the protocol's threat model (False: run to document a

@@ -1,10 +1,12 @@
 """The attack attempts of ``secfl.attacks.protocol``: one function per attack, honest parties run by secfl.
 
-SecAgg / SecAgg+ attempts drive real ``SecAggClient`` objects stage by stage through
-``SecAggRound`` (an honest ``SecAggServer`` relays the early stages, then the attacker writes the
-server's messages itself). HE attempts (``protocol_he``) drive ``HeClient``, ``HeAggregator`` and
-``KeyHolder`` through ``HeRound``. Each function returns an ``Attempt`` (see ``secfl.attacks.protocol.attempt``):
-the attack raises the honest party's error, or returns what it obtained.
+SecAgg / SecAgg+ attempts (``protocol_secagg``: the consistency and unmask stages and replays;
+``protocol_instances``: rosters, retries, group size, keys and shares; ``protocol_clients``: one
+faulty client and the network; ``protocol_faults``: malformed bytes and too few clients) run real
+``SecAggClient`` objects and a real ``SecAggServer`` over bound instances, relayed by
+``secagg_round.run_instance`` whose ``tamper`` hook is the attacker (``protocol_harness``). HE
+attempts (``protocol_he``) drive ``HeClient``, ``HeAggregator`` and ``KeyHolder`` through ``HeRound``.
+Each function returns an ``Attempt`` (see ``secfl.attacks.protocol.attempt``).
 
 Configurations: ``secagg`` = SecAgg (complete graph) over 5 clients (k = 4, t = 3); ``secagg+`` =
 SecAggPlus(neighbours=4) over 9 clients (a sparse Harary graph, k = 4, t = 3); ``he`` = HeSum BFV
@@ -16,62 +18,76 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 
+from secfl.attacks import protocol_clients as cl
+from secfl.attacks import protocol_faults as fa
+from secfl.attacks import protocol_instances as ins
+from secfl.attacks import protocol_secagg as sv
 from secfl.attacks.protocol import Attempt
-from secfl.attacks.protocol_faults import (group_below_minimum, isolate_in_sparse_graph, malformed_ciphertexts,
-                                           malformed_keys, malformed_survivors, malformed_to_server,
-                                           malformed_unmask_request, too_few_ciphertexts, too_few_keys,
-                                           too_few_survivors, unmask_below_threshold)
 from secfl.attacks.protocol_he import (he_malformed_sum, he_malformed_upload, he_replayed_context, he_replayed_upload,
                                        he_second_decryption, he_single_upload_first, he_substituted_context,
                                        he_sum_after_close, he_sum_other_round, he_tampered_upload, he_too_few_clients,
                                        he_upload_as_other)
-from secfl.attacks.protocol_secagg import (both_shares_one_request, both_shares_two_requests, continue_after_refusal,
-                                           corrupted_share_from_client, forged_signatures, late_upload,
-                                           list_changed_after_signing, misaddressed, one_client_misled, out_of_order,
-                                           replay_earlier_round, replay_earlier_stage, replay_other_group,
-                                           replay_other_session, replay_same_request, share_for_another, split_view,
-                                           substituted_key, sybil, tampered_share, too_few_signatures)
-
-
-# Registry ---------------------------------------------------------------------------------------------
 
 Case = Callable[[str], Attempt]
+CLIENT_STAGES = ("share_keys", "check_shares", "masked_input", "consistency_check", "unmask")
 
 
 def _secagg_cases(split_sizes: Sequence[int], extra: Mapping[str, Case] = {}) -> dict[str, Case]:  # noqa: B006
     return {
-        "both-shares-one-request": both_shares_one_request,
-        "both-shares-two-requests": both_shares_two_requests,
-        "late-upload-both-masks": late_upload,
-        "survivors-changed-after-signing": list_changed_after_signing,
-        "inconsistent-survivors-one-client": one_client_misled,
-        **{f"split-view-quorums-n{n}": functools.partial(split_view, n=n) for n in split_sizes},
-        "too-few-signatures": too_few_signatures,
-        "forged-consistency-signatures": forged_signatures,
-        "replay-earlier-round": replay_earlier_round,
-        "replay-other-session": replay_other_session,
-        "replay-other-group": replay_other_group,
-        "misaddressed-message": misaddressed,
-        "replay-earlier-stage": replay_earlier_stage,
-        "replay-unmask-request": replay_same_request,
-        "skipped-stage": out_of_order,
-        "tampered-share-ciphertext": tampered_share,
-        "share-for-another-client": share_for_another,
-        "substituted-round-key": substituted_key,
-        "sybil-client": sybil,
-        "malicious-client-bad-share": corrupted_share_from_client,
-        **{f"continue-after-refused-{stage.replace('_', '-')}": functools.partial(continue_after_refusal, stage=stage)
-           for stage in ("share_keys", "masked_input", "consistency_check")},
-        "malformed-share-keys": malformed_keys,
-        "malformed-masked-input": malformed_ciphertexts,
-        "malformed-consistency-check": malformed_survivors,
-        "malformed-unmask": malformed_unmask_request,
-        "malformed-to-server": malformed_to_server,
-        "group-of-two-keys": too_few_keys,
-        "too-few-share-senders": too_few_ciphertexts,
-        "too-few-survivors": too_few_survivors,
-        "unmask-below-threshold": unmask_below_threshold,
-        "group-below-minimum": group_below_minimum,
+        # the consistency and unmask stages: both shares of one client
+        "late-upload-both-masks": sv.late_upload,
+        "both-shares-two-requests": sv.both_shares_two_requests,
+        "survivors-changed-after-signing": sv.list_changed_after_signing,
+        "inconsistent-survivors-one-client": sv.one_client_misled,
+        **{f"split-view-quorums-n{n}": functools.partial(sv.split_view, n=n) for n in split_sizes},
+        "too-few-signatures": sv.too_few_signatures,
+        "forged-consistency-signatures": sv.forged_signatures,
+        "statements-omit-client": sv.statement_omits_client,
+        "replay-statements-other-instance": sv.statements_other_instance,
+        # replays
+        "replay-earlier-round": sv.replay_earlier_round,
+        "replay-other-session": sv.replay_other_session,
+        "replay-other-group": sv.replay_other_group,
+        "misaddressed-message": sv.misaddressed,
+        "replay-earlier-stage": sv.replay_earlier_stage,
+        "replay-unmask-request": sv.replay_same_request,
+        "skipped-stage": sv.out_of_order,
+        # instances and rosters, retries, group size
+        "roster-of-wrong-size": ins.roster_wrong_size,
+        "roster-without-client": ins.roster_without_client,
+        "split-rosters-second-contribution": functools.partial(ins.split_rosters, dropped=False),
+        "split-rosters-key-shares": functools.partial(ins.split_rosters, dropped=True),
+        "sybil-roster": ins.sybil_roster,
+        "lie-about-group-size": ins.lie_about_group_size,
+        "retry-same-instance": ins.retry_same_instance,
+        "difference-fresh-sessions": ins.difference_fresh_sessions,
+        # keys and shares relayed by the server
+        "tampered-share-ciphertext": ins.tampered_share,
+        "share-for-another-client": ins.share_for_another,
+        "substituted-round-key": ins.substituted_key,
+        "sybil-client": ins.sybil,
+        **{f"continue-after-refused-{stage.replace('_', '-')}": functools.partial(ins.continue_after_refusal,
+                                                                                  stage=stage)
+           for stage in ins.STEP_AFTER},
+        # one faulty client; the network on the uploads
+        "low-order-round-key": cl.low_order_key,
+        "copied-round-keys": cl.copied_keys,
+        "garbage-share-ciphertexts": cl.garbage_shares,
+        "inconsistent-shamir-dealing": cl.inconsistent_dealing,
+        "wrong-shamir-share-at-unmask": cl.wrong_share,
+        "tampered-masked-upload": cl.tampered_upload,
+        "replay-upload-other-instance": cl.replayed_upload,
+        # malformed and non-bytes messages, both directions
+        **{f"malformed-{stage.replace('_', '-')}": functools.partial(fa.malformed_to_client, stage=stage)
+           for stage in CLIENT_STAGES},
+        "malformed-to-server": functools.partial(fa.malformed_to_server, non_bytes=False),
+        "non-bytes-to-server": functools.partial(fa.malformed_to_server, non_bytes=True),
+        # too few honest clients
+        "group-of-two-keys": fa.too_few_keys,
+        "too-few-qualified-neighbours": fa.too_few_qualified,
+        "too-few-survivors": fa.too_few_survivors,
+        "unmask-below-threshold": fa.unmask_below_threshold,
+        "group-below-minimum": fa.group_below_minimum,
         **extra,
     }
 
@@ -79,7 +95,7 @@ def _secagg_cases(split_sizes: Sequence[int], extra: Mapping[str, Case] = {}) ->
 #: protocol -> attempt name -> the function that runs it (``case(protocol)`` returns that ``Attempt``).
 CASES: dict[str, dict[str, Case]] = {
     "secagg": _secagg_cases(split_sizes=(5, 6)),
-    "secagg+": _secagg_cases(split_sizes=(9,), extra={"isolate-in-sparse-graph": isolate_in_sparse_graph}),
+    "secagg+": _secagg_cases(split_sizes=(9,), extra={"isolate-in-sparse-graph": fa.isolate_in_sparse_graph}),
     "he": {
         "tampered-upload": he_tampered_upload,
         "replay-earlier-round-upload": he_replayed_upload,

@@ -1,28 +1,39 @@
-"""SecAgg / SecAgg+ attempts with malformed messages and too few honest clients (each returns an ``Attempt``)."""
+"""SecAgg / SecAgg+ attempts with malformed or non-bytes messages and with too few honest clients.
+
+Threat model: any message may be garbage: truncated, padded, mistyped, oversized, with a huge item
+count, or not bytes at all (None, int, str, list, a non-contiguous memoryview). A client given
+such a message from the server must raise ``MalformedMessageError`` (never ``TypeError`` or a
+hang); the server given one from a client must exclude that client and still release the exact
+sum of the others. A malicious server may also claim that fewer than t clients remain, or isolate
+one client in the sparse graph: no sum over fewer than t inputs, and no input alone, may result.
+Each function returns an ``Attempt``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import copy
 
 import numpy as np
 
 from secfl.attacks.protocol import Attempt, attempt, decisive, decisively, refusals
-from secfl.attacks.protocol_harness import (HEADER, SecAggRound, everyone_signs, key_entries, keys_message,
-                                            message_body, secagg_protocol, share_blobs)
-from secfl.exceptions import InsufficientParticipantsError, SecflError
+from secfl.attacks.protocol_harness import (D, Group, Round, excluded, ids_message, keys_message, read_keys,
+                                            secagg_protocol, signature_of, statements_message)
+from secfl.exceptions import SecflError
 from secfl.hazmat import shamir, wire
-from secfl.hazmat.codec import Writer
 from secfl.protocols import secagg_messages as m
-from secfl.protocols.secagg_client import SecAggClient, commit
-from secfl.protocols.secagg_server import SecAggServer
+from secfl.protocols.secagg_client import STAGES, SecAggClient, commit
 from secfl.types import Update
 
+H = m.HEADER_BYTES
 
-# SecAgg: malformed messages ------------------------------------------------------------------------
 
-def _garbage(message: bytes, kind: int, cap: int) -> list[tuple[str, object]]:
-    """Malformed versions of an honest message of ``kind`` (each must be MalformedMessageError)."""
+def strided(data: bytes) -> memoryview:
+    """A non-contiguous memoryview with the bytes of ``data`` (every other byte of a buffer twice as long)."""
+    return memoryview(bytes(b for x in data for b in (x, 0)))[::2]
+
+
+def garbage(message: bytes, kind: int, cap: int) -> list[tuple[str, object]]:
+    """Malformed versions of an honest message of ``kind`` (each must raise MalformedMessageError)."""
     payload = bytes(wire.unframe(message, kind=kind))
     return [
         ("empty", b""),
@@ -33,149 +44,145 @@ def _garbage(message: bytes, kind: int, cap: int) -> list[tuple[str, object]]:
         ("bad magic", b"XX" + message[2:]),
         ("bad version", message[:2] + b"\x09" + message[3:]),
         ("huge declared length", message[:4] + (0xFFFFFFFF).to_bytes(4, "little") + message[8:]),
-        ("huge item count", wire.frame(kind, payload[:HEADER] + (0xFFFFFFFF).to_bytes(4, "little") + payload[HEADER:])),
+        ("huge item count", wire.frame(kind, payload[:H] + (0xFFFFFFFF).to_bytes(4, "little") + payload[H + 4:])),
         ("oversized", wire.frame(kind, payload + bytes(cap))),
-        ("header only", wire.frame(kind, payload[:HEADER])),
+        ("header only", wire.frame(kind, payload[:H])),
         ("None", None),
         ("str", message.decode("latin-1")),
         ("int", 42),
         ("list", [message]),
+        ("non-contiguous memoryview, truncated", strided(message[:-1])),
     ]
 
 
-def _malformed(p: str, stage: str, kind: int, prepare: Callable[[SecAggRound], bytes]) -> Attempt:
-    step = getattr(SecAggClient, stage)
+# Malformed messages to a client ---------------------------------------------------------------------------
+
+KIND = {"share_keys": m.KEYS, "check_shares": m.CIPHERTEXTS, "masked_input": m.QUALIFIED,
+        "consistency_check": m.SURVIVORS, "unmask": m.UNMASK_REQUEST}
+
+
+def malformed_to_client(p: str, stage: str) -> Attempt:
+    previous = STAGES[STAGES.index(stage) - 1]
 
     def go():
-        rnd = SecAggRound(p)
-        honest = prepare(rnd)
-        calls = [(label, lambda bad=bad: decisively(step, copy.deepcopy(rnd.clients[0]), bad))
-                 for label, bad in _garbage(honest, kind, rnd.clients[0].cap)]
+        rnd = Round(p)
+        rnd.run(halt=(previous, "down"))
+        honest, client = rnd.log[previous, "down"][0], rnd.clients[0]
+        calls = [(label, lambda bad=bad: decisively(getattr(SecAggClient, stage), copy.deepcopy(client), bad))
+                 for label, bad in garbage(honest, KIND[stage], client.cap)]
         return refusals(calls)
 
-    return attempt(f"malformed-{stage.replace('_', '-')}", p, f"Truncated, padded, mistyped, oversized and huge-count "
-                   f"versions of the server's message at stage {stage} (15 variants, one fresh client each).", go)
+    return attempt(f"malformed-{stage.replace('_', '-')}", p, f"Truncated, padded, mistyped, oversized, huge-count "
+                   f"and non-bytes versions of the server's message at {stage} (16 variants, a fresh client each).", go)
 
 
-def _at_unmask(rnd: SecAggRound) -> bytes:
-    rnd.shares().masked()
-    everyone, signatures = everyone_signs(rnd)
-    return rnd.request(0, everyone, [], signatures)
+# Malformed messages to the server: the faulty client is excluded, the others summed ----------------------
+
+SERVER_KIND = {"advertise_keys": m.ADVERTISE, "share_keys": m.SHARES, "check_shares": m.ACCEPTED,
+               "masked_input": m.MASKED, "consistency_check": m.CONSISTENCY, "unmask": m.UNMASK}
 
 
-def _at_consistency(rnd: SecAggRound) -> bytes:
-    return rnd.shares().masked().survivor_messages[0]
+def _server_variants(message: bytes, earlier: bytes | None) -> dict[str, object]:
+    out = {"truncated": message[:-3], "None": None, "int": 7, "str": "secagg", "list": [message],
+           "non-contiguous memoryview, truncated": strided(message[:-3])}
+    if earlier is not None:
+        out["the previous stage's message"] = earlier
+    return out
 
 
-def _at_masked(rnd: SecAggRound) -> bytes:
-    return rnd.shares().ciphertexts[0]
+def _to_server(p: str, *, stage: str, label: str, cheat: int = 2) -> str:
+    rnd = Round(p)
+    index = STAGES.index(stage)
+
+    def tamper(s, direction, messages):
+        if (s, direction) == (stage, "up"):
+            earlier = rnd.log[STAGES[index - 1], "up"][cheat] if index else None
+            messages = {**messages, cheat: _server_variants(messages[cheat], earlier)[label]}
+        return messages
+
+    counted = index >= STAGES.index("consistency_check")  # its masked input is already in the sum
+    return excluded(rnd, lambda: rnd.run(tamper), cheat, f"client {cheat}'s {label} message at {stage}",
+                    counted=counted)
 
 
-def malformed_keys(p: str) -> Attempt:
-    return _malformed(p, "share_keys", m.KEYS, lambda rnd: rnd.keys[0])
-
-
-def malformed_ciphertexts(p: str) -> Attempt:
-    return _malformed(p, "masked_input", m.CIPHERTEXTS, _at_masked)
-
-
-def malformed_survivors(p: str) -> Attempt:
-    return _malformed(p, "consistency_check", m.SURVIVORS, _at_consistency)
-
-
-def malformed_unmask_request(p: str) -> Attempt:
-    return _malformed(p, "unmask", m.UNMASK_REQUEST, _at_unmask)
-
-
-def malformed_to_server(p: str) -> Attempt:
-    """A malicious client sends garbage at each stage: the server must drop it, never crash or mis-sum."""
-    kinds = {"advertise": m.ADVERTISE, "shares": m.SHARES, "masked": m.MASKED, "consistency": m.CONSISTENCY,
-             "unmask": m.UNMASK}
-
-    def one(stage: str):
-        rnd, cheat = SecAggRound(p, advertise=False), 2
-        sent = {c: cl.advertise_keys() for c, cl in rnd.clients.items()}
-        server = SecAggServer(header=rnd.header, members=list(rnd.clients), params=rnd.params,
-                              directory=rnd.protocol.directory, length=rnd.inputs[0].size, dtype=np.uint32)
-        steps = [("advertise", None, server.receive_advertise),
-                 ("shares", SecAggClient.share_keys, server.receive_shares),
-                 ("masked", SecAggClient.masked_input, server.receive_masked),
-                 ("consistency", SecAggClient.consistency_check, server.receive_consistency),
-                 ("unmask", SecAggClient.unmask, server.receive_unmask)]
-        replies, bad = None, None
-        for name, client_step, server_step in steps:
-            if client_step is not None:
-                sent = {c: client_step(rnd.clients[c], r) for c, r in replies.items()}
-            if name == stage:
-                bad = sent[cheat] = sent[cheat][:-3]
-            replies = server_step(sent)
-        if cheat not in server.rejected:
-            return f"the server accepted client {cheat}'s malformed {stage} message"
-        expected = np.sum([rnd.inputs[c] for c in server.survivors], axis=0, dtype=np.uint32)
-        if not np.array_equal(replies, expected):
-            return f"a wrong sum after client {cheat}'s malformed {stage} message"
-        # the server dropped the client; name the error its decoder raises on those bytes
-        with decisive():
-            m.open_message(bad, kind=kinds[stage], expect=m.Header(rnd.header.session, 1, 0, cheat, m.SERVER),
-                           max_bytes=server.cap)
-        return f"bytes the server's decoder accepted at {stage}"
+def malformed_to_server(p: str, *, non_bytes: bool) -> Attempt:
+    labels = ["None", "int", "str", "list", "non-contiguous memoryview, truncated"] if non_bytes \
+        else ["truncated", "the previous stage's message"]
 
     def go():
-        return refusals([(stage, lambda stage=stage: one(stage)) for stage in kinds])
+        return refusals([(f"{label} at {stage}", lambda stage=stage, label=label: _to_server(p, stage=stage,
+                                                                                               label=label))
+                         for stage in STAGES for label in labels
+                         if not (stage == STAGES[0] and label == "the previous stage's message")])
 
-    return attempt("malformed-to-server", p, "A malicious client sends a truncated message at each stage; the "
-                   "server must treat it as dropped and still output the correct sum of the others.", go)
+    name = "non-bytes-to-server" if non_bytes else "malformed-to-server"
+    what = ("None, an int, a str, a list or a non-contiguous memoryview" if non_bytes
+            else "a truncated message, or its message of the previous stage")
+    return attempt(name, p, f"A faulty client sends {what} at each stage: the server must exclude it (never crash) "
+                   "and still release the exact sum of the others.", go)
 
 
-# SecAgg: too few honest clients ------------------------------------------------------------------
+# Too few honest clients ----------------------------------------------------------------------------------
 
 def too_few_keys(p: str) -> Attempt:
     def go():
-        rnd = SecAggRound(p)
-        entries = [e for e in key_entries(rnd) if e.client in (0, min(rnd.graph[0]))]
+        rnd = Round(p)
+        rnd.run(halt=("advertise_keys", "down"))
+        entries = read_keys(rnd.log["advertise_keys", "down"][0])[:1]
         with decisive():
-            rnd.clients[0].share_keys(keys_message(rnd, entries))
-        return "client 0 shared its secrets in a group of 2"
+            rnd.clients[0].share_keys(keys_message(rnd.to(0), entries))
+        return "client 0 shared its secrets with a single neighbour"
 
-    return attempt("group-of-two-keys", p, "The server tells client 0 the group is itself and one other client "
-                   "(so a 'sum' would reveal the other's input).", go)
+    return attempt("group-of-two-keys", p, "The server tells client 0 its only neighbour is one other client (so a "
+                   "'sum' would reveal the other's input).", go)
 
 
-def too_few_ciphertexts(p: str) -> Attempt:
+def too_few_qualified(p: str) -> Attempt:
     def go():
-        rnd = SecAggRound(p).shares()
-        blobs = dict(sorted(share_blobs(rnd.ciphertexts[0], rnd.n).items())[: rnd.t - 1])
+        rnd = Round(p)
+        rnd.run(halt=("check_shares", "down"))
         with decisive():
-            rnd.clients[0].masked_input(m.encode(m.CIPHERTEXTS, rnd.to(0), m.write_blobs(Writer(), blobs)))
+            rnd.clients[0].masked_input(ids_message(m.QUALIFIED, rnd.to(0), sorted(rnd.neighbours(0))[: rnd.t - 1]))
         return "client 0 masked its input with fewer than t neighbours"
 
-    return attempt("too-few-share-senders", p, "The server forwards client 0 the shares of only t - 1 neighbours.", go)
+    return attempt("too-few-qualified-neighbours", p, "The server tells client 0 that only t - 1 neighbours "
+                   "qualified (their shares arrived).", go)
 
 
 def too_few_survivors(p: str) -> Attempt:
     def go():
-        rnd = SecAggRound(p).shares().masked()
+        rnd = Round(p)
+        rnd.run(halt=("masked_input", "down"))
+        claimed = {0, *sorted(rnd.neighbours(0))[: rnd.t - 2]}  # t - 1 'survivors'
+        statements = {}
+        for c in sorted(claimed):
+            alive = tuple(sorted((claimed - {c}) & rnd.neighbours(c)))
+            statements[c] = (alive, signature_of(rnd.clients[c].consistency_check(ids_message(m.SURVIVORS, rnd.to(c),
+                                                                                                alive))))
         with decisive():
-            rnd.sign({0: sorted(rnd.graph[0])[: rnd.t - 2] + [0]})
-        return "client 0 signed a survivor list shorter than t"
+            rnd.clients[0].unmask(statements_message(rnd.to(0), {c: s for c, s in statements.items() if c != 0}))
+        return "client 0's shares for a sum over t - 1 survivors"
 
-    return attempt("too-few-survivors", p, "The server claims only t - 1 clients survived (a sum over fewer "
-                   "than t).", go)
+    return attempt("too-few-survivors", p, "The server claims only t - 1 clients survived (a sum over fewer than t) "
+                   "and asks client 0 to unmask on their statements.", go)
 
 
 def unmask_below_threshold(p: str) -> Attempt:
     def go():
-        rnd = SecAggRound(p).shares().masked()
-        requests = rnd.server.receive_consistency(
-            {c: rnd.clients[c].consistency_check(rnd.survivor_messages[c]) for c in rnd.clients})
+        rnd = Round(p)
         victim = 0
-        holders = sorted(c for c in rnd.clients if victim in rnd.clients[c].shared_with)[: rnd.t - 1]
-        answers = {c: rnd.clients[c].unmask(requests[c]) for c in holders}
-        revealed = {c: m.read_shares(message_body(a, m.UNMASK), max_count=rnd.n) for c, a in answers.items()}
-        points = [h + 1 for h in holders]
+        holders = sorted(rnd.group.server(rnd.instance).graph[victim])[: rnd.t - 1]
+
+        def tamper(stage, direction, messages):
+            return {c: a for c, a in messages.items() if c in holders} if (stage, direction) == ("unmask", "up") \
+                else messages
+
+        rnd.run(tamper, halt=("unmask", "up"))
+        answers = rnd.log["unmask", "up"]
+        revealed = rnd.shares_of(answers)
         stacked = np.stack([revealed[h][victim][1] for h in holders]).reshape(len(holders), 1, m.SHARE_WORDS)
         try:  # interpolate as if t - 1 shares sufficed
-            guess = shamir.decode_secret(shamir.combine(points, stacked, threshold=len(holders))[0])
+            guess = shamir.decode_secret(shamir.combine([h + 1 for h in holders], stacked, threshold=len(holders))[0])
         except SecflError:
             guess = b""
         if guess and commit(guess) == rnd.server.keys[victim].commitment:
@@ -184,44 +191,53 @@ def unmask_below_threshold(p: str) -> Attempt:
             rnd.server.receive_unmask(answers)
         return "a sum unmasked from t - 1 answers"
 
-    return attempt("unmask-below-threshold", p, "Only t - 1 clients answer the unmasking; the server tries to "
-                   "reconstruct a self-mask seed from t - 1 shares.", go)
+    return attempt("unmask-below-threshold", p, "Only t - 1 clients answer the unmasking; the server interpolates a "
+                   "self-mask seed from t - 1 shares, then runs its unmasking.", go)
 
 
 def group_below_minimum(p: str) -> Attempt:
     def go():
-        ups = [Update(c, np.arange(8, dtype=np.uint32) + c) for c in range(2)]
+        ups = [Update(c, np.arange(D, dtype=np.uint32) + c) for c in range(2)]
         with decisive():
             result = secagg_protocol(p).run(ups, groups=[[0, 1]])
         return f"a 'sum' of 2 inputs, i.e. each one given the other: {result.sums[0][:2]}..."
 
-    return attempt("group-below-minimum", p, "The server forms a group of 2 clients (each learns the other's "
-                   "input from the sum).", go)
+    return attempt("group-below-minimum", p, "The server forms a group of 2 clients (each learns the other's input "
+                   "from the sum).", go)
 
 
 def isolate_in_sparse_graph(p: str) -> Attempt:
     def go():
-        rnd = SecAggRound(p).shares()
-        target, cut = 0, rnd.graph[0]
-        rnd.uploads = {c: cl.masked_input(rnd.ciphertexts[c]) for c, cl in rnd.clients.items()}
-        # the server ignores the masked inputs of the target's neighbours: they "dropped"
-        requests = rnd.server.receive_consistency({c: rnd.clients[c].consistency_check(msg) for c, msg in
-                                                   rnd.server.receive_masked({c: u for c, u in rnd.uploads.items()
-                                                                              if c not in cut}).items()})
-        answers = {c: rnd.clients[c].unmask(r) for c, r in requests.items()}
-        revealed = {c: m.read_shares(message_body(a, m.UNMASK), max_count=rnd.n) for c, a in answers.items()}
+        rnd, target = Round(Group(p)), 0
+        cut: set[int] = set()
+
+        def tamper(stage, direction, messages):
+            if (stage, direction) == ("masked_input", "up"):  # the server ignores the neighbours' uploads
+                cut.update(rnd.neighbours(target))
+                messages = {c: u for c, u in messages.items() if c not in cut}
+            return messages
+
+        try:
+            rnd.run(tamper)
+        except Exception as error:  # noqa: BLE001 - the attacker's view is checked first, then the refusal
+            failure = error
+        else:
+            return "the honest server unmasked a sum with client 0 cut off from its neighbours"
+        revealed = rnd.shares_of(rnd.log.get(("unmask", "up"), {}))
+        upload = rnd.log["masked_input", "up"][target]
         pair = {}
-        for v in rnd.clients[target].shared_with:  # the neighbours' mask keys it can reconstruct
+        for v in cut:  # the neighbours' mask keys the attacker can reconstruct from their key shares
             try:
                 pair[v] = rnd.pair_key(target, v, rnd.secret(revealed, v, m.KEY_SHARE), owner=v)
-            except InsufficientParticipantsError:
+            except Exception:  # noqa: BLE001 - not enough shares of that key
                 continue
-        leak = rnd.leak(target, rnd.strip(target, None, pair))  # at best x + PRG(b): b's holders all "dropped"
+        leak = rnd.leak(target, rnd.strip(upload, target, None, pair))  # at best x + PRG(b)
         if leak:
             return leak
         with decisive():
-            rnd.server.receive_unmask(answers)
-        return "the honest server unmasked the isolated client"
+            raise failure
+        return "unreachable"
 
-    return attempt("isolate-in-sparse-graph", p, "The server drops every neighbour of client 0 in the sparse graph, "
-                   "reconstructs their mask keys, and tries to unmask client 0 alone.", go)
+    return attempt("isolate-in-sparse-graph", p, "The server ignores the uploads of every neighbour of client 0 in "
+                   "the sparse graph, reconstructs their mask keys, and tries to unmask client 0 alone.", go)
+
