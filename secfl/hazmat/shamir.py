@@ -11,6 +11,7 @@ Field elements live in numpy uint64 below p < 2^31, so a product of two fits wit
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Callable, Sequence
 
@@ -204,8 +205,10 @@ def combine_robust(xs: Sequence[int], shares: np.ndarray, *, threshold: int,
                    check: Callable[[np.ndarray], bool]) -> tuple[np.ndarray, list[int]]:
     """Reconstruct despite wrong shares: locate them by Berlekamp-Welch decoding and drop them.
 
-    With s shares of which e are wrong, decoding succeeds whenever s >= threshold + 2e. The result
-    must pass ``check`` (e.g. the secret's commitment), so a wrong secret is never returned.
+    With s shares of which e are wrong, decoding succeeds whenever s >= threshold + 2e; below that,
+    threshold-subsets are tried against ``check`` (at most 4,096 of them), which finds the secret
+    whenever threshold right shares are present. The result must pass ``check`` (e.g. the secret's
+    commitment), so a wrong secret is never returned.
 
     Args:
         xs: the distinct points of the shares.
@@ -232,15 +235,37 @@ def combine_robust(xs: Sequence[int], shares: np.ndarray, *, threshold: int,
     # a random combination of the columns: a share wrong anywhere is wrong here but with probability 1/p
     weights = [int(w) + 1 for w in uniform_mod(OS_RANDOM, PRIME - 1, flat.shape[1])]
     column = [sum(w * int(v) for w, v in zip(weights, flat[i])) % PRIME for i in in_field]
-    wrong = _locate_errors([points[i] for i in in_field], column, threshold)
-    keep = [in_field[i] for i in range(len(in_field)) if i not in wrong]
+    try:
+        wrong = _locate_errors([points[i] for i in in_field], column, threshold)
+        keep = [in_field[i] for i in range(len(in_field)) if i not in wrong]
+        if len(keep) < threshold:
+            raise ProtocolIntegrityError()
+        secrets = combine([points[i] for i in keep], shares[keep], threshold=threshold)
+        if not _passes(check, secrets):
+            raise ProtocolIntegrityError()
+    except ProtocolIntegrityError:  # too few shares to decode: search threshold-subsets against ``check``
+        keep, secrets = _search_subsets(points, shares, in_field, threshold, check)
     bad = sorted(set(range(len(points))) - set(keep))
-    if len(keep) < threshold:
-        raise ProtocolIntegrityError()
-    secrets = combine([points[i] for i in keep], shares[keep], threshold=threshold)
-    if not _passes(check, secrets):
-        raise ProtocolIntegrityError()
     return secrets, [points[i] for i in bad]
+
+
+_MAX_SUBSETS = 4096
+
+
+def _search_subsets(points, shares, candidates, threshold, check):
+    """The first threshold-subset whose secret passes ``check``, and every share on its polynomial."""
+    flat = shares.reshape(shares.shape[0], -1)
+    for count, subset in enumerate(itertools.combinations(candidates, threshold)):
+        if count >= _MAX_SUBSETS:
+            break
+        subset = list(subset)
+        secrets = combine([points[i] for i in subset], shares[subset], threshold=threshold)
+        if _passes(check, secrets):
+            others = [i for i in candidates if i not in subset]
+            predicted = _apply(_weights([points[i] for i in others], [points[i] for i in subset]), flat[subset])
+            on_curve = [i for row, i in zip(predicted, others) if np.array_equal(row, flat[i])]
+            return sorted(subset + on_curve), secrets
+    raise ProtocolIntegrityError()
 
 
 def _passes(check: Callable[[np.ndarray], bool], secrets: np.ndarray) -> bool:

@@ -7,7 +7,7 @@ consistency signatures), a client that kept answering after refusing a step, and
 
 Since the bound-instance redesign of SecAgg, a faulty client must be excluded, not fatal: such
 attempts count as refused ("Excluded") only if the round completed with the exact sum of the others.
-Two of them are open (``KNOWN_OPEN``): the audit reports them as NOT refused.
+One attack class is open (``KNOWN_OPEN``, in both SecAgg settings): the audit reports them as NOT refused.
 """
 
 import time
@@ -99,8 +99,7 @@ OUT_OF_SCOPE = {("he", "single-upload-as-sum")}  # a malicious HE aggregator: do
 # neighbourhoods have k = 4, t = 3): reported by the audit, kept as strict xfails until fixed.
 KNOWN_OPEN = {
     (p, name) for p in ("secagg", "secagg+")
-    for name in ("wrong-shamir-share-at-unmask",  # robust decoding needs t + 2 holders; only k = t + 1 answer
-                 "inconsistent-shamir-dealing")  # no verifiable sharing: a bad dealer's seed cannot be rebuilt
+    for name in ("inconsistent-shamir-dealing",)  # no verifiable sharing: a bad dealer's seed cannot be rebuilt
 }
 
 @pytest.fixture(scope="module")
