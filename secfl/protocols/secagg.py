@@ -1,14 +1,18 @@
 """SecAgg and SecAgg+: masked secure sums per group, simulated in-process over bytes-only messages.
 
-Threat model (see protocols/secagg/SPEC.md): the server is malicious but does not collude with more
-than c of any client's neighbours; clients hold long-term Ed25519 keys registered in a
-``KeyDirectory``. The server learns, per group, only the sum over the survivors U3 (at least t of
-them) and who survived. Dropouts at any stage are tolerated while at least t clients (and t
-holders of each needed share) remain; otherwise ``InsufficientParticipantsError``.
+Threat model (see protocols/secagg/SPEC.md): the server is malicious and may collude with at most c
+of any client's neighbours; clients hold long-term Ed25519 keys registered in a ``KeyDirectory``.
+Each group runs one bound instance (session, round, group, roster); each simulated client keeps a
+``ContributionRecord`` so its input of a round enters at most one instance. The server learns, per
+group, only the sum over the survivors U3 (at least t of them) and who survived. Dropouts and faulty
+clients at any stage are tolerated while t clients (and t holders of each needed share) remain;
+otherwise ``InsufficientParticipantsError``.
 
 ``SecAgg`` uses the complete graph (Bonawitz et al. CCS'17); ``SecAggPlus`` the Harary graph with
-k = O(log n) neighbours (Bell et al. CCS'20). Both run one protocol instance per group per round,
-with a fresh session id, fresh round keys and fresh masks: nothing is reused across rounds or groups.
+k = O(log n) neighbours (Bell et al. CCS'20), each client working with its k neighbours only. Fresh
+session ids, round keys and masks every instance: nothing is reused across rounds or groups.
+The simulation derives a roster's parameters from its size because it is the honest server too; a
+deployed client derives them from its own configured n and refuses rosters of another size.
 """
 
 from __future__ import annotations

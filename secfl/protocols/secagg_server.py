@@ -5,8 +5,10 @@ holds what clients send (``received``). It learns the sum over the survivors U3,
 nothing about an individual input. A faulty client is excluded, never fatal: an advertisement with
 a bad signature or a low-order key, shares its neighbours cannot decrypt, a masked upload whose
 signature fails, or a Shamir share off its dealer's polynomial (found by error-correcting
-decoding) removes that client from the stage, and the instance completes while t honest share
-holders remain. Too few participants raises ``InsufficientParticipantsError``: never a sum over
+decoding or a checked subset search) removes that client from the stage, and the instance completes
+while t honest share holders remain. Open: a client that deals its shares on a polynomial of the
+wrong degree cannot be detected before unmasking, and its seed cannot be rebuilt: the instance
+aborts (closing this needs verifiable secret sharing; see SPEC.md). Too few participants raises ``InsufficientParticipantsError``: never a sum over
 fewer than t inputs, never a wrong sum (reconstructed secrets are checked against the commitment
 or the public key they were advertised with).
 """
