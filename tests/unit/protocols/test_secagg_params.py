@@ -1,9 +1,13 @@
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from secfl.exceptions import ConfigurationError
-from secfl.protocols.secagg_params import derive, graph_seed, neighbours_of
+from secfl.protocols import secagg_graph
+from secfl.protocols.secagg_instance import Instance
+from secfl.protocols.secagg_params import derive
 
 
 def test_small_groups_use_the_complete_graph_with_a_majority_threshold():
@@ -45,14 +49,24 @@ def test_bad_inputs(kwargs):
         derive(args.pop("n"), **args)
 
 
-def test_harary_graph_is_k_regular_symmetric_and_fixed_by_the_keys():
-    ids = list(range(20))
-    seed = graph_seed(b"s" * 16, 1, 0, [(i, bytes([i]) * 32, bytes([i]) * 32) for i in ids])
-    graph = neighbours_of(ids, 6, seed)
+def test_harary_graph_is_k_regular_symmetric_and_fixed_by_the_instance():
+    instance = Instance(b"s" * 16, 1, 0, tuple(range(20)))
+    graph = secagg_graph.graph(instance, 6)
     assert all(len(nbrs) == 6 and u not in nbrs for u, nbrs in graph.items())
     assert all(u in graph[v] for u, nbrs in graph.items() for v in nbrs)
-    assert graph == neighbours_of(ids, 6, seed)
-    other = graph_seed(b"s" * 16, 2, 0, [(i, bytes([i]) * 32, bytes([i]) * 32) for i in ids])
-    assert neighbours_of(ids, 6, other) != graph
-    assert all(len(n) == 19 for n in neighbours_of(ids, 19, seed).values())
+    assert graph == secagg_graph.graph(instance, 6)
+    assert all(secagg_graph.neighbours(instance, 6, c) == graph[c] for c in instance.roster)  # O(k) per client
+    assert secagg_graph.graph(Instance(b"s" * 16, 2, 0, tuple(range(20))), 6) != graph
+    assert all(len(n) == 19 for n in secagg_graph.graph(instance, 19).values())
     assert math.isfinite(derive(20, dropout_rate=0.05, corrupt_rate=0.0).failure_log2)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(3, 3000), st.binary(min_size=32, max_size=32))
+def test_the_relabelling_is_a_permutation_and_its_inverse_inverts_it(n, key):
+    pi = secagg_graph.Relabelling(key, n)
+    points = range(n) if n <= 300 else [0, 1, n // 2, n - 2, n - 1]
+    images = [pi(x) for x in points]
+    assert all(0 <= y < n for y in images) and [pi.inverse(y) for y in images] == list(points)
+    if n <= 300:
+        assert sorted(images) == list(range(n))
