@@ -5,9 +5,10 @@ Skellam noise (``secfl.hazmat.skellam``) reuses this module's input checks and b
 Threat model: the noise hides one client's update from the server and from the other clients, so
 it must be unpredictable to anyone but that client. Every random bit therefore comes from the OS
 CSPRNG through ``secfl.hazmat.csprng`` (ChaCha20 keystream under a fresh key from ``os.urandom`` on
-every request); never ``numpy.random``, ``random`` or the experiment seed. The outputs are
-integers, not floats, so the attack of Mironov (CCS 2012), which reads the true value off the
-pattern of low-order bits of a floating-point Laplace/Gaussian sample, has nothing to read.
+every request, its counter from block 0: limits in ``secfl.hazmat.keystream``); never
+``numpy.random``, ``random`` or the experiment seed. The outputs are integers, not floats, so the
+attack of Mironov (CCS 2012), which reads the true value off the pattern of low-order bits of a
+floating-point Laplace/Gaussian sample, has nothing to read.
 
 Where floating point enters, and how far the output law can be from the ideal one:
 

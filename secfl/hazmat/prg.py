@@ -5,6 +5,14 @@ key, so the PRG is AES-256 in counter mode (pyca/cryptography, AES-NI when avail
 counter start at zero, which is safe ONLY because every key is single-use: the caller derives a
 fresh key per session, round, group and pair with HKDF (see ``crypto.agree``/``crypto.hkdf_info``).
 Reusing a key for two vectors reveals their difference. Words are read little-endian on every host.
+
+Limits of one stream: the 16-byte initial counter block is all zero and OpenSSL (through pyca)
+increments it as one 128-bit big-endian integer, carrying across the 64-bit halves (checked in
+tests/unit/hazmat/test_prg.py), so a key's stream has 2^128 blocks of 16 bytes and no request a
+machine can hold (2^63 uint64 words are 2^62 blocks) gets near a wrap; unlike ChaCha20 (see
+``keystream``) there is no 32-bit counter to overflow. Every call restarts at block 0 (the same key
+gives the same mask, by design), and one call's 1 MiB chunks continue one encryptor, so chunks never
+reuse a counter block. The output must stay exactly this: the SecAgg known-answer vectors depend on it.
 """
 
 from __future__ import annotations

@@ -4,6 +4,12 @@ Threat model: every secret (keys, nonces, polynomial coefficients) must be unpre
 server and to other clients, so the default source everywhere is ``os.urandom`` (``OS_RANDOM``).
 ``InsecureDeterministicRandomness`` exists only to produce reproducible known-answer test vectors:
 anyone who knows its seed knows every "secret" it produced. Never pass it outside tests.
+
+Limits of the test stream: it is one ``keystream.ChaCha20Stream`` (counter and nonce from zero).
+Its first 256 GiB are the plain ChaCha20 keystream of nonce 0, unchanged from earlier versions, so
+the known-answer vectors stay valid; from there it continues on nonce 1, 2, ... (the 128-bit
+counter continuation) instead of overflowing the 32-bit counter. One ``bytes(n)`` call is at most
+256 GiB; a larger, negative or non-int ``n`` raises ``ConfigurationError``.
 """
 
 from __future__ import annotations
@@ -14,9 +20,9 @@ import os
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from secfl.exceptions import ConfigurationError
+from secfl.hazmat.keystream import ChaCha20Stream
 
 __all__ = ["Randomness", "OsRandomness", "OS_RANDOM", "InsecureDeterministicRandomness", "uniform_mod"]
 
@@ -66,7 +72,8 @@ class InsecureDeterministicRandomness:
     """INSECURE reproducible byte stream, ONLY for known-answer test vectors; never for real use.
 
     The stream is the ChaCha20 keystream under key SHA-256(b"secfl insecure test randomness" + seed)
-    with an all-zero nonce and counter. Successive ``bytes(n)`` calls return successive parts of it.
+    with an all-zero nonce and counter. Successive ``bytes(n)`` calls return successive parts of it;
+    after 2^32 blocks it moves on to nonce 1 with the counter back at 0 (see the module doc).
     """
 
     def __init__(self, seed: bytes) -> None:
@@ -81,15 +88,15 @@ class InsecureDeterministicRandomness:
         if not isinstance(seed, (bytes, bytearray)):
             raise ConfigurationError(f"seed must be bytes, got {type(seed).__name__}; pass e.g. b'test-vector-1'")
         key = hashlib.sha256(_TEST_DOMAIN + bytes(seed)).digest()
-        self._encryptor = Cipher(algorithms.ChaCha20(key, bytes(16)), mode=None).encryptor()
+        self._stream = ChaCha20Stream(key)
 
     def bytes(self, n: int) -> bytes:
         """Return the next ``n`` bytes of the test stream.
 
         Raises:
-            ConfigurationError: ``n`` is not a non-negative int.
+            ConfigurationError: ``n`` is not an int in [0, 256 GiB].
         """
-        return self._encryptor.update(bytes(check_count(n, "n")))
+        return self._stream.read(check_count(n, "n"))
 
     def __repr__(self) -> str:
         return "InsecureDeterministicRandomness(<test seed>)"

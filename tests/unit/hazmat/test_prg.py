@@ -123,3 +123,18 @@ def test_bad_length():
     for length in (-1, 2.0):
         with pytest.raises(ConfigurationError):
             prg.expand(bytes(32), length=length, dtype=np.uint32)
+
+
+def test_openssl_ctr_counter_is_128_bit_so_the_zero_start_cannot_wrap():
+    # The documented limit of prg: OpenSSL increments the whole 16-byte counter block (big-endian),
+    # carrying from the low 64 bits into the high ones, and wraps only after 2^128 blocks.
+    key = os.urandom(32)
+
+    def block(counter: int, nblocks: int = 1) -> bytes:
+        iv = counter.to_bytes(16, "big")
+        return Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor().update(bytes(16 * nblocks))
+
+    assert block(2**64 - 1, 2)[16:] == block(2**64)  # carry into the high half
+    assert block(2**32 - 1, 2)[16:] == block(2**32)  # no 32-bit counter like ChaCha20's
+    assert block(2**128 - 1, 2)[16:] == block(0)  # the only wrap: 2^128 blocks from a zero start
+    assert prg.expand(key, length=8, dtype=np.uint32).tobytes() == block(0, 2)

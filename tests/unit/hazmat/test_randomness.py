@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from secfl.exceptions import ConfigurationError
+from secfl.hazmat.keystream import COUNTER_LIMIT, MAX_READ_BYTES, ChaCha20Stream, chacha20
 from secfl.hazmat.randomness import OS_RANDOM, InsecureDeterministicRandomness, OsRandomness, Randomness, uniform_mod
 
 
@@ -73,3 +75,53 @@ def test_uniform_mod_deterministic_under_test_randomness():
 def test_uniform_mod_bad_parameters(modulus, size):
     with pytest.raises(ConfigurationError):
         uniform_mod(OS_RANDOM, modulus, size)
+
+
+# ---------------------------------------------------------------- the test stream past 2^32 blocks
+
+
+def stream_near_its_end(seed: bytes, blocks_left: int) -> InsecureDeterministicRandomness:
+    """A test stream positioned ``blocks_left`` blocks before the end of nonce 0 (256 GiB in)."""
+    import hashlib
+
+    r = InsecureDeterministicRandomness(seed)
+    key = hashlib.sha256(b"secfl insecure test randomness" + seed).digest()
+    r._stream = ChaCha20Stream(key, start_block=COUNTER_LIMIT - blocks_left)
+    return r
+
+
+@settings(max_examples=40, deadline=None)
+@given(blocks_left=st.integers(1, 4), reads=st.lists(st.integers(0, 200), max_size=6))
+def test_stream_continues_on_the_next_nonce_instead_of_overflowing(blocks_left, reads):
+    import hashlib
+
+    r = stream_near_its_end(b"kat", blocks_left)
+    got = b"".join(r.bytes(n) for n in reads)
+    key = hashlib.sha256(b"secfl insecure test randomness" + b"kat").digest()
+    whole = chacha20(key, sum(reads), start_block=COUNTER_LIMIT - blocks_left)
+    assert got == whole
+    tail = max(0, sum(reads) - 64 * blocks_left)
+    assert whole[len(whole) - tail:] == chacha20(key, tail, nonce=(1).to_bytes(12, "little"))
+
+
+def test_uniform_mod_across_the_boundary():
+    x = uniform_mod(stream_near_its_end(b"u", 1), 1000, 500)  # several calls, the first crosses the switch
+    assert x.shape == (500,) and int(x.max()) < 1000
+
+
+def test_too_large_a_request_is_refused():
+    with pytest.raises(ConfigurationError):
+        InsecureDeterministicRandomness(b"s").bytes(MAX_READ_BYTES + 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.binary(max_size=8), reads=st.lists(st.integers(0, 300), max_size=8))
+def test_first_stream_is_byte_for_byte_the_old_single_encryptor(seed, reads):
+    import hashlib
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    key = hashlib.sha256(b"secfl insecure test randomness" + seed).digest()
+    old = Cipher(algorithms.ChaCha20(key, bytes(16)), mode=None).encryptor()  # the construction the KATs used
+    new = InsecureDeterministicRandomness(seed)
+    assert [new.bytes(n) for n in reads] == [old.update(bytes(n)) for n in reads]
