@@ -11,11 +11,18 @@ Measured in one process run, interleaved repeat by repeat so that drift hits eve
   and vs Flower's quantize + masking.
 - server_round: the SecAgg+ server's every receive_* call for n = 100, d = 1e6, with 0% and 10% of the
   clients dropping after sharing keys, vs the floor of (n - 1) d adds + one keystream per mask removed.
+- scaling: one SecAgg+ group (derived k, t) of n clients at d words, run by ``secagg_round.run_instance``
+  in a fresh child process per (n, d) (so the peak RSS is that point's own). Per stage: client CPU time
+  (every client method wrapped, summed, divided by n; and the slowest client), server CPU time inside
+  ``receive_*``, bytes up and down per client, peak RSS after the stage. Progress lines (elapsed, stage
+  and round estimates) go to stderr. Then a least-squares cost model over the measured points.
 
 Each timing is the median over repeats of one call (a call is looped until it lasts >= 20 ms, then
 divided). Prints JSON. Add protocol-level (server) measurements as further ``bench_*`` functions.
 
     .venv/bin/python benchmarks/bench_secure_sum.py [--repeats 5]
+    .venv/bin/python benchmarks/bench_secure_sum.py --scaling --sizes 100,1000,10000 --dims 1000,100000
+    .venv/bin/python benchmarks/bench_secure_sum.py --quick            # a fast smoke run of every part
 """
 
 from __future__ import annotations
@@ -24,19 +31,22 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import cryptography
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secfl.hazmat import prg, shamir
-from secfl.protocols import SecAggPlus
-from secfl.protocols import secagg_messages as m
-from secfl.protocols.secagg_client import SecAggClient
-from secfl.protocols.secagg_server import SecAggServer
+from secfl.protocols import SecAggPlus, secagg_round
+from secfl.protocols.secagg_client import STAGES
+from secfl.protocols.secagg_instance import Instance
 from secfl.stages import Quantize
 from secfl.types import Bounds, Update
 
@@ -212,6 +222,131 @@ def bench_client_step(d: int, k: int, repeats: int, flower) -> dict:
     return row
 
 
+def _maxrss_mb() -> float:
+    """This process's peak resident set size so far, in MB (Linux reports ru_maxrss in KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class StageClock:
+    """Times every client method and every server ``receive_*`` of one instance, per stage, and counts bytes.
+
+    Client and server times are CPU seconds (``time.process_time``: what the party itself spends, less
+    sensitive than wall time to other work on a shared machine); wall seconds are kept beside them.
+    Bytes are counted by ``run_instance``'s ``tamper`` hook, which returns every message untouched.
+    Down bytes are booked under the stage whose client method consumes them.
+    """
+
+    def __init__(self, n: int, label: str = "", prior: dict[str, float] | None = None, every: float = 5.0,
+                 quiet: bool = True) -> None:
+        self.n, self.label, self.prior, self.every, self.quiet = n, label, prior or {}, every, quiet
+        zero = dict.fromkeys(STAGES, 0.0)
+        self.client_cpu, self.client_wall, self.client_max = dict(zero), dict(zero), dict(zero)
+        self.server_cpu, self.server_wall = dict(zero), dict(zero)
+        self.up, self.down, self.calls = dict(zero), dict(zero), dict.fromkeys(STAGES, 0)
+        self.stage_wall, self.rss_mb = dict(zero), dict(zero)
+        self.start = self.last_print = time.perf_counter()
+        self.stage_start, self.previous = self.start, 0.0
+
+    def log(self, text: str) -> None:
+        if not self.quiet:
+            print(f"[{self.label} +{time.perf_counter() - self.start:7.1f} s] {text}", file=sys.stderr, flush=True)
+
+    def client_call(self, stage: str, method: Callable) -> Callable:
+        def timed(client, *args):
+            wall, cpu = time.perf_counter(), time.process_time()
+            out = method(client, *args)
+            spent = time.process_time() - cpu
+            now = time.perf_counter()
+            self.client_cpu[stage] += spent
+            self.client_wall[stage] += now - wall
+            self.client_max[stage] = max(self.client_max[stage], spent)
+            self.calls[stage] += 1
+            if now - self.last_print >= self.every:
+                self.last_print = now
+                self._report(stage, now)
+            return out
+        return timed
+
+    def server_call(self, stage: str, method: Callable) -> Callable:
+        def timed(server, *args):
+            self.log(f"{stage}: server receive ({self.calls[stage]} client messages)")
+            wall, cpu = time.perf_counter(), time.process_time()
+            out = method(server, *args)
+            self.server_cpu[stage] += time.process_time() - cpu
+            self.server_wall[stage] += time.perf_counter() - wall
+            return out
+        return timed
+
+    def _report(self, stage: str, now: float) -> None:
+        done = self.calls[stage]
+        rate = (now - self.stage_start) / max(done, 1)
+        stage_left = (self.n - done) * rate
+        later = STAGES[STAGES.index(stage) + 1:]
+        if self.prior:
+            round_left = stage_left + self.prior.get(f"server/{stage}", 0.0) * self.n + sum(
+                self.prior.get(s, 0.0) * self.n for s in later) + sum(self.prior.get(f"server/{s}", 0.0) * self.n
+                                                                    for s in later)
+            estimate = f"round ETA ~{round_left:.0f} s (scaled from the previous point)"
+        else:
+            estimate = "round ETA n/a (no smaller point at this d yet)"
+        self.log(f"{stage}: {done}/{self.n} clients, {rate * 1e3:.2f} ms/client, "
+                 f"stage ETA {stage_left:.0f} s, {estimate}")
+
+    def progress(self, stage: str, seconds: float) -> None:
+        """``run_instance``'s progress hook: (stage, seconds since the round started)."""
+        self.stage_wall[stage] = seconds - self.previous
+        self.previous = seconds
+        self.rss_mb[stage] = _maxrss_mb()
+        self.stage_start = time.perf_counter()
+        self.log(f"{stage} done in {self.stage_wall[stage]:.1f} s: clients {self.client_cpu[stage]:.1f} s CPU, "
+                 f"server {self.server_cpu[stage]:.2f} s CPU, peak RSS {self.rss_mb[stage]:.0f} MB")
+
+    def tamper(self, stage: str, direction: str, messages: dict) -> dict:
+        size = float(sum(len(v) for v in messages.values()))
+        if direction == "up":
+            self.up[stage] += size
+        elif STAGES.index(stage) + 1 < len(STAGES):
+            self.down[STAGES[STAGES.index(stage) + 1]] += size
+        return messages
+
+    def instrument(self, clients: dict, server) -> None:
+        """Wrap the methods ``run_instance`` calls on the objects themselves (stage 0)."""
+        timed = self.client_call(STAGES[0], type(next(iter(clients.values()))).advertise_keys)
+        for client in clients.values():
+            client.advertise_keys = lambda client=client: timed(client)
+        receive = self.server_call(STAGES[0], type(server).receive_advertise)
+        server.receive_advertise = lambda messages: receive(server, messages)
+
+
+@contextmanager
+def timed_steps(clock: StageClock):
+    """Route ``run_instance``'s stage functions (stages 1-5, looked up in ``secagg_round.STEPS`` at each
+    call) through the clock, for the duration of the block; the module itself is left unchanged."""
+    original = secagg_round.STEPS
+    secagg_round.STEPS = tuple((stage, clock.client_call(stage, client), clock.server_call(stage, server))
+                               for stage, client, server in original)
+    try:
+        yield
+    finally:
+        secagg_round.STEPS = original
+
+
+def run_timed(protocol: SecAggPlus, instance: Instance, values, d: int, clock: StageClock, dropped_by=None):
+    """Build the clients and server of ``instance`` and run it under ``clock``; (sum, server, init times)."""
+    cpu = time.process_time()
+    clients = protocol.clients(instance, values)
+    client_init = time.process_time() - cpu
+    cpu = time.process_time()
+    server = protocol.server(instance, length=d, dtype=np.uint32)
+    server_init = time.process_time() - cpu
+    clock.instrument(clients, server)
+    clock.start = clock.last_print = clock.stage_start = time.perf_counter()
+    with timed_steps(clock):
+        total, _ = secagg_round.run_instance(clients, server, dropped_by=dropped_by or (lambda stage: set()),
+                                             tamper=clock.tamper, progress=clock.progress)
+    return total, server, client_init, server_init
+
+
 def bench_server(n: int, d: int, drop_fraction: float, repeats: int) -> dict:
     """The SecAgg+ server's whole round (every receive_* call) for n clients and d words, with a
     fraction of clients dropping after sharing keys (their masks must be rebuilt), against the floor:
@@ -221,30 +356,20 @@ def bench_server(n: int, d: int, drop_fraction: float, repeats: int) -> dict:
     rng = np.random.default_rng(0)
     inputs = {c: rng.integers(0, 2**20, size=d).astype(np.uint32) for c in range(n)}
     dropped = set(range(0, n, int(1 / drop_fraction))) if drop_fraction else set()
+    silent_from = STAGES.index("masked_input")
+
+    def dropped_by(stage: str) -> set[int]:
+        return dropped if STAGES.index(stage) >= silent_from else set()
+
     server_times, masks_removed = [], 0
-    for _ in range(repeats):
-        header = m.Header(os.urandom(16), 1, 0, m.SERVER, m.SERVER)
-        clients = {c: SecAggClient(c, header=header, params=params, values=inputs[c], signing_key=protocol.identity(c),
-                                   directory=protocol.directory) for c in range(n)}
-        server = SecAggServer(header=header, members=list(range(n)), params=params, directory=protocol.directory,
-                              length=d, dtype=np.uint32)
-        spent = 0.0
-        messages = {c: client.advertise_keys() for c, client in clients.items()}
-        steps = [(server.receive_advertise, None), (server.receive_shares, SecAggClient.share_keys),
-                 (server.receive_masked, SecAggClient.masked_input),
-                 (server.receive_consistency, SecAggClient.consistency_check),
-                 (server.receive_unmask, SecAggClient.unmask)]
-        for index, (server_step, _) in enumerate(steps):
-            start = time.perf_counter()
-            replies = server_step(messages)
-            spent += time.perf_counter() - start
-            if index + 1 < len(steps):
-                client_step = steps[index + 1][1]
-                skip = dropped if client_step is SecAggClient.masked_input or index >= 2 else set()
-                messages = {c: client_step(clients[c], r) for c, r in replies.items() if c not in skip}
-        assert np.array_equal(replies, np.sum([inputs[c] for c in range(n) if c not in dropped], axis=0, dtype=np.uint32))
-        server_times.append(spent)
-        masks_removed = (n - len(dropped)) + sum(len(server.shared_with[v] & set(server.survivors)) for v in dropped)
+    for repeat in range(repeats):  # a new round each time: a client's record refuses to send an input twice
+        instance = Instance(os.urandom(16), repeat + 1, 0, tuple(range(n)))
+        clock = StageClock(n)
+        total, server, _, _ = run_timed(protocol, instance, inputs, d, clock, dropped_by)
+        assert np.array_equal(total, np.sum([inputs[c] for c in range(n) if c not in dropped], axis=0, dtype=np.uint32))
+        server_times.append(sum(clock.server_wall.values()))
+        survivors = set(server.survivors)
+        masks_removed = len(survivors) + sum(1 for v in dropped for u in survivors if v in server.masked[u][1])
     keys = [os.urandom(32) for _ in range(masks_removed)]
     vectors = np.stack(list(inputs.values()))
 
@@ -260,22 +385,196 @@ def bench_server(n: int, d: int, drop_fraction: float, repeats: int) -> dict:
             "ratio_secfl_to_floor": server_s / floor_s}
 
 
+# ----------------------------------------------------------------------------------------------- scaling
+
+
+def scaling_point(n: int, d: int, prior: dict[str, float] | None, quiet: bool = False) -> dict:
+    """One SecAgg+ group of n clients (ids 0..n-1, derived k and t, no dropouts) at d uint32 words.
+
+    Each client's input is the constant vector (id mod 2^16), produced when the client masks it (a
+    callable input: the simulation does not hold n input vectors at once), so the sum is checked exactly.
+    """
+    rss_start = _maxrss_mb()
+    protocol = SecAggPlus()
+    params = protocol.params(n)
+    label = f"scaling n={n} d={d} k={params.neighbours}"
+    clock = StageClock(n, label, prior, quiet=quiet)
+    clock.log(f"registering {n} long-term identities")
+    cpu = time.process_time()
+    for c in range(n):
+        protocol.identity(c)
+    identities_s = time.process_time() - cpu
+    values = {c: (lambda _n, c=c: np.full(d, c & 0xFFFF, dtype=np.uint32)) for c in range(n)}
+    instance = Instance(os.urandom(16), 1, 0, tuple(range(n)))
+    clock.log("building clients and server")
+    wall = time.perf_counter()
+    total, server, client_init, server_init = run_timed(protocol, instance, values, d, clock)
+    wall = time.perf_counter() - wall
+    expected = np.uint32(sum(c & 0xFFFF for c in range(n)) % 2**32)
+    stages = {s: {"client_cpu_per_client_s": clock.client_cpu[s] / n, "client_max_s": clock.client_max[s],
+                  "client_wall_per_client_s": clock.client_wall[s] / n, "server_cpu_s": clock.server_cpu[s],
+                  "server_wall_s": clock.server_wall[s], "stage_wall_s": clock.stage_wall[s],
+                  "up_bytes_per_client": clock.up[s] / n, "down_bytes_per_client": clock.down[s] / n,
+                  "peak_rss_mb": clock.rss_mb[s]} for s in STAGES}
+    return {
+        "n": n, "d": d, "k": params.neighbours, "t": params.threshold, "correct_sum": bool(np.all(total == expected)),
+        "survivors": len(server.survivors),
+        "per_client_s": sum(clock.client_cpu.values()) / n,
+        "per_client_wall_s": sum(clock.client_wall.values()) / n,
+        "slowest_client_stage_sum_s": sum(clock.client_max.values()),
+        "server_s": sum(clock.server_cpu.values()), "server_wall_s": sum(clock.server_wall.values()),
+        "client_init_per_client_s": client_init / n, "server_init_s": server_init, "identities_s": identities_s,
+        "round_wall_s": wall, "up_bytes_per_client": sum(clock.up.values()) / n,
+        "down_bytes_per_client": sum(clock.down.values()) / n,
+        "peak_rss_mb": _maxrss_mb(), "rss_before_mb": rss_start, "stages": stages,
+    }
+
+
+def prior_of(point: dict) -> dict[str, float]:
+    """Per-client wall seconds per stage (client, and server / n) of a finished point, for estimates."""
+    prior = {}
+    for stage, row in point["stages"].items():
+        prior[stage] = row["client_wall_per_client_s"]
+        prior[f"server/{stage}"] = row["server_wall_s"] / point["n"]
+    return prior
+
+
+def run_point_child(n: int, d: int, prior: dict | None, timeout: float) -> dict:
+    """``scaling_point`` in a fresh interpreter (its own peak RSS); on timeout the child is stopped and
+    the last stage it reported is returned."""
+    command = [sys.executable, os.path.abspath(__file__), "--_point", f"{n},{d}", "--_prior", json.dumps(prior or {})]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        out, _ = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        return {"n": n, "d": d, "stopped": f"over the {timeout:.0f} s limit (see the stderr progress lines for where)"}
+    if child.returncode != 0:
+        return {"n": n, "d": d, "stopped": f"child exited with {child.returncode}"}
+    return json.loads(out)
+
+
+def fit_cost_model(points: list[dict], extrapolate_to: int = 1_000_000) -> dict:
+    """Least squares over the measured points (numpy.linalg.lstsq, no weights):
+
+    per-client CPU  = a + b k + c d (k + 1)        (fixed work, per-neighbour work, one PRG mask per neighbour
+                                                    and the self mask over d words)
+    server CPU      = alpha n k + beta n d + gamma n^2
+                                                   (per-neighbour work per client; per-client d-word add and
+                                                    self-mask removal: without dropouts the server rebuilds
+                                                    one mask per survivor, not k + 1; and a quadratic term,
+                                                    because the measured receive_unmask grows ~n^2: 0.03, 0.4,
+                                                    20 s at n = 1e2, 1e3, 1e4; without it the fit is off by 140%)
+    Relative residuals are reported; with k only 22..26 over the measured n, b is weakly separated from a.
+    """
+    done = [p for p in points if "per_client_s" in p]
+    if len(done) < 3:
+        return {"note": "fewer than 3 measured points: no fit"}
+    n, d, k = (np.array([p[key] for p in done], dtype=float) for key in ("n", "d", "k"))
+    client_y = np.array([p["per_client_s"] for p in done])
+    server_y = np.array([p["server_s"] for p in done])
+    client_x = np.stack([np.ones_like(n), k, d * (k + 1)], axis=1)
+    server_x = np.stack([n * k, n * d, n * n], axis=1)
+    (a, b, c), *_ = np.linalg.lstsq(client_x, client_y, rcond=None)
+    (alpha, beta, gamma), *_ = np.linalg.lstsq(server_x, server_y, rcond=None)
+    params = SecAggPlus().params(extrapolate_to)
+    k_big = params.neighbours
+    init = max(done, key=lambda p: p["n"] * p["k"])
+    extrapolated = []
+    for dim in sorted({int(x) for x in d} | {1_000_000}):
+        extrapolated.append({
+            "n": extrapolate_to, "k": k_big, "d": dim, "per_client_s": a + b * k_big + c * dim * (k_big + 1),
+            "server_s": alpha * extrapolate_to * k_big + beta * extrapolate_to * dim + gamma * extrapolate_to**2,
+            "server_s_without_n2_term": alpha * extrapolate_to * k_big + beta * extrapolate_to * dim,
+            "server_init_s_scaled_nk": init["server_init_s"] * extrapolate_to * k_big / (init["n"] * init["k"]),
+            "server_uploads_gb": extrapolate_to * (4 * dim) / 1e9,
+        })
+    return {
+        "per_client": {"a_s": a, "b_s_per_neighbour": b, "c_s_per_word_mask": c,
+                       "relative_residuals": list((client_x @ [a, b, c] - client_y) / client_y)},
+        "server": {"alpha_s_per_client_neighbour": alpha, "beta_s_per_client_word": beta,
+                   "gamma_s_per_client_pair": gamma,
+                   "relative_residuals": list((server_x @ [alpha, beta, gamma] - server_y) / server_y)},
+        "extrapolated": extrapolated,
+    }
+
+
+def bench_scaling(sizes: list[int], dims: list[int], timeout: float, max_nd: float) -> dict:
+    """Every (n, d) in sizes x dims up to n d <= max_nd, smallest first, each in a child process."""
+    points, prior = [], {}
+    for d in dims:
+        for n in sorted(sizes):
+            if n * d > max_nd:
+                points.append({"n": n, "d": d, "stopped": f"skipped: n d = {n * d:.0e} > --max-nd {max_nd:.0e}"})
+                continue
+            print(f"[scaling] n={n} d={d} starting", file=sys.stderr, flush=True)
+            point = run_point_child(n, d, prior.get(d), timeout)
+            points.append(point)
+            if "stopped" in point:
+                print(f"[scaling] n={n} d={d} stopped: {point['stopped']}", file=sys.stderr, flush=True)
+                continue
+            prior[d] = prior_of(point)
+            print(f"[scaling] n={n} d={d} k={point['k']}: {point['per_client_s'] * 1e3:.2f} ms per client, server "
+                  f"{point['server_s']:.2f} s, round {point['round_wall_s']:.1f} s, "
+                  f"peak RSS {point['peak_rss_mb']:.0f} MB",
+                  file=sys.stderr, flush=True)
+    by_k = {}
+    for p in points:
+        if "k" in p:
+            by_k.setdefault(p["d"], []).append(p)
+    flat = {str(d): max(p["per_client_s"] for p in ps) / min(p["per_client_s"] for p in ps) for d, ps in by_k.items()}
+    return {"points": points, "per_client_max_over_min_by_d": flat, "fit": fit_cost_model(points)}
+
+
+def _ints(text: str) -> list[int]:
+    return [int(float(x)) for x in text.split(",") if x]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-server", action="store_true", help="skip the n=100, d=1e6 server round")
+    parser.add_argument("--scaling", action="store_true", help="run only the SecAgg+ scaling table")
+    parser.add_argument("--skip-scaling", action="store_true", help="run every part but the scaling table")
+    parser.add_argument("--sizes", type=_ints, default=[100, 1000], help="scaling group sizes n (comma-separated)")
+    parser.add_argument("--dims", type=_ints, default=[1000, 100_000], help="scaling vector lengths d")
+    parser.add_argument("--max-nd", type=float, default=1e8, help="skip scaling points with n d above this")
+    parser.add_argument("--point-timeout", type=float, default=420.0, help="seconds before a scaling point is stopped")
+    parser.add_argument("--quick", action="store_true", help="small sizes everywhere: a smoke run")
+    parser.add_argument("--refit", metavar="JSON", help="print the cost model fitted on a saved --scaling output")
+    parser.add_argument("--_point", help=argparse.SUPPRESS)
+    parser.add_argument("--_prior", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    flower = _flower()
-    result = {
-        "python": platform.python_version(), "numpy": np.__version__, "cryptography": cryptography.__version__,
-        "cpus": os.cpu_count(), "repeats": args.repeats,
-        "flower": flower[0] if flower is not None else "not installed",
-        "masking_uint32": [bench_masking(d, k, args.repeats, flower) for d, k in MASKING_SIZES],
-        "shamir_combine_100_secrets": [bench_shamir_combine(n, t, args.repeats) for n, t in SHAMIR_SIZES],
-        "client_step_quantize_and_mask": [bench_client_step(d, k, args.repeats, flower) for d, k in [(1_000_000, 10)]],
-    }
-    if not args.skip_server:
-        result["server_round"] = [bench_server(100, 1_000_000, drop, min(args.repeats, 3)) for drop in (0.0, 0.1)]
+    if args._point:
+        n, d = _ints(args._point)
+        print(json.dumps(scaling_point(n, d, json.loads(args._prior))))
+        return
+    if args.refit:
+        with open(args.refit) as file:
+            print(json.dumps(fit_cost_model(json.load(file)["scaling"]["points"]), indent=2))
+        return
+    if args.quick:
+        args.repeats, args.sizes, args.dims = min(args.repeats, 2), [20, 60], [1000, 10_000]
+    result = {"python": platform.python_version(), "numpy": np.__version__, "cryptography": cryptography.__version__,
+              "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(), "repeats": args.repeats}
+    if not args.scaling:
+        flower = _flower()
+        masking = [(100_000, 8)] if args.quick else MASKING_SIZES
+        shamir_sizes = [(10, 6)] if args.quick else SHAMIR_SIZES
+        step = [(100_000, 10)] if args.quick else [(1_000_000, 10)]
+        result.update({
+            "flower": flower[0] if flower is not None else "not installed",
+            "masking_uint32": [bench_masking(d, k, args.repeats, flower) for d, k in masking],
+            "shamir_combine_100_secrets": [bench_shamir_combine(n, t, args.repeats) for n, t in shamir_sizes],
+            "client_step_quantize_and_mask": [bench_client_step(d, k, args.repeats, flower) for d, k in step],
+        })
+        if not args.skip_server:
+            n, d = (20, 10_000) if args.quick else (100, 1_000_000)
+            result["server_round"] = [bench_server(n, d, drop, min(args.repeats, 3)) for drop in (0.0, 0.1)]
+    if not args.skip_scaling:
+        result["scaling"] = bench_scaling(args.sizes, args.dims, args.point_timeout, args.max_nd)
+    result["load_average_at_end"] = os.getloadavg()
     print(json.dumps(result, indent=2))
 
 
