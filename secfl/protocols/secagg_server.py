@@ -50,7 +50,7 @@ class SecAggServer:
 
     def _open(self, client: int, data: object, kind: int):
         reader = m.open_message(data, kind=kind, expect=m.Header(self.digest, client, m.SERVER), max_bytes=self.cap)
-        self.received.setdefault(client, []).append(bytes(wire.view(data)))
+        self.received.setdefault(client, []).append(data if isinstance(data, bytes) else bytes(wire.view(data)))
         return reader
 
     def _parse_each(self, messages: Mapping[int, object], parse, among) -> dict:
@@ -186,27 +186,36 @@ class SecAggServer:
 
         responses = self._parse_each(messages, parse, self.alive)
         self._need(responses, "unmask")
+        shares_of: dict[int, dict[int, np.ndarray]] = {}  # owner -> holder -> share: O(n k) in all
+        for holder, shares in responses.items():
+            for owner, share in shares.items():
+                shares_of.setdefault(owner, {})[holder] = share
         total = np.zeros(self.length, dtype=self.dtype)
         for c in self.survivors:
             np.add(total, self.masked[c][0], out=total)  # wraps mod 2^32 / 2^64, in place
         for u in self.survivors:
-            b_seed = self._reconstruct(u, responses, lambda seed, u=u: commit(seed) == self.keys[u].commitment)
+            b_seed = self._reconstruct(u, shares_of.get(u, {}), lambda seed, u=u: commit(seed) == self.keys[u].commitment)
             prg.add_mask(total, crypto.derive(b_seed, info=self_mask_info(self.digest, u)), sign=-1)
         survivors = set(self.survivors)
-        dropped = sorted({v for c in self.survivors for v in self.masked[c][1]} - survivors)
-        for v in dropped:
-            s_sk = self._reconstruct(v, responses, lambda key, v=v: crypto.x25519_public(key) == self.keys[v].s_public)
-            for u in sorted(c for c in self.survivors if v in self.masked[c][1]):
+        masked_with: dict[int, list[int]] = {}  # dropped client -> the survivors that masked with it
+        for u in self.survivors:
+            for v in self.masked[u][1] - survivors:
+                masked_with.setdefault(v, []).append(u)
+        for v in sorted(masked_with):
+            s_sk = self._reconstruct(v, shares_of.get(v, {}),
+                                     lambda key, v=v: crypto.x25519_public(key) == self.keys[v].s_public)
+            for u in sorted(masked_with[v]):
                 key = crypto.agree(s_sk, self.keys[u].s_public, info=pair_info("secagg-mask", self.digest, u, v))
                 prg.add_mask(total, key, sign=-1 if u < v else 1)  # remove what u added
         return total
 
-    def _reconstruct(self, owner: int, responses: Mapping[int, dict], check) -> bytes:
-        holders = sorted(h for h in responses if owner in responses[h])
+    def _reconstruct(self, owner: int, held: Mapping[int, np.ndarray], check) -> bytes:
+        """The secret of ``owner`` from the shares its holders revealed (``held``: holder -> share)."""
+        holders = sorted(held)
         if len(holders) < self.params.threshold:
             raise InsufficientParticipantsError(
                 f"group {self.instance.group}: {len(holders)} shares of a secret, threshold is {self.params.threshold}")
-        shares = np.stack([responses[h][owner] for h in holders]).reshape(len(holders), 1, m.SHARE_WORDS)
+        shares = np.stack([held[h] for h in holders]).reshape(len(holders), 1, m.SHARE_WORDS)
         elements, liars = shamir.combine_robust([h + 1 for h in holders], shares, threshold=self.params.threshold,
                                                 check=lambda e: check(shamir.decode_secret(e[0])))
         self.rejected.update(h - 1 for h in liars)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 from hypothesis import strategies as st
+from hypothesis import target
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from secfl.exceptions import ProtocolError
@@ -90,6 +91,10 @@ class MaliciousServer(RuleBasedStateMachine):
         self.masked: dict[tuple[bytes, int], frozenset[int]] = {}
         self.masked_round: dict[tuple[int, int], int] = {}  # (client, round) -> masked uploads
         self.revealed: dict[tuple[bytes, int, int], set[int]] = {}  # (instance, owner, kind) -> holders
+        self.closest = 0.0
+
+    def teardown(self) -> None:
+        target(float(self.closest), label="shares towards exposing one input")
 
     def _client(self, instance: Instance, c: int) -> SecAggClient:
         return SecAggClient(c, instance=instance, params=self.params, values=self.inputs[(c, instance.round)],
@@ -119,13 +124,14 @@ class MaliciousServer(RuleBasedStateMachine):
     @precondition(lambda self: self.instances)
     @rule(which=st.sampled_from((0, 0, 0, 1, 2)), who=st.sampled_from(("nobody", "victim", "others", "bits")),
           mode=st.sampled_from(MODES), rest=st.sampled_from(("all", "victim", "all but victim", "none")),
-          victim=st.integers(0, 8), bits=st.integers(0, 2**30 - 1), foreign=st.booleans(),
-          silent=st.sampled_from((False, False, False, True)))
+          victim=st.integers(0, 8), bits=st.integers(0, 2**30 - 1), foreign=st.sampled_from((False, False, False, True)),
+          silent=st.sampled_from((False,) * 7 + (True,)))
     def step(self, which, who, mode, rest, victim, bits, foreign, silent):
         """Advance one instance by a stage: the clients ``who`` names (nobody, the victim, all others, or a
         subset) get lists built by ``mode``, the others by ``rest``; clients in ``silent`` get nothing
         this time (they stay where they are): with ``silent``, the clients ``bits`` selects."""
         instance, clients = self.instances[which % len(self.instances)]
+        victim = instance.roster[victim % instance.n]  # a member: the server targets someone it invited
         chosen = {"nobody": set(), "victim": {victim}, "others": set(clients) - {victim},
                   "bits": {c for c in clients if bits >> c & 1}}[who]
         for c in sorted(clients):
@@ -212,10 +218,19 @@ class MaliciousServer(RuleBasedStateMachine):
             assert np.array_equal(total, expected.astype(np.uint32)), "a completed round is not the plaintext sum"
 
     def _enough(self, digest: bytes, owner: int, kind: int) -> bool:
-        return len(self.revealed.get((digest, owner, kind), ())) >= self.t
+        return self._count(digest, owner, kind) >= self.t
+
+    def _count(self, digest: bytes, owner: int, kind: int) -> int:
+        return len(self.revealed.get((digest, owner, kind), ()))
 
     @invariant()
     def no_input_is_revealed(self):
+        # steer the search (hypothesis.target) towards servers that hold many shares of both kinds
+        t = self.t
+        closest = max((min(self._count(d, v, m.SELF_MASK), t)
+                       + sum(min(self._count(d, u, m.KEY_SHARE), t) for u in peers) / max(len(peers), 1)
+                       for (d, v), peers in self.masked.items()), default=0.0)
+        self.closest = max(self.closest, closest)
         for (digest, v), peers in self.masked.items():
             if not self._enough(digest, v, m.SELF_MASK):
                 continue
