@@ -50,7 +50,7 @@ def _execute(path: Path, out: Path | None, seed: int | None, sets: list[str] | N
     overrides = list(sets or []) + ([f"run.seed={seed}"] if seed is not None else [])
     try:
         spec = scenario.load(path, overrides=overrides)
-        run_dir = RunDir(out or Path("runs") / spec.name)
+        run_dir = RunDir(out or Path("runs") / scenario.directory_name(spec.name, "scenario"))
         rounds = spec.run.rounds
         if fancy():
             columns = (TextColumn("round"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[acc]}"),
@@ -121,7 +121,7 @@ def bench_command(
 
     try:
         suite = bench.load_suite(suite_path)
-        out = out or Path("runs") / suite.name
+        out = out or Path("runs") / scenario.directory_name(suite.name, "suite")
         if fancy():
             columns = (TextColumn("cells"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                        TextColumn("{task.fields[info]}"))

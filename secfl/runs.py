@@ -5,6 +5,13 @@ Layout: ``config.toml`` (resolved scenario), ``metrics.jsonl`` (one JSON object 
 optimizer after the last finished round). Every file is written atomically or appended and fsynced,
 so a killed run loses nothing already written: a metrics line is made durable before its checkpoint,
 and on resume lines past the checkpoint are dropped, so no round is lost or duplicated.
+
+Threat model: a run directory may come from someone else (a shared results folder, a download). No
+file in it may execute code when secfl opens it: the checkpoint is read with
+``torch.load(weights_only=True)``, PyTorch's restricted unpickler that rebuilds only tensors and plain
+containers (dict, list, tuple, str, int, float, bool, None) and refuses every other global; JSON and
+TOML files are data by construction. A checkpoint that is not such data raises
+``ConfigurationError``, never runs anything.
 """
 
 from __future__ import annotations
@@ -26,6 +33,23 @@ import torch
 from secfl.exceptions import ConfigurationError
 
 PACKAGES = ("secfl", "numpy", "torch", "cryptography", "opacus", "tenseal", "dp-accounting", "pydantic", "flwr")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint holding only tensors and plain data; anything else is refused, never executed.
+
+    Raises:
+        ConfigurationError: the file is not a checkpoint of that kind (damaged, or crafted to run code).
+    """
+    try:
+        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as error:  # the restricted unpickler raises UnpicklingError, RuntimeError, EOFError ...
+        raise ConfigurationError(
+            f"{path} is not a checkpoint secfl wrote (only tensors and plain data are accepted): "
+            f"{type(error).__name__}; delete it to restart from round 0, or resume from another copy") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("round"), int):
+        raise ConfigurationError(f"{path} is not a checkpoint secfl wrote; delete it to restart from round 0")
+    return checkpoint
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -102,7 +126,7 @@ class RunDir:
             )
         checkpoint = None
         if self.checkpoint_path.exists():
-            checkpoint = torch.load(self.checkpoint_path, weights_only=False)
+            checkpoint = load_checkpoint(self.checkpoint_path)
         done = checkpoint["round"] if checkpoint else 0
         kept = [row for row in self.metrics() if row["round"] <= done]
         atomic_write(self.metrics_path, "".join(json.dumps(row) + "\n" for row in kept).encode())

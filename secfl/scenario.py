@@ -6,6 +6,7 @@ and sections ``[run] [data] [model] [client] [server]``. ``--set a.b=value`` ove
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -127,6 +128,18 @@ class PrivacySection(_Strict):
         None, gt=0, description="solve the noise stage's noise_multiplier for this epsilon after run.rounds")
     budget: float | None = Field(None, gt=0, description="stop before a round would exceed it "
                                  "(default: target_epsilon)")
+
+
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}"  # a directory name: no separators, no leading dot
+
+
+def directory_name(name: str, what: str) -> str:
+    """``name`` if it can safely name a directory under runs/, else ConfigurationError with the fix."""
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        raise ConfigurationError(
+            f"{what} name {name!r} cannot name a directory: use 1-120 letters, digits, '.', '_' or '-', "
+            "not starting with '.', or give --out")
+    return name
 
 
 class Scenario(_Strict):
