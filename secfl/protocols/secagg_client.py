@@ -10,7 +10,9 @@ up to c of this client's neighbours (see ``secagg_params``). The client:
 - excludes (never aborts on) a neighbour whose keys are invalid or whose shares do not decrypt;
 - signs one statement of which neighbours survived, and reveals, per neighbour whose shares it
   holds, ONE share: the self-mask share if the neighbour survived in that statement, the key share
-  otherwise, and only after t neighbours signed statements that list this client as alive.
+  otherwise, and only after t neighbours signed statements that list this client as alive;
+- reveals the pairwise mask key with a neighbour only when shown that neighbour's own signatures on
+  shares that cannot rebuild what it advertised (a proof no honest dealer can be the subject of).
 
 The argument that this keeps every input hidden is in protocols/secagg/SPEC.md. Every message is
 bound to the instance digest, sender and recipient. A failed check of the server's conduct raises
@@ -39,7 +41,7 @@ from secfl.protocols.secagg_record import ContributionRecord
 
 ABORTED = -1  # a client's stage once it refused a step: it answers nothing more in this instance
 
-STAGES = ("advertise_keys", "share_keys", "check_shares", "masked_input", "consistency_check", "unmask")
+STAGES = ("advertise_keys", "share_keys", "check_shares", "masked_input", "consistency_check", "unmask", "convict")
 
 Values = np.ndarray | Callable[[int], np.ndarray]
 
@@ -64,6 +66,51 @@ def masked_message(instance: bytes, client: int, peers: tuple[int, ...], words: 
 def alive_message(instance: bytes, client: int, alive: tuple[int, ...]) -> bytes:
     """What a client signs at the consistency check: which of its neighbours survived."""
     return crypto.hkdf_info("secagg-alive", instance, client, len(alive), *alive)
+
+
+def share_digest(elements: np.ndarray) -> bytes:
+    """A hiding digest of one share (9 uniformly random field elements when threshold >= 2)."""
+    return hashlib.sha256(np.asarray(elements, dtype="<u4").tobytes()).digest()
+
+
+def share_message(instance: bytes, dealer: int, holder: int, digests: tuple[bytes, bytes]) -> bytes:
+    """What a dealer signs once per holder: the digests of the two shares it deals to it (self mask,
+    key). A holder reveals one share with the other's digest: it can show the signed share, never alter it."""
+    return crypto.hkdf_info("secagg-dealt", instance, dealer, holder, *digests)
+
+
+def signed_digests(kind: int, elements: np.ndarray, other: bytes) -> tuple[bytes, bytes]:
+    """The pair of digests a revealed share of ``kind`` was signed under, given the other one's digest."""
+    mine = share_digest(elements)
+    return (mine, other) if kind == m.SELF_MASK else (other, mine)
+
+
+def dealer_cheated(instance: bytes, dealer: m.KeyEntry, kind: int, shares, threshold: int,
+                   directory: KeyDirectory) -> bool:
+    """True iff ``shares`` (holder -> (elements, the other share's digest, signature)) prove that ``dealer`` dealt shares that do not
+    rebuild the secret it advertised: at least ``threshold`` shares, each signed by the dealer, that lie
+    on no polynomial of degree < threshold, or on one whose secret fails the dealer's commitment (seed)
+    or public key (mask key). An honest dealer's signed shares can never be such a proof."""
+    if len(shares) < threshold:
+        return False
+    public = directory.public_key(dealer.client)
+    for holder, (elements, other, signature) in shares.items():
+        try:
+            crypto.verify(public, signature,
+                          share_message(instance, dealer.client, holder, signed_digests(kind, elements, other)))
+        except ProtocolError:
+            return False
+    holders = sorted(shares)
+    stacked = np.stack([shares[h][0] for h in holders]).reshape(len(holders), 1, m.SHARE_WORDS)
+    if int(stacked.max()) >= shamir.PRIME:
+        return True  # a signed share outside the field: no honest dealer signs one
+    try:
+        secret = shamir.decode_secret(shamir.combine([h + 1 for h in holders], stacked, threshold=threshold)[0])
+    except (ProtocolIntegrityError, ValueError):
+        return True  # the signed shares lie on no polynomial of degree < threshold
+    if kind == m.SELF_MASK:
+        return commit(secret) != dealer.commitment
+    return crypto.x25519_public(secret) != dealer.s_public
 
 
 def pair_info(purpose: str, instance: bytes, u: int, v: int) -> bytes:
@@ -171,7 +218,9 @@ class SecAggClient:
                               randomness=self.rng)
         blobs = {}
         for v, share in zip(holders, shares):
-            plaintext = Writer().u32(self.id).u32(v).raw(share.astype("<u4").tobytes()).payload()
+            digests = (share_digest(share[m.SELF_MASK]), share_digest(share[m.KEY_SHARE]))
+            signature = crypto.sign(self.signing_key, share_message(self.digest, self.id, v, digests))
+            plaintext = Writer().u32(self.id).u32(v).raw(share.astype("<u4").tobytes()).raw(signature).payload()
             blobs[v] = crypto.seal(self.keys[v][0], plaintext, aad=share_aad(self.digest, self.id, v),
                                    randomness=self.rng)
         return self._done(1, m.encode(m.SHARES, self.ctx, m.write_blobs(Writer(), blobs)))
@@ -199,19 +248,32 @@ class SecAggClient:
         reader.done()
         if not set(blobs) <= set(self.keys):
             raise ProtocolIntegrityError()
-        self.held: dict[int, np.ndarray] = {}
+        self.held: dict[int, tuple[np.ndarray, bytes, tuple[bytes, bytes]]] = {}  # dealer -> shares, signature, digests
         for u, blob in blobs.items():
             try:
                 plaintext = crypto.open_sealed(self.keys[u][0], blob, aad=share_aad(self.digest, u, self.id))
             except ProtocolError:
                 continue
-            body = np.frombuffer(plaintext[8:], dtype="<u4").astype(np.uint64).reshape(2, m.SHARE_WORDS)
             if (int.from_bytes(plaintext[:4], "little"), int.from_bytes(plaintext[4:8], "little")) != (u, self.id):
                 continue
-            if int(body.max()) >= shamir.PRIME:
-                continue
-            self.held[u] = body
+            held = self._dealt(u, plaintext[8:])
+            if held is not None:
+                self.held[u] = held
         return self._done(2, m.encode(m.ACCEPTED, self.ctx, Writer().ids(sorted(self.held))))
+
+    def _dealt(self, dealer: int, body: bytes) -> tuple[np.ndarray, bytes, tuple[bytes, bytes]] | None:
+        """(the two shares, the dealer's signature, their digests) from a decrypted plaintext, or None."""
+        elements = np.frombuffer(body[:8 * m.SHARE_WORDS], dtype="<u4").astype(np.uint64).reshape(2, m.SHARE_WORDS)
+        signature = bytes(body[8 * m.SHARE_WORDS:])
+        if int(elements.max()) >= shamir.PRIME:
+            return None
+        digests = (share_digest(elements[0]), share_digest(elements[1]))
+        try:
+            crypto.verify(self.directory.public_key(dealer), signature,
+                          share_message(self.digest, dealer, self.id, digests))
+        except ProtocolError:
+            return None
+        return elements, signature, digests
 
     def masked_input(self, data: object) -> bytes:
         """Stage 3: mask with the qualified neighbours, spend the input key, send x + masks, signed."""
@@ -258,9 +320,31 @@ class SecAggClient:
             crypto.verify(self.directory.public_key(signer), signature, alive_message(self.digest, signer, alive))
         if len(statements) < self.params.threshold:
             raise InsufficientParticipantsError(f"client {self.id}: fewer than t neighbours confirm it survived")
-        reveal = {u: ((m.SELF_MASK, held[0]) if u in self.alive else (m.KEY_SHARE, held[1]))
-                  for u, held in self.held.items()}
+        reveal = {}
+        for u, (elements, signature, digests) in self.held.items():
+            kind = m.SELF_MASK if u in self.alive else m.KEY_SHARE
+            reveal[u] = (kind, elements[kind], digests[1 - kind], signature)
         return self._done(5, m.encode(m.UNMASK, self.ctx, m.write_shares(Writer(), reveal)))
+
+    def convict(self, data: object) -> bytes:
+        """Stage 6 (only if a neighbour cheated): for each neighbour this client masked with and the server
+        proves dealt bad shares, reveal the pairwise mask key with it, so its masks can be removed."""
+        self._enter(6)
+        reader = self._open(data, m.CONVICTION)
+        count = reader.count(item_size=9, max_count=len(self.graph))
+        convictions = [m.read_conviction(reader, max_count=len(self.graph)) for _ in range(count)]
+        reader.done()
+        keys = Writer().u32(len(convictions))
+        seen = set()
+        for owner, kind, shares in convictions:
+            if owner in seen or owner not in self.masked_with:
+                raise ProtocolIntegrityError()
+            seen.add(owner)
+            if not dealer_cheated(self.digest, self.keys[owner][2], kind, shares, self.params.threshold,
+                                  self.directory):
+                raise ProtocolIntegrityError()
+            keys.u32(owner).raw(self.keys[owner][1])
+        return self._done(6, m.encode(m.PAIR_KEYS, self.ctx, keys))
 
 
 def _check_values(client: int, values: object) -> None:

@@ -23,7 +23,7 @@ SESSION_BYTES = 16
 DIGEST_BYTES = 32
 MAX_CLIENT_ID = 2**31 - 3  # Shamir evaluation points are id + 1 < 2^31 - 1
 MAX_ROSTER = 1_000_000
-KIND_INVITE = 19
+KIND_INVITE = 23  # outside the message kinds of secagg_messages (10..22)
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,16 @@ from secfl.protocols.secagg_instance import DIGEST_BYTES
 SERVER = 0xFFFFFFFF
 KEY_BYTES, SIG_BYTES, COMMITMENT_BYTES = 32, 64, 32
 SHARE_WORDS = 9  # field elements per shared 32-byte secret (hazmat.shamir)
-SHARE_PLAINTEXT = 8 + 2 * 4 * SHARE_WORDS
+DIGEST = 32
+SHARE_PLAINTEXT = 8 + 2 * 4 * SHARE_WORDS + 64  # ids, both shares, the dealer's signature over their digests
 SHARE_CIPHERTEXT = 12 + SHARE_PLAINTEXT + 16  # AES-GCM nonce + plaintext + tag
+SIGNED_SHARE = 4 * SHARE_WORDS + DIGEST + 64  # elements, the other share's digest, the dealer's signature
+SHARE_ENTRY = 5 + SIGNED_SHARE  # an UNMASK entry: peer u32, kind u8, then a signed share
 ENTRY_BYTES = 4 + 2 * KEY_BYTES + COMMITMENT_BYTES + SIG_BYTES
 HEADER_BYTES = DIGEST_BYTES + 8
 
 (ADVERTISE, KEYS, SHARES, CIPHERTEXTS, ACCEPTED, QUALIFIED, MASKED, SURVIVORS, CONSISTENCY, UNMASK_REQUEST,
- UNMASK) = range(10, 21)
+ UNMASK, CONVICTION, PAIR_KEYS) = range(10, 23)
 SELF_MASK, KEY_SHARE = 0, 1
 
 
@@ -62,8 +65,9 @@ def open_message(data: object, *, kind: int, expect: Header, max_bytes: int) -> 
 
 def max_message_bytes(k: int, length: int, itemsize: int) -> int:
     """A cap on any SecAgg message of a client with k neighbours and vectors of ``length`` words."""
-    per_peer = ENTRY_BYTES + SHARE_CIPHERTEXT + 8 + SIG_BYTES + 4 * (k + 1) + 8 + 4 * SHARE_WORDS
-    return 256 + (k + 1) * per_peer + length * itemsize
+    per_peer = ENTRY_BYTES + SHARE_CIPHERTEXT + 8 + SIG_BYTES + 4 * (k + 1) + 8 + 2 * SHARE_ENTRY + 64
+    conviction = k * k * (4 + SIGNED_SHARE)  # at most every neighbour convicted, k shares each
+    return 256 + (k + 1) * per_peer + conviction + length * itemsize
 
 
 # Bodies ---------------------------------------------------------------------------------------
@@ -116,24 +120,57 @@ def read_blobs(reader: Reader, *, max_count: int, blob_size: int) -> dict[int, b
     return out
 
 
-def write_shares(writer: Writer, shares: dict[int, tuple[int, np.ndarray]]) -> Writer:
+def write_signed(writer: Writer, elements: np.ndarray, other: bytes, signature: bytes) -> Writer:
+    return writer.raw(np.asarray(elements, dtype="<u4").tobytes()).raw(other).raw(signature)
+
+
+def read_signed(reader: Reader) -> tuple[np.ndarray, bytes, bytes]:
+    elements = np.frombuffer(reader.raw(4 * SHARE_WORDS), dtype="<u4").astype(np.uint64)
+    return elements, reader.raw(DIGEST), reader.raw(SIG_BYTES)
+
+
+def write_shares(writer: Writer, shares: dict[int, tuple[int, np.ndarray, bytes, bytes]]) -> Writer:
+    """Revealed shares: peer -> (kind, 9 elements, the other share's digest, the dealer's signature)."""
     writer.u32(len(shares))
     for peer in sorted(shares):
-        kind, elements = shares[peer]
-        writer.u32(peer).u8(kind).raw(np.asarray(elements, dtype="<u4").tobytes())
+        kind, *signed = shares[peer]
+        write_signed(writer.u32(peer).u8(kind), *signed)
     return writer
 
 
-def read_shares(reader: Reader, *, max_count: int) -> dict[int, tuple[int, np.ndarray]]:
-    n = reader.count(item_size=5 + 4 * SHARE_WORDS, max_count=max_count)
-    out: dict[int, tuple[int, np.ndarray]] = {}
+def read_shares(reader: Reader, *, max_count: int) -> dict[int, tuple[int, np.ndarray, bytes, bytes]]:
+    n = reader.count(item_size=SHARE_ENTRY, max_count=max_count)
+    out: dict[int, tuple[int, np.ndarray, bytes, bytes]] = {}
     for _ in range(n):
         peer, kind = reader.u32(), reader.u8()
-        elements = np.frombuffer(reader.raw(4 * SHARE_WORDS), dtype="<u4").astype(np.uint64)
+        signed = read_signed(reader)
         if peer in out or kind not in (SELF_MASK, KEY_SHARE):
             raise MalformedMessageError("repeated peer or unknown share kind")
-        out[peer] = (kind, elements)
+        out[peer] = (kind, *signed)
     return out
+
+
+def write_conviction(writer: Writer, owner: int, kind: int, shares: dict[int, tuple[np.ndarray, bytes, bytes]]
+                     ) -> Writer:
+    """The proof that ``owner`` dealt bad shares: the shares its holders revealed, as ``owner`` signed them."""
+    writer.u32(owner).u8(kind).u32(len(shares))
+    for holder in sorted(shares):
+        write_signed(writer.u32(holder), *shares[holder])
+    return writer
+
+
+def read_conviction(reader: Reader, *, max_count: int) -> tuple[int, int, dict[int, tuple[np.ndarray, bytes, bytes]]]:
+    owner, kind = reader.u32(), reader.u8()
+    if kind not in (SELF_MASK, KEY_SHARE):
+        raise MalformedMessageError("unknown share kind")
+    n = reader.count(item_size=4 + SIGNED_SHARE, max_count=max_count)
+    shares: dict[int, tuple[np.ndarray, bytes, bytes]] = {}
+    for _ in range(n):
+        holder = reader.u32()
+        if holder in shares:
+            raise MalformedMessageError("repeated holder")
+        shares[holder] = read_signed(reader)
+    return owner, kind, shares
 
 
 def write_statements(writer: Writer, statements: dict[int, tuple[tuple[int, ...], bytes]]) -> Writer:

@@ -22,6 +22,7 @@ STEPS = (
     ("masked_input", SecAggClient.masked_input, SecAggServer.receive_masked),
     ("consistency_check", SecAggClient.consistency_check, SecAggServer.receive_consistency),
     ("unmask", SecAggClient.unmask, SecAggServer.receive_unmask),
+    ("convict", SecAggClient.convict, SecAggServer.receive_pair_keys),
 )
 assert tuple(s for s, _, _ in STEPS) == STAGES[1:]
 
@@ -35,7 +36,8 @@ def _untouched(stage: str, direction: str, messages: dict) -> dict:
 def run_instance(clients: Mapping[int, SecAggClient], server: SecAggServer, *,
                  dropped_by: Callable[[str], set[int]] = lambda stage: set(), tamper: Tamper = _untouched,
                  progress: Callable[[str, float], None] | None = None) -> tuple[np.ndarray, int]:
-    """Run all six stages; returns (the server's sum, bytes sent down to clients).
+    """Run every stage (``convict`` exchanges messages only when a dealer cheated); returns (the server's
+    sum, bytes sent down to clients).
 
     ``dropped_by(stage)`` names the clients silent from ``stage`` on.
 
@@ -58,6 +60,6 @@ def run_instance(clients: Mapping[int, SecAggClient], server: SecAggServer, *,
         result = server_step(server, up)
         if progress:
             progress(stage, time.perf_counter() - start)
-        if stage != "unmask":
+        if stage != STEPS[-1][0]:
             replies = tamper(stage, "down", result)
     return result, down

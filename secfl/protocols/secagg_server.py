@@ -4,11 +4,11 @@ Threat model: this is the party the protocol protects against; its code is hones
 holds what clients send (``received``). It learns the sum over the survivors U3, who survived, and
 nothing about an individual input. A faulty client is excluded, never fatal: an advertisement with
 a bad signature or a low-order key, shares its neighbours cannot decrypt, a masked upload whose
-signature fails, or a Shamir share off its dealer's polynomial (found by error-correcting
-decoding or a checked subset search) removes that client from the stage, and the instance completes
-while t honest share holders remain. Open: a client that deals its shares on a polynomial of the
-wrong degree cannot be detected before unmasking, and its seed cannot be rebuilt: the instance
-aborts (closing this needs verifiable secret sharing; see SPEC.md). Too few participants raises ``InsufficientParticipantsError``: never a sum over
+signature fails, or a Shamir share a holder altered (every share carries its dealer's signature;
+error-correcting decoding finds it first) removes that client, and the instance completes while t
+honest share holders remain. A dealer whose own signed shares cannot rebuild what it advertised is
+convicted: its input leaves the sum and the survivors that masked with it, shown the proof, reveal
+their pairwise keys with it (one more message, only then). Too few participants raises ``InsufficientParticipantsError``: never a sum over
 fewer than t inputs, never a wrong sum (reconstructed secrets are checked against the commitment
 or the public key they were advertised with).
 """
@@ -26,7 +26,8 @@ from secfl.protocols import secagg_graph
 from secfl.protocols import secagg_messages as m
 from secfl.protocols.directory import KeyDirectory
 from secfl.protocols.secagg_client import (
-    advertise_message, alive_message, commit, masked_message, pair_info, self_mask_info,
+    advertise_message, alive_message, commit, dealer_cheated, masked_message, pair_info, self_mask_info,
+    share_message, signed_digests,
 )
 from secfl.protocols.secagg_instance import Instance
 from secfl.protocols.secagg_params import SecAggParams
@@ -172,51 +173,126 @@ class SecAggServer:
         self._need(replies, "consistency_check")
         return replies
 
-    def receive_unmask(self, messages: Mapping[int, object]) -> np.ndarray:
-        """Reconstruct the self masks of survivors and the keys of those who dropped; return the sum."""
+    def receive_unmask(self, messages: Mapping[int, object]) -> dict[int, bytes]:
+        """Rebuild the self masks of survivors and the keys of those who dropped. A secret that cannot be
+        rebuilt from its dealer's own signed shares convicts the dealer: the survivors that masked with it
+        get the proof (CONVICTION) and answer with their pairwise keys. Returns those requests (usually
+        none); ``receive_pair_keys`` then returns the sum."""
         def parse(client, data):
             reader = self._open(client, data, m.UNMASK)
             shares = m.read_shares(reader, max_count=self.params.neighbours)
             reader.done()
             alive = set(self.alive[client])
             expected = {u: (m.SELF_MASK if u in alive else m.KEY_SHARE) for u in self.accepted[client]}
-            if {u: kind for u, (kind, _) in shares.items()} != expected:
+            if {u: share[0] for u, share in shares.items()} != expected:
                 raise ProtocolIntegrityError()
-            return {u: share for u, (_, share) in shares.items()}
+            return shares
 
         responses = self._parse_each(messages, parse, self.alive)
         self._need(responses, "unmask")
-        shares_of: dict[int, dict[int, np.ndarray]] = {}  # owner -> holder -> share: O(n k) in all
+        shares_of: dict[int, dict[int, tuple]] = {}  # owner -> holder -> (kind, elements, digest, sig): O(n k)
         for holder, shares in responses.items():
             for owner, share in shares.items():
                 shares_of.setdefault(owner, {})[holder] = share
-        total = np.zeros(self.length, dtype=self.dtype)
-        for c in self.survivors:
-            np.add(total, self.masked[c][0], out=total)  # wraps mod 2^32 / 2^64, in place
-        for u in self.survivors:
-            b_seed = self._reconstruct(u, shares_of.get(u, {}), lambda seed, u=u: commit(seed) == self.keys[u].commitment)
-            prg.add_mask(total, crypto.derive(b_seed, info=self_mask_info(self.digest, u)), sign=-1)
         survivors = set(self.survivors)
-        masked_with: dict[int, list[int]] = {}  # dropped client -> the survivors that masked with it
+        self.masked_with: dict[int, list[int]] = {}  # dropped client -> the survivors that masked with it
         for u in self.survivors:
             for v in self.masked[u][1] - survivors:
-                masked_with.setdefault(v, []).append(u)
-        for v in sorted(masked_with):
-            s_sk = self._reconstruct(v, shares_of.get(v, {}),
-                                     lambda key, v=v: crypto.x25519_public(key) == self.keys[v].s_public)
-            for u in sorted(masked_with[v]):
-                key = crypto.agree(s_sk, self.keys[u].s_public, info=pair_info("secagg-mask", self.digest, u, v))
+                self.masked_with.setdefault(v, []).append(u)
+        self.secrets: dict[int, bytes] = {}
+        self.convicted: dict[int, tuple[int, dict]] = {}
+        for owner in [*self.survivors, *sorted(self.masked_with)]:
+            kind = m.SELF_MASK if owner in survivors else m.KEY_SHARE
+            entry = self.keys[owner]
+            check = ((lambda seed, e=entry: commit(seed) == e.commitment) if kind == m.SELF_MASK
+                     else (lambda key, e=entry: crypto.x25519_public(key) == e.s_public))
+            held = {h: share for h, share in shares_of.get(owner, {}).items() if share[0] == kind}
+            secret = self._reconstruct(owner, kind, held, check)
+            if secret is not None:
+                self.secrets[owner] = secret
+        # a convicted dealer's pairwise keys come from the survivors that masked with it
+        self.awaiting = {u: sorted(w for w in self.convicted if w in self.masked[u][1]) for u in self.survivors}
+        self.awaiting = {u: owners for u, owners in self.awaiting.items() if owners}
+        requests = {}
+        for u, owners in self.awaiting.items():
+            body = Writer().u32(len(owners))
+            for w in owners:
+                kind, proof = self.convicted[w]
+                m.write_conviction(body, w, kind, proof)
+            requests[u] = m.encode(m.CONVICTION, self._to(u), body)
+        return requests
+
+    def receive_pair_keys(self, messages: Mapping[int, object]) -> np.ndarray:
+        """The pairwise keys with convicted dealers (if any were asked for); return the sum."""
+        def parse(client, data):
+            reader = self._open(client, data, m.PAIR_KEYS)
+            count = reader.count(item_size=4 + m.KEY_BYTES, max_count=self.params.neighbours)
+            keys = {reader.u32(): reader.raw(m.KEY_BYTES) for _ in range(count)}
+            reader.done()
+            if sorted(keys) != self.awaiting[client] or len(keys) != count:
+                raise ProtocolIntegrityError()
+            return keys
+
+        pair_keys = self._parse_each(messages, parse, self.awaiting)
+        if set(pair_keys) != set(self.awaiting):  # a key we need went missing: no exact sum is possible
+            raise InsufficientParticipantsError(
+                f"group {self.instance.group}: {len(self.awaiting) - len(pair_keys)} clients that masked with a "
+                "convicted dealer did not send the pairwise key")
+        survivors = [u for u in self.survivors if u not in self.convicted]
+        self._need(survivors, "convict")
+        self.survivors = tuple(survivors)
+        total = np.zeros(self.length, dtype=self.dtype)
+        for u in self.survivors:
+            np.add(total, self.masked[u][0], out=total)  # wraps mod 2^32 / 2^64, in place
+            prg.add_mask(total, crypto.derive(self.secrets[u], info=self_mask_info(self.digest, u)), sign=-1)
+        for u, keys in pair_keys.items():
+            if u in self.convicted:
+                continue
+            for w, key in keys.items():
+                prg.add_mask(total, key, sign=-1 if u < w else 1)  # remove what u added for w
+        for v in sorted(self.masked_with):
+            if v in self.convicted:
+                continue
+            for u in sorted(self.masked_with[v]):
+                if u in self.convicted:
+                    continue
+                key = crypto.agree(self.secrets[v], self.keys[u].s_public,
+                                   info=pair_info("secagg-mask", self.digest, u, v))
                 prg.add_mask(total, key, sign=-1 if u < v else 1)  # remove what u added
         return total
 
-    def _reconstruct(self, owner: int, held: Mapping[int, np.ndarray], check) -> bytes:
-        """The secret of ``owner`` from the shares its holders revealed (``held``: holder -> share)."""
+    def _reconstruct(self, owner: int, kind: int, held: Mapping[int, tuple], check) -> bytes | None:
+        """The secret of ``owner`` from the shares its holders revealed; None if ``owner`` is convicted."""
         holders = sorted(held)
         if len(holders) < self.params.threshold:
             raise InsufficientParticipantsError(
                 f"group {self.instance.group}: {len(holders)} shares of a secret, threshold is {self.params.threshold}")
-        shares = np.stack([held[h] for h in holders]).reshape(len(holders), 1, m.SHARE_WORDS)
-        elements, liars = shamir.combine_robust([h + 1 for h in holders], shares, threshold=self.params.threshold,
-                                                check=lambda e: check(shamir.decode_secret(e[0])))
-        self.rejected.update(h - 1 for h in liars)
+        shares = np.stack([held[h][1] for h in holders]).reshape(len(holders), 1, m.SHARE_WORDS)
+        try:
+            elements, liars = shamir.combine_robust([h + 1 for h in holders], shares, threshold=self.params.threshold,
+                                                    check=lambda e: check(shamir.decode_secret(e[0])))
+            self.rejected.update(h - 1 for h in liars)
+            return shamir.decode_secret(elements[0])
+        except ProtocolIntegrityError:
+            pass
+        # slow path: keep the shares the dealer signed (a holder cannot alter one), then judge the dealer
+        public = self.directory.public_key(owner)
+        signed = {}
+        for h in holders:
+            _, elements, other, signature = held[h]
+            try:
+                crypto.verify(public, signature, share_message(self.digest, owner, h, signed_digests(kind, elements, other)))
+                signed[h] = (elements, other, signature)
+            except ProtocolError:
+                self.rejected.add(h)  # a holder that altered its share
+        if dealer_cheated(self.digest, self.keys[owner], kind, signed, self.params.threshold, self.directory):
+            self.convicted[owner] = (kind, signed)
+            self.rejected.add(owner)
+            return None
+        if len(signed) < self.params.threshold:
+            raise InsufficientParticipantsError(
+                f"group {self.instance.group}: {len(signed)} authentic shares of a secret, threshold is "
+                f"{self.params.threshold}")
+        stacked = np.stack([signed[h][0] for h in sorted(signed)]).reshape(len(signed), 1, m.SHARE_WORDS)
+        elements = shamir.combine([h + 1 for h in sorted(signed)], stacked, threshold=self.params.threshold)
         return shamir.decode_secret(elements[0])
