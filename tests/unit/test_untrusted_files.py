@@ -10,17 +10,8 @@ from secfl.cli import app
 from secfl.exceptions import ConfigurationError
 from secfl.runs import RunDir, load_checkpoint
 
-SMALL = """
-name = "tiny"
-[run]
-rounds = 2
-clients_per_round = 3
-[data]
-dataset = "digits"
-num_clients = 4
-[model]
-options = { hidden = 16 }
-"""
+from test_cli import SMALL  # the tiny scenario the CLI tests run
+
 
 
 class Payload:
