@@ -13,7 +13,6 @@ from secfl.runs import RunDir, load_checkpoint
 from test_cli import SMALL  # the tiny scenario the CLI tests run
 
 
-
 class Payload:
     """Unpickling this object would create ``marker`` (standing in for any code an attacker picks)."""
 
