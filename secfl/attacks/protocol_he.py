@@ -1,6 +1,12 @@
 """The HE attack attempts of ``secfl.attacks.protocol``: ``HeClient``, ``HeAggregator`` and ``KeyHolder`` driven
 through ``HeRound`` (``he`` = HeSum BFV with 20-bit words, vectors of 16 words). Each function returns an
 ``Attempt``; the registry is in ``protocol_cases``.
+
+Threat model (protocols/he_sum/SPEC.md): outsiders and the network against the aggregator and the
+clients; towards the key holder, a *malicious* aggregator that writes every byte of the SUM
+messages it sends (it holds the uploads it received but no client's signing key). Every attempt is
+in scope: the key holder decrypts only a sum it computes itself from at least ``min_contributors``
+distinct uploads signed for that round and group, each client counting once per round.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from secfl.attacks.protocol import Attempt, attempt, decisive, decisively, flip_
 from secfl.hazmat import crypto, ring, wire
 from secfl.hazmat.codec import Reader, Writer
 from secfl.protocols import he_messages as hm
+from secfl.protocols import he_sandbox
 from secfl.protocols.he import HeSum
 from secfl.protocols.he_params import new_context
 from secfl.protocols.he_roles import HeAggregator, HeClient
@@ -29,21 +36,29 @@ class HeRound:
         self.aggregator = HeAggregator(self.he.parameters, round_id=self.round_id, context_message=self.context,
                                        key_holder=self.he.key_holder_public, directory=self.he.directory, d=d)
 
-    def client(self, cid: int, round_id: bytes | None = None) -> HeClient:
+    def client(self, cid: int, round_id: bytes | None = None, group: int = 0) -> HeClient:
         return HeClient(cid, params=self.he.parameters, signing_key=self.he.identity(cid),
-                        key_holder=self.he.key_holder_public, round_id=round_id or self.round_id, group_size=3,
-                        bits=self.he.bits)
+                        key_holder=self.he.key_holder_public, round_id=round_id or self.round_id, group=group,
+                        group_size=3, bits=self.he.bits)
 
     def values(self, cid: int) -> np.ndarray:
         return (np.arange(self.d, dtype=np.uint32) * np.uint32(cid + 3) + np.uint32(cid)) % np.uint32(1 << 20)
 
-    def upload(self, cid: int) -> bytes:
-        return self.client(cid).upload(self.context, self.values(cid))
+    def upload(self, cid: int, group: int = 0) -> bytes:
+        return self.client(cid, group=group).upload(self.context, self.values(cid))
+
+    def ask(self, group: int, uploads: list[bytes]) -> str:
+        """The malicious aggregator's SUM of ``uploads`` for ``group``, sent to the key holder (the decisive step)."""
+        request = hm.encode_sum(self.round_id, group, self.aggregator.digest, self.d, uploads)
+        got = self.aggregator.open_result(group, decisively(self.he.key_holder.decrypt, request))
+        if np.array_equal(got, ring.lift(self.values(0), 20)):
+            return "client 0's individual input"
+        return f"a decryption of {got[:3]}..."
 
 
 def _upload_fields(message: bytes):
     reader = Reader(wire.unframe(message, kind=hm.UPLOAD))
-    return (reader.raw(16), reader.u32(), reader.raw(32), reader.u32(), reader.blob(max_size=1 << 30),
+    return (reader.raw(16), reader.u32(), reader.u32(), reader.raw(32), reader.u32(), reader.blob(max_size=1 << 30),
             reader.blob(max_size=1 << 10))
 
 
@@ -109,7 +124,7 @@ def he_second_decryption(p: str) -> Attempt:
     def go():
         rnd = HeRound()
         rnd.he.key_holder.decrypt(rnd.aggregator.sum_group(0, {c: rnd.upload(c) for c in range(3)}))
-        single = rnd.aggregator.sum_group(0, {0: rnd.upload(0)})
+        single = hm.encode_sum(rnd.round_id, 0, rnd.aggregator.digest, rnd.d, [rnd.upload(0)])
         with decisive():
             reply = rnd.he.key_holder.decrypt(single)
         return f"client 0's input: {rnd.aggregator.open_result(0, reply)[:3]}..."
@@ -121,7 +136,7 @@ def he_second_decryption(p: str) -> Attempt:
 def he_sum_other_round(p: str) -> Attempt:
     def go():
         old = HeRound()
-        request = old.aggregator.sum_group(0, {0: old.upload(0)})
+        request = old.aggregator.sum_group(0, {0: old.upload(0), 1: old.upload(1)})
         new = HeRound(old.he)
         with decisive():
             new.he.key_holder.decrypt(request)
@@ -134,7 +149,7 @@ def he_sum_other_round(p: str) -> Attempt:
 def he_sum_after_close(p: str) -> Attempt:
     def go():
         rnd = HeRound()
-        request = rnd.aggregator.sum_group(1, {0: rnd.upload(0)})
+        request = rnd.aggregator.sum_group(1, {0: rnd.upload(0, 1), 1: rnd.upload(1, 1)})
         rnd.he.key_holder.close_round()
         with decisive():
             rnd.he.key_holder.decrypt(request)
@@ -147,10 +162,11 @@ def he_malformed_upload(p: str) -> Attempt:
     def go():
         rnd = HeRound()
         honest = rnd.upload(0)
-        r, c, fp, d, vector, signature = _upload_fields(honest)
+        r, g, c, fp, d, vector, signature = _upload_fields(honest)
 
         def rebuild(vec: bytes) -> bytes:
-            return wire.frame(hm.UPLOAD, Writer().raw(r).u32(c).raw(fp).u32(d).blob(vec).blob(signature).payload())
+            body = Writer().raw(r).u32(g).u32(c).raw(fp).u32(d).blob(vec).blob(signature)
+            return wire.frame(hm.UPLOAD, body.payload())
 
         variants = [("empty", b""), ("truncated", honest[: len(honest) // 2]), ("trailing", honest + b"\x00"),
                     ("bare vector", vector), ("wrong kind", wire.frame(hm.SUM, honest[8:])),
@@ -195,16 +211,41 @@ def he_too_few_clients(p: str) -> Attempt:
 
 def he_single_upload_first(p: str) -> Attempt:
     def go():
-        rnd = HeRound()
-        total = rnd.aggregator.add_group(0, {0: rnd.upload(0)})
-        request = rnd.aggregator.request(0, total, contributors=3)  # lies about the count
-        with decisive():
-            reply = rnd.he.key_holder.decrypt(request)
-        got = rnd.aggregator.open_result(0, reply)
-        if np.array_equal(got, ring.lift(rnd.values(0), 20)):
-            return "client 0's individual input (one upload decrypted as a group sum)"
-        return "a decryption of a single upload"
+        he_sandbox.start()  # the parsing worker's server, started once, outside the timed variants
+        old = HeRound()
+        stale = old.upload(1)
+        forger, _ = crypto.ed25519_keypair()  # the aggregator's own key: it holds no client's
 
-    return attempt("single-upload-as-sum", p, "A MALICIOUS aggregator sends one client's ciphertext as a group's "
-                   "first sum (the HE model assumes an honest-but-curious aggregator; documented limitation).",
-                   go, in_scope=False)
+        def variant(build):
+            def call():
+                rnd = HeRound(old.he)  # a fresh round each: a refused SUM uses up its group
+                return rnd.ask(0, build(rnd))
+            return call
+
+        def forged(rnd: HeRound, cid: int, signature: bytes | None = None) -> bytes:
+            r, g, _, fp, d, vector, _ = _upload_fields(rnd.upload(0))
+            signature = crypto.sign(forger, hm.upload_statement(r, g, cid, fp, d, vector)) if signature is None \
+                else signature
+            return wire.frame(hm.UPLOAD, Writer().raw(r).u32(g).u32(cid).raw(fp).u32(d).blob(vector)
+                              .blob(signature).payload())
+
+        def reused(rnd: HeRound) -> list[bytes]:  # client 0 already counted in group 1's sum
+            rnd.he.key_holder.decrypt(rnd.aggregator.sum_group(1, {0: rnd.upload(0, 1), 1: rnd.upload(1, 1)}))
+            return [rnd.upload(0), rnd.upload(2)]
+
+        variants = [
+            ("one upload as a sum", lambda rnd: [rnd.upload(0)]),
+            ("one upload three times", lambda rnd: [rnd.upload(0)] * 3),
+            ("plus another group's upload", lambda rnd: [rnd.upload(0), rnd.upload(1, 1)]),
+            ("plus an earlier round's upload", lambda rnd: [rnd.upload(0), stale]),
+            ("plus client 0's ciphertext signed by the aggregator as client 1's", lambda rnd: [
+                rnd.upload(0), forged(rnd, 1)]),
+            ("plus an unsigned upload", lambda rnd: [rnd.upload(0), forged(rnd, 1, b"")]),
+            ("plus a client outside the directory", lambda rnd: [rnd.upload(0), forged(rnd, 99)]),
+            ("plus a client already counted in another group", reused),
+        ]
+        return refusals([(label, variant(build)) for label, build in variants])
+
+    return attempt("single-upload-as-sum", p, "A MALICIOUS aggregator asks the key holder to decrypt one client's "
+                   "upload as a group sum: alone, repeated, or padded with another group's or round's upload, a "
+                   "forged, unsigned or unregistered one, or a client already counted (8 variants).", go)

@@ -5,20 +5,28 @@ Threat model (see protocols/he_sum/SPEC.md):
 - Three roles. A **key holder** makes a fresh TenSEAL key pair every round, keeps the secret key
   and publishes only the signed public context. **Clients** encrypt their whole vector under it and
   sign the ciphertext with their long-term Ed25519 key (registered in a ``KeyDirectory``). The
-  **aggregator** holds the public context only: it verifies, adds per group, and asks the key
-  holder to decrypt each group's encrypted sum, and nothing else.
-- The aggregator is honest-but-curious and never holds the secret key: it learns, per group, the
-  sum over the clients that uploaded, who uploaded, and message sizes. The key holder is a separate
-  party that does not collude with the aggregator; it sees group sums only. **If the key holder and
-  the aggregator collude, they decrypt every individual update.** One secret key per round (SEAL
-  has no threshold decryption), so the key holder is a single point of trust.
-- The key holder decrypts at most one sum per group per round, but cannot tell a genuine sum from
-  a single client's ciphertext: a *malicious* aggregator could get one upload decrypted. Use SecAgg
-  when the server may deviate from the protocol.
+  **aggregator** holds the public context only: it checks the uploads and forwards each group's
+  to the key holder, which adds them and decrypts that sum, and nothing else.
+- The aggregator never holds the secret key: it learns, per group, the sum over the clients that
+  uploaded, who uploaded, and message sizes. The key holder is a separate party that does not
+  collude with the aggregator and follows the protocol: it receives each group's uploads (to check
+  and add them itself), so it must not decrypt them one by one. **If the key holder and the
+  aggregator collude, they decrypt every individual update.** One secret key per round (SEAL has
+  no threshold decryption), so the key holder is a single point of trust.
+- The key holder does not trust the aggregator for what it decrypts, even a *malicious* one that
+  controls every message the key holder receives: the aggregator forwards the group's signed
+  uploads, and the key holder verifies each client's signature over (round, group, client, context,
+  ciphertext digest), requires at least ``min_contributors`` distinct registered clients, none
+  already counted in another group's sum of the round, adds the ciphertexts itself and decrypts that
+  sum, once per group. So no single upload, nor a sum over fewer than ``min_contributors`` clients,
+  nor one client's upload twice, is ever decrypted. It cannot stop the aggregator from leaving
+  clients out (as dropouts) down to ``min_contributors``.
+- Uploads (untrusted bytes from registered clients, SEAL 4.3 parses them) are parsed and added in a
+  worker process with memory and CPU limits and a timeout (``isolate=True``; ``he_sandbox``).
 - Clients are trusted for their inputs: HE gives no input validation. A malicious client can
   encrypt anything (or re-sign a mutated ciphertext); the sum is then garbage, and it cannot be
-  attributed. Outsiders cannot: every upload is signed over (round, client, context fingerprint, d,
-  ciphertext) and checked, with its size and layout, before TenSEAL parses a byte.
+  attributed. Outsiders cannot: every upload is signed over (round, group, client, context
+  fingerprint, d, ciphertext) and checked, with its size and layout, before TenSEAL parses a byte.
 - CKKS decryption returns m + e with a key-dependent e, so exact decrypted sums would leak the
   secret key (Li-Micciancio, EUROCRYPT 2021) to whoever sees them and every individual update with
   it. Mitigations applied: fresh keys every round, and the key holder rounds each decrypted sum to a
@@ -64,10 +72,14 @@ class HeSum:
         bits: BFV: inputs are words holding v mod 2^bits (default: the word size); see ``for_ring``.
         threads: TenSEAL threads for every context.
         min_contributors: the fewest uploads a group sum may hold (>= 2); a group with fewer after
-            dropouts fails the round, and the pipeline refuses groupings with smaller groups.
+            dropouts fails the round, and the pipeline refuses groupings with smaller groups. The key
+            holder enforces it itself on the signed uploads it is sent.
+        isolate: the key holder parses and adds the uploads in a worker process with memory, CPU and
+            time limits (default); False parses them in-process, beside the secret key.
 
-    Guarantee: against an honest-but-curious aggregator that does not collude with the key holder,
-    the aggregator learns per group only the sum over the clients that uploaded; outsiders cannot
+    Guarantee: against an aggregator that does not collude with the key holder (honest-but-curious,
+    or malicious towards the key holder), the aggregator learns per group only the sum over at least
+    ``min_contributors`` clients that uploaded, each client in one sum per round; outsiders cannot
     inject or alter uploads. BFV: ``sums[g]`` equals Plaintext's sum modulo 2^bits (Plaintext sums
     the words mod 2^32 / 2^64, the ring stage uses them mod 2^bits only) and is returned as words of
     the input dtype holding S mod 2^32 / 2^64 of the exact integer sum S of the centred inputs.
@@ -90,7 +102,7 @@ class HeSum:
     def __init__(self, scheme: str = "bfv", *, poly_modulus_degree: int = 8192,
                  coeff_mod_bit_sizes: Sequence[int] = (60, 40), plain_modulus: int = DEFAULT_PLAIN_MODULUS,
                  scale_bits: int = 40, grid_bits: int = 20, bits: int | None = None, threads: int = 1,
-                 min_contributors: int = 2) -> None:
+                 min_contributors: int = 2, isolate: bool = True) -> None:
         bfv = scheme == "bfv"
         self.parameters = HeParams(scheme, poly_modulus_degree, coeff_mod_bit_sizes,
                                    plain_modulus=plain_modulus if bfv else None,
@@ -108,7 +120,8 @@ class HeSum:
         self.directory = KeyDirectory()
         self._identities = Identities(self.directory)
         key_holder_private, self.key_holder_public = crypto.ed25519_keypair()
-        self.key_holder = KeyHolder(self.parameters, signing_key=key_holder_private, threads=threads)
+        self.key_holder = KeyHolder(self.parameters, signing_key=key_holder_private, directory=self.directory,
+                                    min_contributors=min_contributors, threads=threads, isolate=isolate)
 
     def _check_bits(self, bits: int | None) -> int | None:
         if bits is None:
@@ -199,9 +212,10 @@ class HeSum:
                 raise InsufficientParticipantsError(
                     f"group {index} has {len(members)} upload(s), fewer than min_contributors = {self.min_contributors}")
         d, round_id = template.size, os.urandom(m.ROUND_ID_BYTES)
-        clock = dict.fromkeys(("keygen", "encrypt", "sum", "sum_serialize", "decrypt"), 0.0)
+        clock = dict.fromkeys(("keygen", "encrypt", "sum", "key_holder"), 0.0)
         tick = time.perf_counter()
-        context_message = self.key_holder.open_round(round_id, groups=len(groups), d=d)
+        context_message = self.key_holder.open_round(round_id, groups=len(groups), d=d,
+                                                     max_group=max(map(len, groups)))
         clock["keygen"] = time.perf_counter() - tick
         received: dict[int, tuple[bytes, ...]] = {}
         totals, to_key_holder = [], len(context_message)
@@ -213,13 +227,12 @@ class HeSum:
                 uploads = {}
                 for cid in members:
                     client = HeClient(cid, params=self.parameters, signing_key=self.identity(cid),
-                                      key_holder=self.key_holder_public, round_id=round_id,
+                                      key_holder=self.key_holder_public, round_id=round_id, group=index,
                                       group_size=len(groups[index]), bits=bits, threads=self.threads)
                     uploads[cid] = _timed(clock, "encrypt", client.upload, context_message, by_id[cid].values)
                 received.update({cid: (message,) for cid, message in uploads.items()})
-                total = _timed(clock, "sum", aggregator.add_group, index, uploads)
-                request = _timed(clock, "sum_serialize", aggregator.request, index, total, len(uploads))
-                reply = _timed(clock, "decrypt", self.key_holder.decrypt, request)
+                request = _timed(clock, "sum", aggregator.sum_group, index, uploads)
+                reply = _timed(clock, "key_holder", self.key_holder.decrypt, request)
                 to_key_holder += len(request) + len(reply)
                 totals.append(aggregator.open_result(index, reply))
         finally:
@@ -236,6 +249,7 @@ class HeSum:
             "he/context_bytes": float(len(context_message)),
             "he/dropped": float(len(by_id) - len(received)),
             **{f"he/{key}_seconds": value for key, value in clock.items()},
+            **{f"he/key_holder_{key}_seconds": value for key, value in self.key_holder.clock.items()},
             "he/seconds": time.perf_counter() - start,
         }
         return RoundResult(sums, tuple(tuple(a) for a in alive), view, measurements)

@@ -6,13 +6,20 @@ bytes per round; ``fingerprint`` is SHA-256 of the round's public context bytes.
 | kind | from -> to | payload |
 |---|---|---|
 | 20 CONTEXT | key holder -> aggregator -> clients | round_id, context (u32 length + bytes), signature (u32 + 64) |
-| 21 UPLOAD | client -> aggregator | round_id, client u32, fingerprint, d u32, vector (u32 + bytes), signature |
-| 22 SUM | aggregator -> key holder | round_id, group u32, fingerprint, d u32, contributors u32, vector (u32 + bytes) |
+| 21 UPLOAD | client -> aggregator | round_id, group u32, client u32, fingerprint, d u32, vector (u32 + bytes), signature |
+| 22 SUM | aggregator -> key holder | round_id, group u32, fingerprint, d u32, count u32, count x UPLOAD (u32 + bytes) |
 | 23 RESULT | key holder -> aggregator | round_id, group u32, then a wire vector frame (u64 words or f64) |
 
 Signatures are Ed25519 over ``hkdf_info`` statements (kind-tagged, length-prefixed parts):
-("he-context", round_id, fingerprint) by the key holder, and ("he-upload", round_id, client, fingerprint,
-d, SHA-256(vector)) by the client. ``vector`` is TenSEAL's serialized BFVVector/CKKSVector.
+("he-context", round_id, fingerprint) by the key holder, and ("he-upload", round_id, group, client,
+fingerprint, d, SHA-256(vector)) by the client. ``vector`` is TenSEAL's serialized BFVVector/CKKSVector.
+SUM carries the group's signed UPLOADs themselves, not a sum: the key holder checks each one exactly
+as the aggregator does and adds them itself, so it never decrypts anything but the sum of signed
+uploads of that round and group.
+
+Threat model: every byte is attacker-controlled (outsiders on the network; towards the key holder,
+a malicious aggregator that writes every SUM). Any failure raises ``MalformedMessageError`` (bytes
+that do not parse) or the opaque ``ProtocolIntegrityError`` (everything else).
 
 Receivers check, in this order, before any byte reaches TenSEAL: the frame and its size cap
 (``MalformedMessageError``); round, sender, fingerprint and d against what they expect
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -53,8 +61,9 @@ def context_statement(round_id: bytes, digest: bytes) -> bytes:
     return crypto.hkdf_info("he-context", round_id, digest)
 
 
-def upload_statement(round_id: bytes, client: int, digest: bytes, d: int, vector: bytes | memoryview) -> bytes:
-    return crypto.hkdf_info("he-upload", round_id, client, digest, d, hashlib.sha256(vector).digest())
+def upload_statement(round_id: bytes, group: int, client: int, digest: bytes, d: int,
+                     vector: bytes | memoryview) -> bytes:
+    return crypto.hkdf_info("he-upload", round_id, group, client, digest, d, hashlib.sha256(vector).digest())
 
 
 # CONTEXT ---------------------------------------------------------------------------------------
@@ -84,66 +93,72 @@ def open_context(message: bytes, *, round_id: bytes, signer: bytes) -> tuple[byt
 
 # UPLOAD ----------------------------------------------------------------------------------------
 
-def encode_upload(round_id: bytes, client: int, digest: bytes, d: int, vector: bytes, signing_key: bytes) -> bytes:
-    signature = crypto.sign(signing_key, upload_statement(round_id, client, digest, d, vector))
-    body = Writer().raw(round_id).u32(client).raw(digest).u32(d).blob(vector).blob(signature)
+def encode_upload(round_id: bytes, group: int, client: int, digest: bytes, d: int, vector: bytes,
+                  signing_key: bytes) -> bytes:
+    signature = crypto.sign(signing_key, upload_statement(round_id, group, client, digest, d, vector))
+    body = Writer().raw(round_id).u32(group).u32(client).raw(digest).u32(d).blob(vector).blob(signature)
     return wire.frame(UPLOAD, body.payload())
 
 
 def upload_cap(params: HeParams, d: int) -> int:
     """The largest UPLOAD an honest client of (params, d) can send."""
-    return 8 + ROUND_ID_BYTES + 4 + FINGERPRINT_BYTES + 4 + 4 + params.vector_bytes(d)[1] + 4 + SIG_BYTES
+    return 8 + ROUND_ID_BYTES + 8 + FINGERPRINT_BYTES + 4 + 4 + params.vector_bytes(d)[1] + 4 + SIG_BYTES
 
 
-def open_upload(message: bytes, *, params: HeParams, round_id: bytes, client: int, digest: bytes, d: int,
-                public_key: bytes) -> bytes:
-    """Check an UPLOAD completely; return the vector bytes, now safe to hand to TenSEAL.
+def open_upload(message: bytes, *, params: HeParams, round_id: bytes, group: int, digest: bytes, d: int,
+                public_key: Callable[[int], bytes], client: int | None = None) -> tuple[int, bytes]:
+    """Check an UPLOAD completely; return (client, vector bytes), the bytes now safe to hand to TenSEAL.
+
+    ``client``: the expected sender (None: any client, whose key ``public_key(client)`` must know).
 
     Raises:
         MalformedMessageError: bad frame, a vector outside the size bounds of (params, d), bad layout.
-        ProtocolIntegrityError: another round, sender, context or length, or a missing or bad signature.
+        ProtocolIntegrityError: another round, group, sender, context or length, an unknown client,
+            or a missing or bad signature.
     """
     reader = Reader(wire.unframe(message, kind=UPLOAD, max_bytes=upload_cap(params, d)))
-    header = (reader.raw(ROUND_ID_BYTES), reader.u32(), reader.raw(FINGERPRINT_BYTES), reader.u32())
+    got_round, got_group, sender = reader.raw(ROUND_ID_BYTES), reader.u32(), reader.u32()
+    got_digest, got_d = reader.raw(FINGERPRINT_BYTES), reader.u32()
     low, high = params.vector_bytes(d)
     vector, signature = reader.blob(max_size=high), reader.blob(max_size=SIG_BYTES)
     reader.done()
-    if header != (round_id, client, digest, d):
+    if (got_round, got_group, got_digest, got_d) != (round_id, group, digest, d) or client not in (None, sender):
         raise ProtocolIntegrityError()
     if len(vector) < low:
         raise MalformedMessageError(f"encrypted vector of {len(vector)} bytes, expected at least {low}")
-    crypto.verify(public_key, signature, upload_statement(round_id, client, digest, d, vector))
+    crypto.verify(public_key(sender), signature, upload_statement(round_id, group, sender, digest, d, vector))
     check_layout(vector, params=params, d=d)
-    return vector
+    return sender, vector
 
 
 # SUM -------------------------------------------------------------------------------------------
 
-def encode_sum(round_id: bytes, group: int, digest: bytes, d: int, contributors: int, vector: bytes) -> bytes:
-    body = Writer().raw(round_id).u32(group).raw(digest).u32(d).u32(contributors).blob(vector)
+def encode_sum(round_id: bytes, group: int, digest: bytes, d: int, uploads: Sequence[bytes]) -> bytes:
+    """The SUM asking for ``group``'s sum: the group's signed UPLOAD messages, forwarded unchanged."""
+    body = Writer().raw(round_id).u32(group).raw(digest).u32(d).u32(len(uploads))
+    for upload in uploads:
+        body.blob(upload)
     return wire.frame(SUM, body.payload())
 
 
-def open_sum(message: bytes, *, params: HeParams, round_id: bytes, digest: bytes, d: int) -> tuple[int, int, bytes]:
-    """Check a SUM; return (group, contributors, vector bytes).
+def open_sum(message: bytes, *, params: HeParams, round_id: bytes, digest: bytes, d: int,
+             max_uploads: int) -> tuple[int, list[bytes]]:
+    """Check a SUM's envelope; return (group, the UPLOAD messages), each still to be checked by ``open_upload``.
 
     Raises:
-        MalformedMessageError: bad frame, size or layout.
-        ProtocolIntegrityError: another round, context or length, or no contributor.
+        MalformedMessageError: bad frame, more than ``max_uploads`` uploads, an oversize upload.
+        ProtocolIntegrityError: another round, context or length.
     """
-    low, high = params.vector_bytes(d)
-    cap = 8 + ROUND_ID_BYTES + 4 + FINGERPRINT_BYTES + 12 + high
-    reader = Reader(wire.unframe(message, kind=SUM, max_bytes=cap))
-    got_round, group, got_digest, got_d, contributors = (
-        reader.raw(ROUND_ID_BYTES), reader.u32(), reader.raw(FINGERPRINT_BYTES), reader.u32(), reader.u32())
-    vector = reader.blob(max_size=high)
+    cap = upload_cap(params, d)
+    reader = Reader(wire.unframe(message, kind=SUM, max_bytes=8 + ROUND_ID_BYTES + 44 + max_uploads * (4 + cap)))
+    got_round, group, got_digest, got_d = (reader.raw(ROUND_ID_BYTES), reader.u32(), reader.raw(FINGERPRINT_BYTES),
+                                           reader.u32())
+    count = reader.count(item_size=4 + 8 + ROUND_ID_BYTES, max_count=max_uploads)
+    uploads = [reader.blob(max_size=cap) for _ in range(count)]
     reader.done()
-    if (got_round, got_digest, got_d) != (round_id, digest, d) or contributors < 1:
+    if (got_round, got_digest, got_d) != (round_id, digest, d):
         raise ProtocolIntegrityError()
-    if len(vector) < low:
-        raise MalformedMessageError(f"encrypted sum of {len(vector)} bytes, expected at least {low}")
-    check_layout(vector, params=params, d=d)
-    return group, contributors, vector
+    return group, uploads
 
 
 # RESULT ----------------------------------------------------------------------------------------

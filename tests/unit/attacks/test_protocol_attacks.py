@@ -93,8 +93,9 @@ EXPECTED = {
     ("he", "malformed-upload"): MALFORMED,
     ("he", "malformed-sum"): MALFORMED,
     ("he", "too-few-clients"): INSUFFICIENT,
+    ("he", "single-upload-as-sum"): INTEGRITY,  # the key holder checks the signed uploads and adds them itself
 }
-OUT_OF_SCOPE = {("he", "single-upload-as-sum")}  # a malicious HE aggregator: documented in he_sum/SPEC.md
+OUT_OF_SCOPE: set[tuple[str, str]] = set()  # the malicious HE aggregator is in scope since the key holder adds
 # In scope and NOT refused by the protocol as committed (one faulty client aborts a group whose
 # neighbourhoods have k = 4, t = 3): reported by the audit, kept as strict xfails until fixed.
 KNOWN_OPEN = {
@@ -141,9 +142,10 @@ def test_outcomes_are_reported_honestly(audit):
         assert a.description and a.name in CASES[a.protocol]
 
 
-def test_the_out_of_scope_attempt_is_shown_as_such(audit):
-    (single,) = [a for a in audit[0] if not a.in_scope]
-    assert single.protocol == "he" and "outside the threat model" in format_report([single])
+def test_no_attempt_is_out_of_scope_and_one_would_be_shown_as_such(audit):
+    assert all(a.in_scope for a in audit[0])
+    shown = Attempt("x", "he", "d", False, "client 0's input", "", False)
+    assert "outside the threat model" in format_report([shown])
 
 
 def _params():

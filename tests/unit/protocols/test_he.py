@@ -48,10 +48,10 @@ class Round:
                                        context_message=self.context_message, key_holder=self.he.key_holder_public,
                                        directory=self.he.directory, d=d)
 
-    def client(self, cid, *, round_id=None):
+    def client(self, cid, *, round_id=None, group=0):
         return HeClient(cid, params=self.he.parameters, signing_key=self.he.identity(cid),
-                        key_holder=self.he.key_holder_public, round_id=round_id or self.round_id, group_size=4,
-                        bits=self.he.bits)
+                        key_holder=self.he.key_holder_public, round_id=round_id or self.round_id, group=group,
+                        group_size=4, bits=self.he.bits)
 
     def values(self, cid):
         if self.he.scheme == "ckks":
@@ -61,6 +61,9 @@ class Round:
     def upload(self, cid, **kwargs):
         return self.client(cid, **kwargs).upload(self.context_message, self.values(cid))
 
+    def uploads(self, group, clients):
+        return {c: self.upload(c, group=group) for c in clients}
+
     def total(self, group, uploads):
         """The decrypted sum of a group's uploads, through the aggregator and the key holder."""
         request = self.aggregator.sum_group(group, uploads)
@@ -68,22 +71,22 @@ class Round:
 
 
 def fields(message):
-    """(round_id, client, fingerprint, d, vector, signature) of an UPLOAD."""
+    """(round_id, group, client, fingerprint, d, vector, signature) of an UPLOAD."""
     reader = Reader(wire.unframe(message, kind=m.UPLOAD))
-    out = (reader.raw(16), reader.u32(), reader.raw(32), reader.u32(), reader.blob(max_size=1 << 30),
+    out = (reader.raw(16), reader.u32(), reader.u32(), reader.raw(32), reader.u32(), reader.blob(max_size=1 << 30),
            reader.blob(max_size=1 << 10))
     reader.done()
     return out
 
 
-def rebuild(round_id, client, digest, d, vector, signature):
-    return wire.frame(m.UPLOAD, Writer().raw(round_id).u32(client).raw(digest).u32(d).blob(vector)
+def rebuild(round_id, group, client, digest, d, vector, signature):
+    return wire.frame(m.UPLOAD, Writer().raw(round_id).u32(group).u32(client).raw(digest).u32(d).blob(vector)
                       .blob(signature).payload())
 
 
-def resigned(rnd, cid, vector):
+def resigned(rnd, cid, vector, group=0):
     """What a malicious client with a valid key can send: any vector, properly signed."""
-    return m.encode_upload(rnd.round_id, cid, rnd.aggregator.digest, rnd.d, vector, rnd.he.identity(cid))
+    return m.encode_upload(rnd.round_id, group, cid, rnd.aggregator.digest, rnd.d, vector, rnd.he.identity(cid))
 
 
 # Correctness ----------------------------------------------------------------------------------
@@ -157,7 +160,8 @@ def test_view_and_measurements():
     assert meas["he/bytes_down"] == 4 * meas["he/context_bytes"]  # every client gets the public context
     assert 16 * 3 * 8192 < meas["he/bytes_up"] < 17 * 3 * 8192  # one 8192-slot ciphertext each: 16 B per slot
     assert meas["he/dropped"] == 1
-    for key in ("seconds", "encrypt_seconds", "sum_seconds", "decrypt_seconds", "keygen_seconds"):
+    for key in ("seconds", "encrypt_seconds", "sum_seconds", "key_holder_seconds", "keygen_seconds",
+                "key_holder_verify_seconds", "key_holder_add_seconds", "key_holder_decrypt_seconds"):
         assert meas[f"he/{key}"] >= 0
 
 
@@ -219,19 +223,19 @@ def test_the_aggregator_holds_no_secret_key(scheme):
 
 
 def test_the_key_holder_decrypts_each_group_once_and_nothing_after_the_round():
-    rnd = Round(groups=2)
-    request = rnd.aggregator.sum_group(0, {0: rnd.upload(0), 1: rnd.upload(1)})
+    rnd = Round(groups=3)
+    request = rnd.aggregator.sum_group(0, rnd.uploads(0, (0, 1)))
     rnd.he.key_holder.decrypt(request)
     with pytest.raises(ProtocolIntegrityError):
         rnd.he.key_holder.decrypt(request)  # a second decryption for group 0
     with pytest.raises(ProtocolIntegrityError):
-        rnd.he.key_holder.decrypt(rnd.aggregator.sum_group(5, {0: rnd.upload(0)}))  # no such group
-    other = m.encode_sum(os.urandom(16), 1, rnd.aggregator.digest, D, 1, fields(rnd.upload(0))[4])
+        rnd.he.key_holder.decrypt(rnd.aggregator.sum_group(5, rnd.uploads(5, (2, 3))))  # no such group
+    other = m.encode_sum(os.urandom(16), 1, rnd.aggregator.digest, D, list(rnd.uploads(1, (4, 5)).values()))
     with pytest.raises(ProtocolIntegrityError):
         rnd.he.key_holder.decrypt(other)  # another round
     rnd.he.key_holder.close_round()
     with pytest.raises(ProtocolIntegrityError):
-        rnd.he.key_holder.decrypt(rnd.aggregator.sum_group(1, {0: rnd.upload(0)}))
+        rnd.he.key_holder.decrypt(rnd.aggregator.sum_group(2, rnd.uploads(2, (6, 7))))
 
 
 def test_clients_refuse_a_context_the_key_holder_did_not_sign():
@@ -279,11 +283,11 @@ def test_an_honest_upload_is_accepted(rnd, honest):
     lambda msg: msg[:-1],
     lambda msg: msg[: len(msg) // 2],
     lambda msg: msg + b"\0",
-    lambda msg: fields(msg)[4],  # a bare TenSEAL vector, no envelope
+    lambda msg: fields(msg)[5],  # a bare TenSEAL vector, no envelope
     lambda msg: wire.frame(m.SUM, msg[8:]),  # another kind
-    lambda msg: rebuild(*fields(msg)[:4], b"", fields(msg)[5]),  # an empty vector
-    lambda msg: rebuild(*fields(msg)[:4], fields(msg)[4][: len(fields(msg)[4]) // 2], fields(msg)[5]),  # truncated
-    lambda msg: rebuild(*fields(msg)[:4], fields(msg)[4] * 2, fields(msg)[5]),  # oversize
+    lambda msg: rebuild(*fields(msg)[:5], b"", fields(msg)[6]),  # an empty vector
+    lambda msg: rebuild(*fields(msg)[:5], fields(msg)[5][: len(fields(msg)[5]) // 2], fields(msg)[6]),  # truncated
+    lambda msg: rebuild(*fields(msg)[:5], fields(msg)[5] * 2, fields(msg)[6]),  # oversize
 ], ids=["empty", "header", "last-byte", "half", "trailing", "bare", "kind", "empty-vector", "short-vector", "oversize"])
 def test_malformed_uploads_are_refused(rnd, honest, mangle):
     with pytest.raises(MalformedMessageError):
@@ -291,32 +295,34 @@ def test_malformed_uploads_are_refused(rnd, honest, mangle):
 
 
 def test_unsigned_or_wrongly_signed_uploads_are_refused(rnd, honest):
-    round_id, client, digest, d, vector, signature = fields(honest)
+    round_id, group, client, digest, d, vector, signature = fields(honest)
     for bad in (b"", b"\0" * 64, signature[:-1] + bytes([signature[-1] ^ 1]),
-                crypto.sign(rnd.he.identity(1), m.upload_statement(round_id, client, digest, d, vector))):
+                crypto.sign(rnd.he.identity(1), m.upload_statement(round_id, group, client, digest, d, vector))):
         with pytest.raises(ProtocolIntegrityError):
-            rnd.aggregator.accept(0, rebuild(round_id, client, digest, d, vector, bad))
+            rnd.aggregator.accept(0, rebuild(round_id, group, client, digest, d, vector, bad))
 
 
 def test_uploads_bound_to_another_round_client_context_or_length_are_refused(rnd, honest):
-    round_id, client, digest, d, vector, signature = fields(honest)
+    round_id, group, client, digest, d, vector, signature = fields(honest)
     with pytest.raises(ProtocolIntegrityError):
         rnd.aggregator.accept(1, honest)  # client 0's upload replayed as client 1's
     with pytest.raises(ProtocolIntegrityError):
         rnd.aggregator.accept(99, honest)  # nobody registered
-    for changed in ((os.urandom(16), client, digest, d), (round_id, client, bytes(32), d),
-                    (round_id, client, digest, d - 1)):
+    with pytest.raises(ProtocolIntegrityError):
+        rnd.aggregator.accept(0, honest, group=1)  # counted in another group
+    for changed in ((os.urandom(16), group, client, digest, d), (round_id, group, client, bytes(32), d),
+                    (round_id, group, client, digest, d - 1), (round_id, 1, client, digest, d)):
         with pytest.raises(ProtocolIntegrityError):
-            rnd.aggregator.accept(0, rebuild(*changed, vector, signature))
+            rnd.aggregator.accept(0, rebuild(*changed, vector, signature), group=changed[1])
 
 
 def test_a_ciphertext_under_another_key_is_refused(rnd, honest):
-    round_id, client, digest, d, _, signature = fields(honest)
+    round_id, group, client, digest, d, _, signature = fields(honest)
     stranger = ts.bfv_vector(new_context(rnd.he.parameters), list(range(D))).serialize()
     with pytest.raises(ProtocolIntegrityError):  # swapped into an honest upload: the signature fails
-        rnd.aggregator.accept(0, rebuild(round_id, client, digest, d, stranger, signature))
+        rnd.aggregator.accept(0, rebuild(round_id, group, client, digest, d, stranger, signature))
     # an honest client fooled into another context signs that context's fingerprint: refused too
-    other = KeyHolder(rnd.he.parameters, signing_key=rnd.he.key_holder._signing_key)
+    other = KeyHolder(rnd.he.parameters, signing_key=rnd.he.key_holder._signing_key, directory=rnd.he.directory)
     misled = rnd.client(0).upload(other.open_round(rnd.round_id, groups=1, d=D), rnd.values(0))
     with pytest.raises(ProtocolIntegrityError):
         rnd.aggregator.accept(0, misled)
@@ -325,7 +331,7 @@ def test_a_ciphertext_under_another_key_is_refused(rnd, honest):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_byte_flips_in_the_ciphertext_fail_the_signature(rnd, honest, data):
-    start = len(honest) - 4 - 64 - len(fields(honest)[4])  # the first byte of the vector
+    start = len(honest) - 4 - 64 - len(fields(honest)[5])  # the first byte of the vector
     position = data.draw(st.integers(start, len(honest) - 4 - 64 - 1))
     flip = data.draw(st.integers(1, 255))
     mutated = bytearray(honest)
@@ -362,7 +368,7 @@ def test_a_tampered_upload_aborts_the_round(monkeypatch):
 
 
 def test_signed_garbage_is_refused_before_tenseal_parses_it(rnd, honest):
-    vector = fields(honest)[4]
+    vector = fields(honest)[5]
     two_vectors = ts.bfv_vector(new_context(rnd.he.parameters), list(range(D // 2))).serialize()
     for bad in (os.urandom(len(vector)), two_vectors + two_vectors[:10], vector + b"\x19" + bytes(8)):
         with pytest.raises(MalformedMessageError):
@@ -381,16 +387,18 @@ def test_a_malicious_client_can_spoil_the_sum_undetected():
 
 @pytest.mark.parametrize("scheme", ["bfv", "ckks"])
 def test_a_mutated_ciphertext_resigned_by_its_client_is_refused_or_garbage(scheme):
-    """Never a crash; either a refusal or a garbage sum (it cannot be attributed to client 1)."""
+    """Never a crash; either a refusal or a garbage sum (it cannot be attributed to the client)."""
     rnd = Round(HeSum(scheme, bits=BITS) if scheme == "bfv" else HeSum(scheme), groups=16)
-    expected = (sum(rnd.values(c).astype(np.float64) for c in (0, 1)) if scheme == "ckks"
-                else sum(ring.lift(rnd.values(c), BITS) for c in (0, 1)))
-    vector, outcomes = fields(rnd.upload(1))[4], []
-    for group, position in enumerate(range(len(vector) // 3, len(vector), len(vector) // 8)):
-        mutated = bytearray(vector)
-        mutated[position] ^= 0x01
+    length, outcomes = len(fields(rnd.upload(1))[5]), []
+    for group, position in enumerate(range(length // 3, length, length // 8)):
+        honest, evil = 2 * group, 2 * group + 1  # every client counts in one sum per round
+        expected = (sum(rnd.values(c).astype(np.float64) for c in (honest, evil)) if scheme == "ckks"
+                    else sum(ring.lift(rnd.values(c), BITS) for c in (honest, evil)))
+        mutated = bytearray(fields(rnd.upload(evil, group=group))[5])
+        mutated[position % len(mutated)] ^= 0x01
         try:
-            total = rnd.total(group, {0: rnd.upload(0), 1: resigned(rnd, 1, bytes(mutated))})
+            total = rnd.total(group, {honest: rnd.upload(honest, group=group),
+                                      evil: resigned(rnd, evil, bytes(mutated), group)})
         except ProtocolError:
             outcomes.append("refused")
         else:
