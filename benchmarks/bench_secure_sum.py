@@ -7,8 +7,10 @@ Measured in one process run, interleaved repeat by repeat so that drift hits eve
 - flower_masking: Flower's own client masking step (``pseudo_rand_gen`` for 1 + k 32-byte seeds, its
   int64 ``parameters_addition``/``parameters_subtraction`` and ``parameters_mod``), if flwr imports.
 - shamir_combine_100_secrets: ``shamir.combine`` of m=100 32-byte secrets from t shares and from all n.
-- client_step_quantize_and_mask: Quantize.encode + masking (the whole client step) vs the masking floor
-  and vs Flower's quantize + masking.
+- client_step_quantize_and_mask: Quantize.encode + masking (the whole client step) vs the client-step
+  floor (one fixed-point pass float32 -> fresh uint32 words, then the masking floor into them), vs that
+  floor plus the d 32-bit uniforms stochastic rounding must draw from a numpy Generator, vs the masking
+  floor alone, and vs Flower's quantize + masking.
 - server_round: the SecAgg+ server's every receive_* call for n = 100, d = 1e6, with 0% and 10% of the
   clients dropping after sharing keys, vs the floor of (n - 1) d adds + one keystream per mask removed.
 - scaling: one SecAgg+ group (derived k, t) of n clients at d words, run by ``secagg_round.run_instance``
@@ -174,9 +176,36 @@ def bench_shamir_combine(n: int, t: int, repeats: int) -> dict:
     return {"m": SHAMIR_SECRETS, "n": n, "t": t, **{f"{name}_s": s for name, s in med.items()}}
 
 
+STEP_SCALE, STEP_BOUND = TARGET_RANGE / 16, 8.0  # the client step's Quantize: 2^18 steps per unit, |v| <= 8
+
+
+def floor_client_step_fn(d: int, k: int, keys: list[bytes], values: np.ndarray,
+                         uniforms: bool = False) -> Callable[[], None]:
+    """Client-step floor: one fixed-point pass (float32 multiply, truncated straight into a fresh uint32
+    vector: no clamp, no rounding), then per key one AES-CTR keystream into a reused buffer added in place.
+    With ``uniforms``: also the d 32-bit uniforms stochastic rounding needs, drawn from a numpy Generator
+    (``random_raw``, 64 bits a draw, 2^17 draws at a time so no large buffer is faulted in) and not used."""
+    zeros = bytes(4 * d)
+    buf = np.empty(4 * d + 16, dtype=np.uint8)
+    mask = buf[:4 * d].view("<u4")
+    scale, draw = np.float32(STEP_SCALE), np.random.default_rng(0).bit_generator.random_raw
+
+    def run() -> None:
+        acc = np.empty(d, dtype=np.uint32)
+        np.multiply(values, scale, out=acc.view(np.int32), casting="unsafe")
+        if uniforms:
+            for start in range(0, (d + 1) // 2, 1 << 17):
+                draw(min(1 << 17, (d + 1) // 2 - start))
+        for key in keys[:k + 1]:
+            Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor().update_into(zeros, buf)
+            np.add(acc, mask, out=acc)
+
+    return run
+
+
 def secfl_client_step_fn(d: int, k: int, keys: list[bytes], values: np.ndarray) -> Callable[[], None]:
     """secfl's whole client step: clip + stochastic-round quantize into Z_2^b, then 1 + k masks."""
-    stage = Quantize(scale=TARGET_RANGE / 16, bound=8.0).bind(bound_in=Bounds.UNBOUNDED, group_size=100)
+    stage = Quantize(scale=STEP_SCALE, bound=STEP_BOUND).bind(bound_in=Bounds.UNBOUNDED, group_size=100)
     update, rng = Update(0, values), np.random.default_rng(0)
 
     def run() -> None:
@@ -186,6 +215,13 @@ def secfl_client_step_fn(d: int, k: int, keys: list[bytes], values: np.ndarray) 
             prg.add_mask(acc, key, sign=+1 if i < k // 2 else -1)
 
     return run
+
+
+def secfl_quantize_fn(values: np.ndarray) -> Callable[[], None]:
+    """secfl's quantize alone (the part of the client step above the masking)."""
+    stage = Quantize(scale=STEP_SCALE, bound=STEP_BOUND).bind(bound_in=Bounds.UNBOUNDED, group_size=100)
+    update, rng = Update(0, values), np.random.default_rng(0)
+    return lambda: stage.encode(update, rng=rng)
 
 
 def flower_client_step_fn(d: int, k: int, keys: list[bytes], values: np.ndarray, flower) -> Callable[[], None]:
@@ -206,20 +242,53 @@ def flower_client_step_fn(d: int, k: int, keys: list[bytes], values: np.ndarray,
     return run
 
 
+def cpu_medians(fns: dict[str, Callable[[], object]], repeats: int, min_seconds: float = 0.02) -> dict[str, float]:
+    """As ``interleaved_medians`` but in this process's CPU seconds (``time.process_time``): on a shared
+    machine, time spent descheduled is left out (cache and memory-bandwidth contention is not)."""
+    numbers = {}
+    for name, fn in fns.items():
+        fn()
+        start = time.process_time()
+        fn()
+        numbers[name] = max(1, int(min_seconds / max(time.process_time() - start, 1e-9)))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.process_time()
+            for _ in range(numbers[name]):
+                fn()
+            times[name].append((time.process_time() - start) / numbers[name])
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def bench_client_step(d: int, k: int, repeats: int, flower) -> dict:
-    """Quantize + mask, end to end, against the masking floor and (if installed) Flower."""
+    """Quantize + mask, end to end, against the client-step floors and (if installed) Flower.
+
+    Wall-clock medians (``*_s``) and CPU-time medians (``cpu`` block, measured after them) in one run."""
     keys = [os.urandom(32) for _ in range(k + 1)]
     values = np.random.default_rng(1).normal(size=d).astype(np.float32)
-    fns = {"floor_masking": floor_masking_fn(d, k, keys), "secfl_client_step": secfl_client_step_fn(d, k, keys, values)}
+    fns = {"floor_client_step": floor_client_step_fn(d, k, keys, values),
+           "floor_client_step_with_uniforms": floor_client_step_fn(d, k, keys, values, uniforms=True),
+           "floor_masking": floor_masking_fn(d, k, keys),
+           "secfl_client_step": secfl_client_step_fn(d, k, keys, values),
+           "secfl_quantize": secfl_quantize_fn(values)}
     if flower is not None:
         fns["flower_client_step"] = flower_client_step_fn(d, k, keys, values, flower)
+
+    def ratios(med: dict[str, float]) -> dict[str, float]:
+        step = med["secfl_client_step"]
+        out = {"ratio_secfl_to_floor": step / med["floor_client_step"],
+               "ratio_secfl_to_floor_with_uniforms": step / med["floor_client_step_with_uniforms"],
+               "ratio_secfl_to_masking_floor": step / med["floor_masking"]}
+        if flower is not None:
+            out["ratio_flower_to_secfl"] = med["flower_client_step"] / step
+            out["ratio_flower_to_floor"] = med["flower_client_step"] / med["floor_client_step"]
+        return out
+
     med = interleaved_medians(fns, repeats)
-    row = {"d": d, "k": k, **{f"{name}_s": s for name, s in med.items()},
-           "ratio_secfl_to_floor": med["secfl_client_step"] / med["floor_masking"]}
-    if flower is not None:
-        row["ratio_flower_to_secfl"] = med["flower_client_step"] / med["secfl_client_step"]
-        row["ratio_flower_to_floor"] = med["flower_client_step"] / med["floor_masking"]
-    return row
+    cpu = cpu_medians(fns, repeats)
+    return {"d": d, "k": k, **{f"{name}_s": s for name, s in med.items()}, **ratios(med),
+            "cpu": {**{f"{name}_s": s for name, s in cpu.items()}, **ratios(cpu)}}
 
 
 def _maxrss_mb() -> float:
