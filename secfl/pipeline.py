@@ -35,7 +35,7 @@ class RoundOutput:
         result: the protocol's RoundResult (sums, survivors, the server's view).
         measurements: ``"component/metric" -> float`` for the whole round.
         dp_event: the round's privacy event for one client (its group's realized noise; the
-            sampling of clients is the ledger's part).
+            sampling of clients is the ledger's part): what the released models reveal.
     """
 
     aggregate: np.ndarray
@@ -62,9 +62,14 @@ class Pipeline:
     its example count) would otherwise scale its sensitivity and leak through the group's total. So
     does a stage with ``uniform_weights = True`` (e.g. one that sends bits).
 
+    Distributed noise (``GaussianNoise(placement="distributed")``, ``DistributedDiscreteGaussian``)
+    protects a client against the server only inside a secure sum: over ``Plaintext`` with groups of
+    more than one client the pipeline refuses it unless the stage says ``trust="simulation"``.
+
     Raises:
         IncompatibleStagesError: the aggregator needs more inputs than the grouping yields, a
-            real-valued stage follows a ring stage, or a stage cannot be sized (e.g. too few bits).
+            real-valued stage follows a ring stage, a stage cannot be sized (e.g. too few bits), or
+            distributed noise would go through ``Plaintext`` without ``trust="simulation"``.
         ConfigurationError: a component does not have the interface its slot needs.
     """
 
@@ -99,6 +104,29 @@ class Pipeline:
         # DP stages and bit-level ring stages (which pack r = 1 as one bit) need every client to weigh 1
         self.uniform = self.private or any(getattr(s, "uniform_weights", False) for s in self.stages)
         self._check_protocol()
+        self._check_noise_trust()
+
+    @property
+    def secure_sum(self) -> bool:
+        """Whether the server sees only group sums (any protocol but ``Plaintext``, or groups of one)."""
+        return (not isinstance(self.protocol, Plaintext)
+                or self.grouping.max_group_size(self.clients_per_round) <= 1)
+
+    def _check_noise_trust(self) -> None:
+        """Distributed noise over Plaintext is local DP at z / sqrt(m) against the server: only on request."""
+        if self.secure_sum:
+            return
+        for stage in self.stages:
+            if (getattr(stage, "placement", None) == "distributed" and getattr(stage, "trust", None) == "secure_sum"
+                    and not isinstance(stage.dp_event(), dp_accounting.NoOpDpEvent)):
+                size = self.grouping.max_group_size(self.clients_per_round)
+                raise IncompatibleStagesError(
+                    f"{stage!r} splits its noise over the clients of a group (up to {size} here), assuming the "
+                    f"server sees only the group's secure sum, but {self.protocol!r} shows the server every upload: "
+                    "against it each client would have only its own share (local DP at z / sqrt(m)). Use a secure "
+                    "protocol (SecAggPlus / SecAgg, protocol = { kind = \"secagg+\" }), or placement \"client\" or "
+                    "\"central\", or say trust = \"simulation\" on the noise stage to run it in the clear knowingly"
+                )
 
     def _check_groups(self) -> None:
         n, need = self.clients_per_round, self.aggregator.min_inputs
@@ -171,6 +199,29 @@ class Pipeline:
         ``contributors`` of the ``shares`` clients it was split over (default: all), over the stages."""
         events = [s.dp_event(contributors, shares) for s in self.stages]
         events = [e for e in events if not isinstance(e, dp_accounting.NoOpDpEvent)]
+        if not events:
+            return dp_accounting.NoOpDpEvent()
+        return events[0] if len(events) == 1 else dp_accounting.ComposedDpEvent(events)
+
+    def server_dp_event(self, contributors: int | None = None, shares: int | None = None) -> dp_accounting.DpEvent:
+        """The privacy event of one round for one participant, as the aggregation server sees it.
+
+        The server knows who took part, so the ledger prices this without amplification by sampling.
+        Distributed noise: the group sum's realized noise (``contributors`` of ``shares``) inside a
+        secure sum, only the client's own share over ``Plaintext`` (``trust="simulation"``). Central
+        noise: non-private (the server sees the sum before it adds the noise). Client noise: unchanged.
+        """
+        events = []
+        for stage in self.stages:
+            event = stage.dp_event(contributors, shares)
+            if isinstance(event, dp_accounting.NoOpDpEvent):
+                continue
+            placement = getattr(stage, "placement", None)
+            if placement == "central":
+                event = dp_accounting.NonPrivateDpEvent()
+            elif placement == "distributed" and not self.secure_sum:
+                event = stage.dp_event(1, shares)  # the server sees the upload: one share of the noise
+            events.append(event)
         if not events:
             return dp_accounting.NoOpDpEvent()
         return events[0] if len(events) == 1 else dp_accounting.ComposedDpEvent(events)

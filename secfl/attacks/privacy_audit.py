@@ -18,6 +18,9 @@ Each scenario is run twice, into ``<out>/<name>/run`` and ``<out>/<name>/canary-
    (or not) the bottom ``k`` as "out", for ``k`` in ``GUESS_FRACTIONS`` of m; the best of these 2 x 5
    tests is reported with a Bonferroni-corrected confidence, so the bound stays valid. If the lower bound
    exceeds the accountant's epsilon the audit raises ``PrivacyAuditError`` (noise or accounting is wrong).
+   The canaries measure the released models, so the bound is checked against the epsilon for those who
+   see only the released models; the epsilon against the aggregation server (which knows who took part:
+   no amplification by sampling) is reported beside it (``epsilon_server``).
    Beside it, Andrew et al.'s one-shot epsilon *estimate* (ICLR'24; not a bound, never a failure): the
    cosines of the inserted canaries with everything released against those of the canaries left out.
 
@@ -167,7 +170,9 @@ def audit_scenario(scenario: Scenario, out: str | Path, options: PrivacyAuditOpt
     delta = float(summary.get("delta", scenario.privacy.delta))
     result: dict[str, Any] = {
         "name": scenario.name, "defense": describe_defense(scenario), "rounds": summary["rounds"],
-        "accuracy": summary["final_accuracy"], "epsilon_claimed": claimed, "delta": delta,
+        "accuracy": summary["final_accuracy"], "epsilon_claimed": claimed,
+        "epsilon_server": summary.get("epsilon_server"), "epsilon_server_rounds": summary.get("epsilon_server_rounds"),
+        "delta": delta,
         "sample_level_epsilon": scenario.client.dp_sgd is not None, "options": asdict(options),
     }
     result["inversion"] = _inversion(scenario, recorder, options, out)
@@ -309,7 +314,8 @@ def canary_audit(scenario: Scenario, out: str | Path, options: PrivacyAuditOptio
     """Run ``scenario`` with canaries into the run directory ``out`` and bound its epsilon from below.
 
     Returns ``best_guess_audit``'s dict plus the canary norm, how many canaries were sampled, the run's
-    accuracy and the accountant's ``epsilon_claimed`` (None without a DP stage). Does not raise on a
+    accuracy, the accountant's ``epsilon_claimed`` (released models; None without a DP stage) and
+    ``epsilon_server`` (against the aggregation server, not audited: the canaries see only the releases). Does not raise on a
     failed audit (``failed`` is True); ``audit_scenario`` does.
     """
     scenario = scenario.with_noise_solved()
@@ -332,7 +338,7 @@ def canary_audit(scenario: Scenario, out: str | Path, options: PrivacyAuditOptio
     result = best_guess_audit(scores, canaries.included, delta=delta, confidence=options.confidence,
                               claimed_epsilon=claim)
     result.update(norm=norm, sampled=len(took_part), canary_run_accuracy=summary["final_accuracy"],
-                  epsilon_claimed=claim, epsilon_estimate=_one_shot(scores, recorder.released, canaries, delta))
+                  epsilon_claimed=claim, epsilon_server=summary.get("epsilon_server"), epsilon_estimate=_one_shot(scores, recorder.released, canaries, delta))
     np.savez_compressed(Path(out) / "canaries.npz", scores=scores, included=canaries.included, slots=canaries.slots)
     return result
 

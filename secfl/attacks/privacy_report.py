@@ -14,8 +14,8 @@ from secfl.runs import atomic_write
 __all__ = ["write_privacy_report", "save_reconstruction_png"]
 
 _COLUMNS = ("scenario", "defense", "accuracy", "inverted", "PSNR", "SSIM", "labels", "PSNR black / mean",
-            "MIA AUC loss / LiRA", "TPR@1% / 0.1% (best)", "DP bound AUC / TPR@1%", "epsilon claimed",
-            "epsilon lower bound", "audit ceiling", "epsilon estimate (one-shot)")
+            "MIA AUC loss / LiRA", "TPR@1% / 0.1% (best)", "DP bound AUC / TPR@1%", "epsilon claimed (released models)",
+            "epsilon vs the server", "epsilon lower bound", "audit ceiling", "epsilon estimate (one-shot)")
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -55,13 +55,27 @@ def _audit_cells(result: dict[str, Any]) -> list[str]:
     claim = "none" if claimed is None else _num(claimed, 2)
     if result.get("sample_level_epsilon"):
         claim += " (client-level; the DP-SGD sample-level epsilon is not audited)"
+    server = _server_cell(result)
     if "skipped" in audit:
-        return [claim, f"skipped: {audit['skipped']}", "", ""]
+        return [claim, server, f"skipped: {audit['skipped']}", "", ""]
     lower = (f"{_num(audit['epsilon_lower_bound'], 2)} ({audit['correct']}/{audit['guesses']} correct, "
              f"{audit['sampled']}/{audit['canaries']} sampled)")
     if audit.get("failed"):
         lower = f"**FAILED: {lower} > claim**"
-    return [claim, lower, _num(audit["audit_ceiling"], 2), _num(audit.get("epsilon_estimate"), 2)]
+    return [claim, server, lower, _num(audit["audit_ceiling"], 2), _num(audit.get("epsilon_estimate"), 2)]
+
+
+def _server_cell(result: dict[str, Any]) -> str:
+    """Epsilon against the aggregation server (knows who took part: no amplification by sampling)."""
+    if result.get("epsilon_claimed") is None:
+        return "none"
+    server = result.get("epsilon_server")
+    if server is None:
+        return "n/a"
+    if math.isinf(server):
+        return "inf (it sees the un-noised sum)"
+    rounds = result.get("epsilon_server_rounds")
+    return _num(server, 2) + (f" ({rounds} rounds taken part)" if rounds is not None else "")
 
 
 def save_reconstruction_png(npz: Path, png: Path, title: str, *, limit: int = 8) -> None:
@@ -100,7 +114,11 @@ def write_privacy_report(results: Sequence[dict[str, Any]], out: str | Path) -> 
              "PSNR of a black image and of the mean test image (no-information baselines). MIA: on the final model, "
              "members = examples of clients that took part, non-members = test examples; TPR is the better of the "
              "two attacks (n/a when too few non-members make that FPR unmeasurable). The DP bound is what the "
-             "claimed (epsilon, delta) allows any attack. Epsilon lower bound: Steinke-Nasr-Jagielski one-run audit "
+             "claimed (epsilon, delta) allows any attack. Epsilon claimed: against those who see only the released "
+             "models (the sample is secret to them: amplified by sampling); epsilon vs the server: against the "
+             "aggregation server, which knows who took part (no amplification; with distributed noise, the noise of "
+             "the clients that delivered; infinite with central noise, which the server adds to a sum it saw), for "
+             "the client that took part in the most rounds. Epsilon lower bound: Steinke-Nasr-Jagielski one-run audit "
              "with canary clients (a separate run); the audit ceiling is the largest bound these canaries could "
              "show (all guesses right): a bound far below the claim with a low ceiling says the audit is weak, "
              "not that the claim is tight. The one-shot estimate (Andrew et al.) "

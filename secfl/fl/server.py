@@ -97,8 +97,9 @@ def run(
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
     if ledger is not None:  # the claim so far, rebuilt from what was written, not from memory
-        for row in run_dir.metrics():
-            ledger.record(pipeline.dp_event(row.get("dp_contributors"), row.get("dp_shares")))
+        for row in run_dir.metrics():  # who took part derives from (seed, round), as when the round ran
+            _account(ledger, pipeline, row.get("dp_contributors"), row.get("dp_shares"),
+                     sample_clients(scenario, np.random.default_rng([seed, 2, row["round"]])))
 
     d = num_params(model)
     state = _State(scenario, pipeline, ledger, model, optimizer, data, shards,
@@ -268,8 +269,7 @@ def _round(state: _State, round_: int) -> dict[str, Any]:
         row = {"round": round_, "accuracy": accuracy, "loss": loss, "train_loss": None, "bytes_up": 0.0,
                "bytes_down": 0.0, "seconds": time.perf_counter() - start, "clients": k, "groups": 0}
         if ledger is not None:  # accounted as a full round anyway (conservative)
-            ledger.record(pipeline.dp_event())
-            row["epsilon"] = ledger.epsilon()
+            row.update(_account(ledger, pipeline, None, None, sampled))
         return row
     state.uplink_bits.clear()
     updates, losses = _local_updates(state, sampled, round_, np.random.default_rng([seed, 7, round_]))
@@ -299,8 +299,7 @@ def _round(state: _State, round_: int) -> dict[str, Any]:
         row["dp_shares"] = int(out.measurements["dp/shares"])
         if "dp/noise_multiplier" in out.measurements:
             row["noise_multiplier"] = out.measurements["dp/noise_multiplier"]
-        ledger.record(out.dp_event)
-        row["epsilon"] = ledger.epsilon()
+        row.update(_account(ledger, pipeline, row["dp_contributors"], row["dp_shares"], sampled))
     if state.adversary is not None:
         row["byzantine"] = sum(state.adversary.is_byzantine(cid) for cid in sampled)
         row.update(state.adversary.metrics(model, data.x_test, data.y_test))
@@ -312,6 +311,17 @@ def _round(state: _State, round_: int) -> dict[str, Any]:
     if state.uplink_bits:  # what FedBAT's upload needs (1 bit per binarized weight); the wire above sends floats
         row["fedbat_uplink_bits"] = sum(state.uplink_bits) / len(state.uplink_bits)
     return row
+
+
+def _account(ledger: Ledger, pipeline: Pipeline, contributors: int | None, shares: int | None,
+             sampled: list[int]) -> dict[str, float]:
+    """Record one round for both observers; return its ``epsilon`` (against those who see only the
+    released models; sampling secret), ``epsilon_server`` (against the aggregation server, which knows
+    who took part: no amplification) and ``epsilon_server_rounds`` (the most rounds one client took part in)."""
+    ledger.record(pipeline.dp_event(contributors, shares), participants=sampled,
+                  server_event=pipeline.server_dp_event(contributors, shares))
+    return {"epsilon": ledger.epsilon(), "epsilon_server": ledger.epsilon_server(),
+            "epsilon_server_rounds": ledger.server_rounds}
 
 
 def _rule(aggregator: Any) -> Any:
@@ -355,7 +365,9 @@ def _summarize(scenario: Scenario, run_dir: RunDir, pipeline: Pipeline, ledger: 
         "pipeline": repr(pipeline),
     }
     if ledger is not None:
-        summary.update({"epsilon": rows[-1].get("epsilon") if rows else 0.0, "delta": ledger.delta,
+        summary.update({"epsilon": rows[-1].get("epsilon") if rows else 0.0,  # the released models
+                        "epsilon_server": ledger.epsilon_server(),  # the aggregation server (knows the sample)
+                        "epsilon_server_rounds": ledger.server_rounds, "delta": ledger.delta,
                         "accountant": repr(ledger.accountant), "sample_rate": ledger.sample_rate})
     if stopped is not None:
         summary["stopped"] = stopped

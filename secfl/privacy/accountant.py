@@ -134,7 +134,8 @@ class Accountant:
         """Epsilon of a composition: ``(event of one round, number of such rounds)`` pairs.
 
         Each event is what one round releases about one client if it is sampled; the sampling
-        (rate ``sample_rate``) is applied here.
+        (rate ``sample_rate``) is applied here. ``sample_rate=1`` prices the bare events (no
+        amplification), under the same neighbouring relation.
         """
         counts: Counter[dp_accounting.DpEvent] = Counter()
         for event, count in rounds:
@@ -162,6 +163,8 @@ class Accountant:
         return RdpAccountant(neighboring_relation=relation)
 
     def _sampled(self, event: dp_accounting.DpEvent, sample_rate: float) -> dp_accounting.DpEvent:
+        if sample_rate >= 1:  # no sampling (e.g. against an observer who knows the sample): the bare event
+            return event if self.sampling == "poisson" else _replace_one(event)
         if self.sampling == "poisson":
             return dp_accounting.PoissonSampledDpEvent(sample_rate, event)
         ratio = Fraction(sample_rate).limit_denominator(1_000_000)  # RDP uses only the ratio

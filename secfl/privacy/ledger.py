@@ -4,17 +4,33 @@ A run's privacy claim is the composition of what each round released about a cli
 pipeline's realized event: its group's noise after dropouts), under the sampling the engine used.
 The ledger keeps those events, so a resumed run rebuilds it from ``metrics.jsonl`` and the claim
 does not depend on process memory.
+
+It prices the rounds for two observers:
+
+- ``epsilon()``: anyone who sees only the released models. The sample is secret to them, so each
+  round is the sampled event (amplification by sampling). The budget guards this number.
+- ``epsilon_server()``: the aggregation server, which knows who took part in every round. Against it
+  a round costs a client nothing if the client was not sampled and the bare (unamplified) event if it
+  was: the server's view of the round (``Pipeline.server_dp_event``: with distributed noise the
+  noise of the clients that delivered; with central noise nothing). The figure is the largest
+  composition over the clients, i.e. for the client that took part in the most (costliest) rounds.
+  With z = 1, q = 0.1, 100 Poisson rounds and delta = 1e-5: 7.05 against the released models, 17.9
+  against the server for a client that took part in the expected 10 rounds.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 
 import dp_accounting
+import numpy as np
 
 from secfl.exceptions import ConfigurationError, PrivacyBudgetExceededError
 from secfl.privacy.accountant import Accountant
+
+MAX_EXACT = 16  # more incomparable participation histories than this: price their pointwise maximum (an upper bound)
 
 
 class Ledger:
@@ -33,6 +49,9 @@ class Ledger:
             raise ConfigurationError(f"budget={budget!r} must be a number > 0 (epsilon)")
         self.accountant, self.sample_rate, self.delta, self.budget = accountant, sample_rate, delta, budget
         self.events: Counter[dp_accounting.DpEvent] = Counter()
+        self._everyone: Counter[dp_accounting.DpEvent] = Counter()  # server events of rounds with unknown participants
+        self._taken: dict[int, Counter[dp_accounting.DpEvent]] = {}  # client -> server events of its rounds
+        self._priced: dict[frozenset, float] = {}
         accountant.epsilon_of([], sample_rate=sample_rate, delta=delta)  # validates q and delta now
 
     @property
@@ -58,12 +77,76 @@ class Ledger:
             )
         return after
 
-    def record(self, event: dp_accounting.DpEvent) -> None:
-        """Add one finished round (``epsilon()`` then prices everything so far)."""
+    def record(self, event: dp_accounting.DpEvent, *, participants: Iterable[int] | None = None,
+               server_event: dp_accounting.DpEvent | None = None) -> None:
+        """Add one finished round (``epsilon()`` then prices everything so far).
+
+        Args:
+            event: what the released models reveal of the round about one sampled client.
+            participants: the clients the server knows took part (None: unknown, so the round is
+                charged to every client against the server).
+            server_event: the round as the server sees it (default: ``event``).
+        """
+        ids = None
+        if participants is not None:  # checked before anything is recorded
+            if isinstance(participants, (str, bytes)):
+                raise ConfigurationError(f"participants={participants!r}: pass an iterable of client ids")
+            ids = list(participants)
+            for cid in ids:
+                if isinstance(cid, bool) or not isinstance(cid, (int, np.integer)):
+                    raise ConfigurationError(f"participant {cid!r}: client ids are ints")
         self.events[event] += 1
+        seen = event if server_event is None else server_event
+        if ids is None:
+            self._everyone[seen] += 1
+            return
+        for cid in {int(c) for c in ids}:
+            self._taken.setdefault(cid, Counter())[seen] += 1
+
+    @property
+    def server_rounds(self) -> int:
+        """The most rounds any one client took part in (what the server-side epsilon composes)."""
+        most = max((sum(c.values()) for c in self._taken.values()), default=0)
+        return most + sum(self._everyone.values())
+
+    def epsilon_server(self) -> float:
+        """Epsilon against the aggregation server, which knows who took part in each round.
+
+        No amplification by sampling: each client's rounds compose bare; the largest over the
+        clients (0 before any round). Exact over the maximal participation histories, or, when more
+        than ``MAX_EXACT`` of them are incomparable, their pointwise maximum (an upper bound).
+        """
+        histories = {frozenset((self._everyone + taken).items()) for taken in self._taken.values()}
+        histories.add(frozenset(self._everyone.items()))
+        maximal = _maximal([Counter(dict(h)) for h in histories if h])
+        if not maximal:
+            return 0.0
+        if len(maximal) > MAX_EXACT:
+            top: Counter[dp_accounting.DpEvent] = Counter()
+            for history in maximal:
+                top |= history
+            maximal = [top]
+        return max(self._price_unsampled(h) for h in maximal)
+
+    def _price_unsampled(self, history: Counter) -> float:
+        key = frozenset(history.items())
+        if key not in self._priced:
+            self._priced[key] = self.accountant.epsilon_of(list(history.items()), sample_rate=1.0, delta=self.delta)
+        return self._priced[key]
 
     def __repr__(self) -> str:
         budget = "" if self.budget is None else f", budget={self.budget:g}"
         eps = self.epsilon() if self.events else 0.0
+        server = self.epsilon_server()
         return (f"Ledger({self.accountant!r}, q={self.sample_rate:g}, delta={self.delta:g}, rounds={self.rounds}, "
-                f"epsilon={eps if math.isfinite(eps) else 'inf'}{budget})")
+                f"epsilon={eps if math.isfinite(eps) else 'inf'}, "
+                f"epsilon_server={server if math.isfinite(server) else 'inf'}{budget})")
+
+
+def _maximal(histories: list[Counter]) -> list[Counter]:
+    """The histories no other history contains (a contained one composes to no more epsilon)."""
+    kept: list[Counter] = []
+    for history in sorted(histories, key=lambda h: -sum(h.values())):
+        if not any(all(other[e] >= n for e, n in history.items()) for other in kept):
+            kept.append(history)
+    return kept

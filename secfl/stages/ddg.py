@@ -13,7 +13,9 @@ noise: the realized event (``dp_event(contributors=k)``) is what the ledger acco
 sign diagonal is public randomness (a fixed seed per stage: the guarantee does not depend on it; it
 only spreads the vector so that rounding and modular wrap stay small). A coordinate of the sum that
 exceeds the ring wraps (probability about ``modclip_prob`` by the choice of s): that distorts utility,
-never privacy (post-processing).
+never privacy (post-processing). The noise shares protect a client against the server only inside a
+secure sum: over ``Plaintext`` with groups of more than one client a Pipeline refuses the stage unless
+it says ``trust="simulation"``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from secfl.stages.base import BaseStage
 from secfl.types import Bounds, Update
 
 MECHANISMS = ("dgauss", "skellam")
+TRUSTS = ("secure_sum", "simulation")  # as GaussianNoise's distributed placement
 MAX_ROUNDING_TRIES = 1000
 
 
@@ -49,6 +52,9 @@ class DistributedDiscreteGaussian(BaseStage):
         beta: conditional rounding parameter in [0, 1) (0: unconditional rounding).
         modclip_prob: the tolerated probability that a coordinate of the sum wraps (sizes s).
         seed: the public rotation seed (default: drawn from the OS at construction).
+        trust: ``"secure_sum"`` (default: a Pipeline over ``Plaintext`` with groups of more than one
+            client is an error) or ``"simulation"`` (run it in the clear anyway; against the server
+            each upload then carries only its own noise share).
 
     Guarantee: with k >= 1 clients delivering in a group, that group's sum satisfies the RDP of
     ``DiscreteSumDpEvent`` (KLS21 Thm 1 / AKL21) with the inflated sensitivities of the rounded
@@ -64,10 +70,14 @@ class DistributedDiscreteGaussian(BaseStage):
 
     name: ClassVar[str] = "ddgauss"
     output: ClassVar[str] = "ring"
+    placement: ClassVar[str] = "distributed"  # the noise is split over the group, always
 
     def __init__(self, noise_multiplier: float, clip: float, dim: int, *, bits: int = 16,
                  mechanism: str = "dgauss", beta: float = math.exp(-0.5), modclip_prob: float = 1e-4,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, trust: str = "secure_sum") -> None:
+        if trust not in TRUSTS:
+            raise ConfigurationError(f"DistributedDiscreteGaussian(trust={trust!r}): choose one of {TRUSTS}")
+        self.trust = trust
         for key, value, low in (("noise_multiplier", noise_multiplier, 0.0), ("clip", clip, 0.0)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > low):
                 raise ConfigurationError(f"DistributedDiscreteGaussian({key}={value!r}): must be a finite number > 0")
@@ -182,4 +192,5 @@ class DistributedDiscreteGaussian(BaseStage):
 
     def __repr__(self) -> str:
         return (f"DistributedDiscreteGaussian(noise_multiplier={self.noise_multiplier}, clip={self.clip}, dim={self.dim}, "
-                f"bits={self.bits}, mechanism={self.mechanism!r})")
+                f"bits={self.bits}, mechanism={self.mechanism!r}"
+                + (f", trust={self.trust!r})" if self.trust != "secure_sum" else ")"))

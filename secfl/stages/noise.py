@@ -13,6 +13,12 @@ Placement decides who must be trusted:
 - ``"central"``: the (trusted) server adds N(0, z^2 C^2) to each decoded group sum.
 - ``"client"``: each client adds the full N(0, z^2 C^2) to its own update (local noise).
 
+Distributed noise assumes a secure sum: over ``Plaintext`` in groups of more than one client the
+server sees every upload with only its own share N(0, z^2 C^2 / m), which is local DP at z / sqrt(m)
+against the server. A ``Pipeline`` refuses that unless the stage says ``trust="simulation"`` (an
+experiment that simulates the secure sum in the clear); the ledger then prices the server's view at
+the share's noise.
+
 Floating point (Mironov, CCS 2012): a noisy float's low-order bits can reveal the value it was added
 to. In secure mode every noisy value is snapped to a power-of-two grid of about std * 2^-20, far
 coarser than the float resolution of the Box-Muller draws, which removes that fine structure (the
@@ -35,6 +41,7 @@ from secfl.types import Bounds, Update
 
 TAIL = 9.0  # |N(0, 1)| > 9 has probability 2e-19: the ring bound assumes noise within TAIL * std
 PLACEMENTS = ("distributed", "central", "client")
+TRUSTS = ("secure_sum", "simulation")  # what distributed noise assumes of the protocol
 SNAP_BITS = 20  # the secure-mode grid is 2^(ceil(log2 std) - SNAP_BITS)
 
 
@@ -58,6 +65,10 @@ class GaussianNoise(BaseStage):
             experiment RNG (client placements; central noise is drawn by the server at decode,
             which has no experiment RNG, so with secure=False it uses a fresh numpy generator and
             is not reproducible).
+        trust: distributed placement only. ``"secure_sum"`` (default): the group's noise protects each
+            client against the server only inside a secure sum, so a Pipeline over ``Plaintext`` with
+            groups of more than one client is an error. ``"simulation"``: run it anyway (an experiment
+            standing in for a secure sum); the server then sees each upload with its own share only.
 
     Guarantee: with ``L2Clip(C)`` before it and all m clients of a group delivering, each group sum
     is the Gaussian mechanism with L2 sensitivity C and noise multiplier z (``dp_event``); with k < m
@@ -77,6 +88,7 @@ class GaussianNoise(BaseStage):
         std: float | None = None,
         placement: str = "distributed",
         secure: bool = True,
+        trust: str = "secure_sum",
     ) -> None:
         if (noise_multiplier is None) == (std is None):
             raise ConfigurationError("GaussianNoise: give exactly one of noise_multiplier= and std=")
@@ -85,11 +97,18 @@ class GaussianNoise(BaseStage):
                 raise ConfigurationError(f"GaussianNoise({key}={value!r}): must be a finite number >= 0")
         if placement not in PLACEMENTS:
             raise ConfigurationError(f"GaussianNoise(placement={placement!r}): choose one of {PLACEMENTS}")
+        if trust not in TRUSTS:
+            raise ConfigurationError(f"GaussianNoise(trust={trust!r}): choose one of {TRUSTS}")
         if std is not None and placement != "client":
             placement = "client"  # an absolute std is what each client adds
+        if trust != "secure_sum" and placement != "distributed":
+            raise ConfigurationError(
+                f"GaussianNoise(trust={trust!r}) applies to placement='distributed' only (this stage's placement "
+                f"is {placement!r}); drop trust="
+            )
         self.noise_multiplier = None if noise_multiplier is None else float(noise_multiplier)
         self.std = None if std is None else float(std)
-        self.placement = placement
+        self.placement, self.trust = placement, trust
         self.secure = bool(secure)
         self.share = 1  # m: the clients whose noise adds up in one group sum (distributed placement)
         self._sensitivity = math.inf
@@ -171,4 +190,5 @@ class GaussianNoise(BaseStage):
 
     def __repr__(self) -> str:
         what = f"noise_multiplier={self.noise_multiplier}" if self.noise_multiplier is not None else f"std={self.std}"
-        return f"GaussianNoise({what}, placement={self.placement!r}, secure={self.secure})"
+        trust = f", trust={self.trust!r}" if self.trust != "secure_sum" else ""
+        return f"GaussianNoise({what}, placement={self.placement!r}, secure={self.secure}{trust})"

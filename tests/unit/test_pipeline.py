@@ -145,7 +145,7 @@ def test_secure_bucketed_pipeline_equals_plaintext_up_to_rounding(rng):
 
 def test_distributed_noise_follows_the_round_size_and_dropouts_are_accounted(rng):
     pipeline = Pipeline(clients_per_round=20, grouping=OneGroup(),
-                        stages=[L2Clip(1.0), GaussianNoise(2.0, secure=False)])
+                        stages=[L2Clip(1.0), GaussianNoise(2.0, secure=False, trust="simulation")])
     ups = [Update(i, rng.normal(size=20_000).astype(np.float32) * 1e-3) for i in range(5)]
     full = pipeline.run_round(ups, rng=rng)
     assert full.dp_event.noise_multiplier == pytest.approx(2.0)  # 5 shares of z^2 C^2 / 5

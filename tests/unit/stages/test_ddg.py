@@ -37,7 +37,7 @@ def test_secure_sum_of_the_noisy_integers_equals_the_clear_sum_exactly(rng):
 
 
 def test_decoded_mean_is_unbiased_with_noise_of_the_stated_size(rng):
-    stage = DistributedDiscreteGaussian(0.5, 1.0, D, bits=20)
+    stage = DistributedDiscreteGaussian(0.5, 1.0, D, bits=20, trust="simulation")  # plaintext stands in for SecAgg
     pipeline = Pipeline(clients_per_round=10, stages=[stage], grouping=OneGroup())
     ups = updates(10, rng)
     out = pipeline.run_round(ups, rng=rng)
@@ -50,7 +50,7 @@ def test_decoded_mean_is_unbiased_with_noise_of_the_stated_size(rng):
 
 def test_zero_inputs_show_the_central_noise_only(rng):
     pipeline = Pipeline(clients_per_round=4, stages=[DistributedDiscreteGaussian(2.0, 0.1, 4000, bits=24,
-                                                                                 mechanism="skellam")],
+                                                                                 mechanism="skellam", trust="simulation")],
                         grouping=OneGroup())
     zeros = [Update(i, np.zeros(4000, np.float32)) for i in range(4)]
     out = pipeline.run_round(zeros, rng=rng)
