@@ -111,7 +111,7 @@ def run(
         state.adversary = Adversary(scenario.attack, num_clients=scenario.data.num_clients, seed=seed,
                                     num_classes=data.num_classes, trigger_value=float(data.x_train.max()))
     if checkpoint is not None:
-        state.momentum = dict(checkpoint.get("momentum") or {})
+        state.momentum = {int(c): m.numpy() for c, m in (checkpoint.get("momentum") or {}).items()}
     if scenario.secure_fedbat:
         bat = scenario.fedbat
         state.secure_fedbat = SecureFedBat(model, alpha_init=bat.alpha_init, update=bat.alpha_update,
@@ -125,7 +125,7 @@ def run(
             run_dir.save_checkpoint({"round": round_, "model": model.state_dict(),
                                      "optimizer": optimizer.state_dict(), "dp_sgd": state.dp_sgd,
                                      "fedbat": state.secure_fedbat.state_dict() if state.secure_fedbat else None,
-                                     "momentum": state.momentum})
+                                     "momentum": {c: torch.from_numpy(m) for c, m in state.momentum.items()}})
             if on_round is not None:
                 on_round(row)
     except PrivacyBudgetExceededError as exc:
