@@ -29,6 +29,18 @@ def test_fedbat_method_trains_and_reports_its_upload_size(tmp_path):
     assert all(r["fedbat_uplink_bits"] < 32 * d / 20 for r in rows)  # about 1 bit per weight
 
 
+def protocol_bytes(n: int) -> float:
+    """SecAgg+'s upload bytes for n clients that do not depend on the vector (keys, signed shares,
+    statements, signatures): a run over one-word vectors, minus those words."""
+    import numpy as np
+
+    from secfl.protocols import SecAggPlus
+    from secfl.types import Update
+
+    result = SecAggPlus().run([Update(i, np.zeros(1, np.uint32)) for i in range(n)], groups=[list(range(n))])
+    return result.measurements["secagg+/bytes_up"] - 4 * n
+
+
 def test_sign_updates_through_a_bit_packed_secure_sum(tmp_path):
     spec = scenario.validate(with_(stages=[{"kind": "sign", "scale": 0.02}, {"kind": "bitpack", "scale": 0.02}],
                                    protocol={"kind": "secagg+"}, grouping={"kind": "one_group"}))
@@ -36,7 +48,8 @@ def test_sign_updates_through_a_bit_packed_secure_sum(tmp_path):
     rows = RunDir(tmp_path / "a").metrics()
     d = summary["num_params"]
     assert summary["final_accuracy"] > 0.6  # measured 0.79 after 3 rounds
-    assert all(r["bytes_up"] < 6 * 4 * d / 4 for r in rows)  # 3-bit fields: about 8x fewer bytes than 32-bit words
+    vectors = [r["bytes_up"] - protocol_bytes(6) for r in rows]  # what the 6 uploaded vectors cost
+    assert all(v < 6 * 4 * d / 4 for v in vectors)  # 3-bit fields: about 8x fewer bytes than 32-bit words
 
 
 def test_sign_with_majority_vote_in_the_clear(tmp_path):
@@ -64,7 +77,7 @@ SECURE_BAT = {"method": "fedbat", "stages": [{"kind": "fedbat_bits"}], "protocol
               "grouping": {"kind": "one_group"}}
 
 
-def test_fedbat_bits_through_secagg_plus_learns_and_uploads_4x_less_than_32_bit_masked_fedavg(tmp_path):
+def test_fedbat_bits_through_secagg_plus_learns_and_uploads_8x_smaller_vectors_than_32_bit_masked_fedavg(tmp_path):
     spec = scenario.validate(with_(**SECURE_BAT))
     summary = server.run(spec, RunDir(tmp_path / "bat"))
     rows = RunDir(tmp_path / "bat").metrics()
@@ -76,8 +89,11 @@ def test_fedbat_bits_through_secagg_plus_learns_and_uploads_4x_less_than_32_bit_
     server.run(masked, RunDir(tmp_path / "q32"))
     q32 = RunDir(tmp_path / "q32").metrics()
     assert all(r["bytes_up_per_client"] == r["bytes_up"] / 6 for r in rows)
-    # 6 clients: 3-bit fields, 10 per word; measured 4.9x with SecAgg+'s keys and shares on d = 2410
-    assert q32[-1]["bytes_up_per_client"] / rows[-1]["bytes_up_per_client"] >= 4
+    # 6 clients: 3-bit fields, 10 per word. With SecAgg+'s fixed bytes (keys, signed shares, statements)
+    # included the ratio is 3.5x on this tiny d = 2410 (it grows with d); the vectors alone differ >= 8x
+    assert q32[-1]["bytes_up_per_client"] / rows[-1]["bytes_up_per_client"] >= 3
+    fixed = protocol_bytes(6) / 6
+    assert (q32[-1]["bytes_up_per_client"] - fixed) / (rows[-1]["bytes_up_per_client"] - fixed) >= 8
 
 
 def test_fedbat_bits_run_resumes_with_its_public_alphas(tmp_path, interrupted_run):
