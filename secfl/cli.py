@@ -73,14 +73,19 @@ def _execute(path: Path, out: Path | None, seed: int | None, sets: list[str] | N
     except KeyboardInterrupt:
         err.print("interrupted: finished rounds are saved; continue with --resume", markup=False)
         raise typer.Exit(code=130) from None
-    claim = f", epsilon {summary['epsilon']:.4g} at delta {summary['delta']:g}" if "epsilon" in summary else ""
+    claim = (f", epsilon {summary['epsilon']:.4g} against the released models, "
+             f"{summary['epsilon_server']:.4g} against the aggregation server, at delta {summary['delta']:g}"
+             if "epsilon" in summary and "epsilon_server" in summary else
+             f", epsilon {summary['epsilon']:.4g} at delta {summary['delta']:g}" if "epsilon" in summary else "")
     print(f"{summary['name']}: {summary['rounds']} rounds, final accuracy {summary['final_accuracy']:.4f} "
           f"(best {summary['best_accuracy']:.4f}){claim}; results in {run_dir.path}")
 
 
 def _privacy(row: dict[str, Any]) -> str:
-    """`` epsilon 1.23`` (client level) and `` client epsilon 4.5`` (DP-SGD) when the row has them."""
-    parts = [f" epsilon {row['epsilon']:.4g}" if "epsilon" in row else "",
+    """`` epsilon 1.23 (server 4.5)`` (client level: released models, aggregation server) and
+    `` client epsilon 4.5`` (DP-SGD) when the row has them."""
+    server = f" (server {row['epsilon_server']:.4g})" if "epsilon_server" in row else ""
+    parts = [f" epsilon {row['epsilon']:.4g}{server}" if "epsilon" in row else "",
              f" client epsilon {row['client_epsilon']:.4g}" if "client_epsilon" in row else ""]
     return "".join(parts)
 
@@ -235,8 +240,9 @@ def audit_privacy_command(
         def done(result: dict[str, Any]) -> None:
             a = result["audit"]
             bound = f"epsilon >= {a['epsilon_lower_bound']:.3g}" if "epsilon_lower_bound" in a else "no audit"
-            claim = result["epsilon_claimed"]
-            print(f"{result['name']}: {bound} (claimed {'none' if claim is None else f'{claim:.3g}'})"
+            claim, server = result["epsilon_claimed"], result.get("epsilon_server")
+            against = "" if server is None else f", {server:.3g} against the server"
+            print(f"{result['name']}: {bound} (claimed {'none' if claim is None else f'{claim:.3g}'}{against})"
                   f"{'  FAILED' if a.get('failed') else ''}", flush=True)
 
         results, report = audit_all(specs, out, options, on_done=done)
