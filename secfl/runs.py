@@ -1,8 +1,9 @@
 """A run directory: resolved config, per-round metrics, summary, environment, and a resume checkpoint.
 
 Layout: ``config.toml`` (resolved scenario), ``metrics.jsonl`` (one JSON object per finished round),
-``summary.json``, ``env.json`` (versions, seed, git sha) and ``checkpoint.pt`` (model + server
-optimizer after the last finished round). Every file is written atomically or appended and fsynced,
+``summary.json``, ``env.json`` (versions, seed, git sha), ``checkpoint.pt`` (model + server
+optimizer after the last finished round) and, after a resume that replays rounds whose checkpoint was
+lost, ``replayed.jsonl`` (their first metrics lines: released once already, so still accounted). Every file is written atomically or appended and fsynced,
 so a killed run loses nothing already written: a metrics line is made durable before its checkpoint,
 and on resume lines past the checkpoint are dropped, so no round is lost or duplicated.
 
@@ -52,6 +53,19 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    """The complete JSON lines of ``path`` (none if it is missing; a torn last line is ignored)."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -94,6 +108,7 @@ class RunDir:
         self.summary_path = self.path / "summary.json"
         self.env_path = self.path / "env.json"
         self.checkpoint_path = self.path / "checkpoint.pt"
+        self.replayed_path = self.path / "replayed.jsonl"
 
     def start(self, config: dict[str, Any], *, seed: int) -> None:
         """Create the directory for a new run.
@@ -128,21 +143,25 @@ class RunDir:
         if self.checkpoint_path.exists():
             checkpoint = load_checkpoint(self.checkpoint_path)
         done = checkpoint["round"] if checkpoint else 0
-        kept = [row for row in self.metrics() if row["round"] <= done]
+        rows = self.metrics()
+        kept = [row for row in rows if row["round"] <= done]
+        replayed = [row for row in rows if row["round"] > done]
+        if replayed:  # released, but the state after them was lost: they run again, and still count
+            with open(self.replayed_path, "a", encoding="utf-8") as handle:
+                handle.write("".join(json.dumps(row) + "\n" for row in replayed))
+                handle.flush()
+                os.fsync(handle.fileno())
         atomic_write(self.metrics_path, "".join(json.dumps(row) + "\n" for row in kept).encode())
         return done, checkpoint
 
+    def replayed(self) -> list[dict[str, Any]]:
+        """Rounds that finished and were released but are run again after a resume (their checkpoint was
+        lost): their metrics lines, kept in ``replayed.jsonl``. Each release still costs privacy."""
+        return _read_lines(self.replayed_path)
+
     def metrics(self) -> list[dict[str, Any]]:
         """Every complete metrics line (a torn last line from a kill is ignored)."""
-        if not self.metrics_path.exists():
-            return []
-        rows = []
-        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-        return rows
+        return _read_lines(self.metrics_path)
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         """Append one round's metrics and make it durable."""

@@ -97,7 +97,8 @@ def run(
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
     if ledger is not None:  # the claim so far, rebuilt from what was written, not from memory
-        for row in run_dir.metrics():  # who took part derives from (seed, round), as when the round ran
+        # a round replayed after a lost checkpoint was released twice: both releases count
+        for row in [*run_dir.replayed(), *run_dir.metrics()]:  # who took part derives from (seed, round)
             _account(ledger, pipeline, row.get("dp_contributors"), row.get("dp_shares"),
                      sample_clients(scenario, np.random.default_rng([seed, 2, row["round"]])))
 

@@ -64,7 +64,8 @@ def test_crash_inside_the_noise_of_round_3_then_resume(tmp_path, monkeypatch, sp
     assert json.loads(run_dir.summary_path.read_text())["epsilon"] == pytest.approx(expected[-1])
 
 
-def test_crash_between_the_metrics_line_and_the_checkpoint_replays_that_round_once(tmp_path, monkeypatch, spec):
+def test_crash_between_the_metrics_line_and_the_checkpoint_replays_that_round_and_counts_both_releases(
+        tmp_path, monkeypatch, spec):
     run_dir = RunDir(tmp_path / "run")
     save = run_dir.save_checkpoint
 
@@ -81,3 +82,7 @@ def test_crash_between_the_metrics_line_and_the_checkpoint_replays_that_round_on
     monkeypatch.setattr(run_dir, "save_checkpoint", save)
     server.run(spec, run_dir, resume=True)
     assert [r["round"] for r in run_dir.metrics()] == [1, 2, 3, 4, 5]
+    assert [r["round"] for r in run_dir.replayed()] == [3]  # its first release is kept on record
+    expected = Accountant("rdp", "without_replacement").epsilon(noise_multiplier=1.0, sample_rate=0.5, rounds=6,
+                                                                delta=1e-5)
+    assert run_dir.metrics()[-1]["epsilon"] == pytest.approx(expected)  # 5 rounds + the lost release of round 3
