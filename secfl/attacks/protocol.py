@@ -37,9 +37,11 @@ one, its key shares from the other), Sybil rosters, a lie about n to shrink a no
 survivor statements, too few, forged, omitting or cross-instance statements; replays (earlier
 round, other session, other group, other recipient, earlier stage, same request), skipped stages;
 tampered, misdirected or substituted shares and keys, Sybil neighbours; a client that keeps talking
-after refusing (four stages); one faulty client (low-order X25519 keys, another client's round
-keys, garbage share ciphertexts, shares off a degree t - 1 polynomial, a wrong Shamir share at
-unmask); a changed or replayed masked upload; malformed and non-bytes messages (None, int, str,
+after refusing (five stages); a CONVICTION of an honest neighbour (its genuine signed shares, or a
+forged, re-signed, too short, re-kinded or cross-instance proof) to obtain a pairwise key; one
+faulty client (low-order X25519 keys, another client's round keys, garbage share ciphertexts,
+signed shares that cannot rebuild what it advertised, a wrong Shamir share at unmask); a changed
+or replayed masked upload; malformed and non-bytes messages (None, int, str,
 list, non-contiguous memoryview) at every stage in both directions; too few honest clients (one
 neighbour, t - 1 qualified, t - 1 survivors, t - 1 unmask answers, a group of 2, an isolated client
 in the sparse graph); and the HE counterparts.

@@ -1,6 +1,6 @@
 """The attack attempts of ``secfl.attacks.protocol``: one function per attack, honest parties run by secfl.
 
-SecAgg / SecAgg+ attempts (``protocol_secagg``: the consistency and unmask stages and replays;
+SecAgg / SecAgg+ attempts (``protocol_secagg``: the consistency, unmask and convict stages and replays;
 ``protocol_instances``: rosters, retries, group size, keys and shares; ``protocol_clients``: one
 faulty client and the network; ``protocol_faults``: malformed bytes and too few clients) run real
 ``SecAggClient`` objects and a real ``SecAggServer`` over bound instances, relayed by
@@ -29,7 +29,7 @@ from secfl.attacks.protocol_he import (he_malformed_sum, he_malformed_upload, he
                                        he_upload_as_other)
 
 Case = Callable[[str], Attempt]
-CLIENT_STAGES = ("share_keys", "check_shares", "masked_input", "consistency_check", "unmask")
+CLIENT_STAGES = ("share_keys", "check_shares", "masked_input", "consistency_check", "unmask", "convict")
 
 
 def _secagg_cases(split_sizes: Sequence[int], extra: Mapping[str, Case] = {}) -> dict[str, Case]:  # noqa: B006
@@ -44,6 +44,9 @@ def _secagg_cases(split_sizes: Sequence[int], extra: Mapping[str, Case] = {}) ->
         "forged-consistency-signatures": sv.forged_signatures,
         "statements-omit-client": sv.statement_omits_client,
         "replay-statements-other-instance": sv.statements_other_instance,
+        # the convict stage: a pairwise key with an honest neighbour
+        "forged-conviction-proof": sv.forged_conviction,
+        "conviction-of-honest-client": sv.convict_honest,
         # replays
         "replay-earlier-round": sv.replay_earlier_round,
         "replay-other-session": sv.replay_other_session,

@@ -3,11 +3,12 @@
 Threat model: the cheat is a client of the directory with its own long-term key, running the
 honest client code except for the message it rewrites (through ``run_instance``'s ``tamper``). It
 tries to make the group abort: a low-order X25519 key, another client's round keys, garbage share
-ciphertexts, shares off any degree t - 1 polynomial, or a wrong Shamir share at unmask. The
-network attacker changes or replays a masked upload in flight. The server and the other clients
-are honest. Each attempt must end with the cheat excluded (or flagged, if its input was already
-in) and the round's sum equal to the plaintext sum of the clients that count: never an abort,
-never a silently changed sum (``protocol_harness.excluded``).
+ciphertexts, signed shares that cannot rebuild what it advertised (off any degree t - 1 polynomial,
+of another seed than it committed to, of another key than its s_pk), or a wrong Shamir share at
+unmask. The network attacker changes or replays a masked upload in flight. The server and the other
+clients are honest. Each attempt must end with the cheat excluded (convicted, or flagged if its
+input was already in) and the round's sum equal to the plaintext sum of the clients that count:
+never an abort, never a silently changed sum (``protocol_harness.excluded``).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import os
 import numpy as np
 
 from secfl.attacks.protocol import Attempt, attempt, flip_bit, refusals
-from secfl.attacks.protocol_harness import Group, Round, body, excluded
+from secfl.attacks.protocol_harness import Group, Round, body, deals_badly, excluded
 from secfl.hazmat import crypto, shamir
 from secfl.hazmat.codec import Writer
 from secfl.protocols import secagg_messages as m
-from secfl.protocols.secagg_client import advertise_message, share_aad
+from secfl.protocols.secagg_client import STAGES, advertise_message, share_aad, share_digest, share_message
 
 CHEAT = 2
 # X25519 public keys whose shared secret is all-zero or fixed (RFC 7748 section 6.1; Bernstein's list)
@@ -106,7 +107,7 @@ def garbage_shares(p: str) -> Attempt:
 
 
 def inconsistent_dealing(p: str) -> Attempt:
-    def go():
+    def high_degree():  # every share signed by the cheat, so every neighbour accepts it
         rnd = Round(p)
 
         def change(messages):
@@ -114,15 +115,34 @@ def inconsistent_dealing(p: str) -> Attempt:
             holders = sorted(cheat.keys)
             secrets = np.stack([shamir.encode_secret(cheat.b_seed), shamir.encode_secret(cheat.s_sk)])
             shares = shamir.split(secrets, xs=[v + 1 for v in holders], threshold=rnd.t + 1)  # degree t, not t - 1
-            blobs = {v: crypto.seal(cheat.keys[v][0], Writer().u32(CHEAT).u32(v).raw(s.astype("<u4").tobytes())
-                                    .payload(), aad=share_aad(rnd.digest, CHEAT, v)) for v, s in zip(holders, shares)}
+            blobs = {}
+            for v, share in zip(holders, shares):
+                digests = (share_digest(share[m.SELF_MASK]), share_digest(share[m.KEY_SHARE]))
+                signature = crypto.sign(rnd.group.protocol.identity(CHEAT),
+                                        share_message(rnd.digest, CHEAT, v, digests))
+                plaintext = Writer().u32(CHEAT).u32(v).raw(share.astype("<u4").tobytes()).raw(signature).payload()
+                blobs[v] = crypto.seal(cheat.keys[v][0], plaintext, aad=share_aad(rnd.digest, CHEAT, v))
             return {**messages, CHEAT: m.encode(m.SHARES, rnd.of(CHEAT), m.write_blobs(Writer(), blobs))}
 
         return excluded(rnd, lambda: rnd.run(_at("share_keys", "up", change)), CHEAT,
-                        "shares of a polynomial of degree t", counted=True)
+                        "signed shares of a polynomial of degree t")
 
-    return attempt("inconsistent-shamir-dealing", p, f"Client {CHEAT} deals its secrets on a polynomial of degree "
-                   "t (well encrypted, so every neighbour accepts them); no t shares agree on its self-mask seed.", go)
+    def other_secret(how: str):
+        rnd = Round(p)
+        drops = how == "key"  # its key is rebuilt only if it drops before its upload
+        gone = {CHEAT} if drops else set()
+        return excluded(rnd, lambda: rnd.run(deals_badly(rnd, CHEAT, how), dropped_by=lambda stage: gone if
+                                             STAGES.index(stage) >= STAGES.index("masked_input") else set()),
+                        CHEAT, "signed shares of another seed than committed" if how == "seed"
+                        else "signed shares of another key than its s_pk, then a drop")
+
+    return attempt("inconsistent-shamir-dealing", p, f"Client {CHEAT} deals signed shares that cannot rebuild what "
+                   "it advertised (3 variants): on a polynomial of degree t, of another self-mask seed than it "
+                   "committed to, of another mask key than its s_pk (then drops before its upload). Every "
+                   "neighbour accepts them; the server must convict it from its own signatures and complete "
+                   "without it.", lambda: refusals([("degree t", high_degree),
+                                                    ("another seed", lambda: other_secret("seed")),
+                                                    ("another key, then a drop", lambda: other_secret("key"))]))
 
 
 def wrong_share(p: str) -> Attempt:
@@ -132,15 +152,15 @@ def wrong_share(p: str) -> Attempt:
         def change(messages):
             shares = m.read_shares(body(messages[CHEAT], m.UNMASK), max_count=rnd.group.n)
             u = min(shares)
-            kind, elements = shares[u]
-            shares[u] = (kind, (elements + 1) % shamir.PRIME)
+            kind, elements, other, signature = shares[u]
+            shares[u] = (kind, (elements + 1) % shamir.PRIME, other, signature)
             return {**messages, CHEAT: m.encode(m.UNMASK, rnd.of(CHEAT), m.write_shares(Writer(), shares))}
 
         return excluded(rnd, lambda: rnd.run(_at("unmask", "up", change)), CHEAT, "a wrong Shamir share",
                         counted=True)
 
     return attempt("wrong-shamir-share-at-unmask", p, f"Client {CHEAT} answers the unmask request with one share off "
-                   "its dealer's polynomial.", go)
+                   "its dealer's polynomial (the dealer's signature no longer verifies).", go)
 
 
 # The network on the masked uploads ------------------------------------------------------------------

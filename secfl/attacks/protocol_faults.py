@@ -16,8 +16,8 @@ import copy
 import numpy as np
 
 from secfl.attacks.protocol import Attempt, attempt, decisive, decisively, refusals
-from secfl.attacks.protocol_harness import (D, Group, Round, excluded, ids_message, keys_message, read_keys,
-                                            secagg_protocol, signature_of, statements_message)
+from secfl.attacks.protocol_harness import (D, Group, Round, deals_badly, excluded, ids_message, keys_message,
+                                            read_keys, secagg_protocol, signature_of, statements_message)
 from secfl.exceptions import SecflError
 from secfl.hazmat import shamir, wire
 from secfl.protocols import secagg_messages as m
@@ -58,7 +58,7 @@ def garbage(message: bytes, kind: int, cap: int) -> list[tuple[str, object]]:
 # Malformed messages to a client ---------------------------------------------------------------------------
 
 KIND = {"share_keys": m.KEYS, "check_shares": m.CIPHERTEXTS, "masked_input": m.QUALIFIED,
-        "consistency_check": m.SURVIVORS, "unmask": m.UNMASK_REQUEST}
+        "consistency_check": m.SURVIVORS, "unmask": m.UNMASK_REQUEST, "convict": m.CONVICTION}
 
 
 def malformed_to_client(p: str, stage: str) -> Attempt:
@@ -66,7 +66,9 @@ def malformed_to_client(p: str, stage: str) -> Attempt:
 
     def go():
         rnd = Round(p)
-        rnd.run(halt=(previous, "down"))
+        # CONVICTION is sent only when a dealer cheated: a neighbour of client 0 deals shares of another seed
+        tamper = deals_badly(rnd, min(rnd.neighbours(0)), "seed") if stage == "convict" else None
+        rnd.run(tamper, halt=(previous, "down"))
         honest, client = rnd.log[previous, "down"][0], rnd.clients[0]
         calls = [(label, lambda bad=bad: decisively(getattr(SecAggClient, stage), copy.deepcopy(client), bad))
                  for label, bad in garbage(honest, KIND[stage], client.cap)]
@@ -109,10 +111,10 @@ def malformed_to_server(p: str, *, non_bytes: bool) -> Attempt:
     labels = ["None", "int", "str", "list", "non-contiguous memoryview, truncated"] if non_bytes \
         else ["truncated", "the previous stage's message"]
 
-    def go():
+    def go():  # not at convict: nobody is asked then unless a dealer cheated (and a silent survivor aborts)
         return refusals([(f"{label} at {stage}", lambda stage=stage, label=label: _to_server(p, stage=stage,
                                                                                                label=label))
-                         for stage in STAGES for label in labels
+                         for stage in STAGES[:-1] for label in labels
                          if not (stage == STAGES[0] and label == "the previous stage's message")])
 
     name = "non-bytes-to-server" if non_bytes else "malformed-to-server"

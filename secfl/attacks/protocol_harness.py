@@ -141,8 +141,14 @@ class Round:
 
     # the attacker's toolbox ----------------------------------------------------------------------
 
-    def shares_of(self, answers: Mapping[int, bytes]) -> dict[int, dict[int, tuple[int, np.ndarray]]]:
+    def shares_of(self, answers: Mapping[int, bytes]) -> dict[int, dict[int, tuple[int, np.ndarray, bytes, bytes]]]:
+        """holder -> peer -> (kind, 9 elements, the other share's digest, the dealer's signature) of UNMASK answers."""
         return {c: m.read_shares(body(a, m.UNMASK), max_count=self.group.n) for c, a in answers.items()}
+
+    def signed(self, revealed: Mapping[int, Mapping], owner: int, kind: int) -> dict[int, tuple]:
+        """holder -> (elements, other digest, dealer's signature): ``owner``'s signed shares revealed as ``kind``."""
+        return {h: tuple(shares[owner][1:]) for h, shares in revealed.items()
+                if owner in shares and shares[owner][0] == kind}
 
     def secret(self, revealed: Mapping[int, Mapping], u: int, kind: int) -> bytes:
         """The attacker's reconstruction of u's seed (SELF_MASK) or mask key (KEY_SHARE) with the real Shamir code."""
@@ -169,6 +175,42 @@ class Round:
         if np.array_equal(candidate, self.group.input(u)):
             return f"client {u}'s unmasked input (all {candidate.size} words)"
         return None
+
+
+def deals_badly(rnd: Round, cheat: int, how: str, then: Tamper | None = None) -> Tamper:
+    """A tamper hook for a cheating dealer: once ``cheat``'s advertisement has left (with the commitment
+    to its seed and its s_pk), it deals shares of another self-mask seed (``how="seed"``) or of another
+    mask key (``how="key"``) than the ones it advertised, each share validly signed by it (it runs the
+    honest client code from then on). ``then`` is applied to every stage after that."""
+    def tamper(stage: str, direction: str, messages: dict) -> dict:
+        if (stage, direction) == ("advertise_keys", "up"):
+            client = rnd.clients[cheat]
+            if how == "seed":
+                client.b_seed = os.urandom(32)
+            else:
+                client.s_sk = os.urandom(32)
+        return then(stage, direction, messages) if then else messages
+    return tamper
+
+
+def conviction_message(header: m.Header, convictions: Iterable[tuple[int, int, Mapping[int, tuple]]]) -> bytes:
+    """A CONVICTION: per dealer (dealer, kind, holder -> (elements, other digest, signature))."""
+    convictions = list(convictions)
+    out = Writer().u32(len(convictions))
+    for owner, kind, shares in convictions:
+        m.write_conviction(out, owner, kind, shares)
+    return m.encode(m.CONVICTION, header, out)
+
+
+def read_convictions(message: bytes) -> list[tuple[int, int, dict[int, tuple]]]:
+    reader = body(message, m.CONVICTION)
+    return [m.read_conviction(reader, max_count=1 << 20) for _ in range(reader.u32())]
+
+
+def read_pair_keys(message: bytes) -> dict[int, bytes]:
+    """neighbour -> pairwise mask key of a PAIR_KEYS answer."""
+    reader = body(message, m.PAIR_KEYS)
+    return {reader.u32(): reader.raw(m.KEY_BYTES) for _ in range(reader.u32())}
 
 
 def body(message: bytes, kind: int) -> Reader:

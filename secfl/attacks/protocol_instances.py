@@ -250,12 +250,12 @@ def sybil(p: str) -> Attempt:
 # A client that refused must stay silent -------------------------------------------------------------------
 
 STEP_AFTER = {"share_keys": "check_shares", "check_shares": "masked_input", "masked_input": "consistency_check",
-              "consistency_check": "unmask"}
+              "consistency_check": "unmask", "unmask": "convict"}
 BEFORE = {"share_keys": "advertise_keys", "check_shares": "share_keys", "masked_input": "check_shares",
-          "consistency_check": "masked_input"}
+          "consistency_check": "masked_input", "unmask": "consistency_check"}
 REFUSED = {"share_keys": (m.KEYS, "the KEYS message of client 1"), "check_shares": (m.CIPHERTEXTS, "a share from "
            "an outsider"), "masked_input": (m.QUALIFIED, "an outsider qualified"), "consistency_check": (m.SURVIVORS,
-           "an outsider alive")}
+           "an outsider alive"), "unmask": (m.UNMASK_REQUEST, "an unmask request without statements")}
 NEXT = {"check_shares": m.CIPHERTEXTS, "masked_input": m.QUALIFIED, "consistency_check": m.SURVIVORS,
         "unmask": m.UNMASK_REQUEST}
 
@@ -269,6 +269,8 @@ def continue_after_refusal(p: str, stage: str) -> Attempt:
             bad = rnd.log["advertise_keys", "down"][1]
         elif stage == "check_shares":
             bad = m.encode(m.CIPHERTEXTS, rnd.to(0), m.write_blobs(Writer(), {10_000: bytes(m.SHARE_CIPHERTEXT)}))
+        elif stage == "unmask":
+            bad = m.encode(m.UNMASK_REQUEST, rnd.to(0), Writer().u32(0))
         else:
             bad = ids_message(REFUSED[stage][0], rnd.to(0), [*rnd.neighbours(0), 10_000])
         try:
@@ -280,6 +282,7 @@ def continue_after_refusal(p: str, stage: str) -> Attempt:
         following = STEP_AFTER[stage]
         message = (m.encode(m.CIPHERTEXTS, rnd.to(0), m.write_blobs(Writer(), {})) if following == "check_shares"
                    else m.encode(m.UNMASK_REQUEST, rnd.to(0), Writer().u32(0)) if following == "unmask"
+                   else m.encode(m.CONVICTION, rnd.to(0), Writer().u32(0)) if following == "convict"  # asks no key
                    else ids_message(NEXT[following], rnd.to(0), rnd.neighbours(0)))
         with decisive():
             getattr(client, following)(message)

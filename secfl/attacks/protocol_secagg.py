@@ -2,22 +2,29 @@
 
 Threat model: the server relays honestly (``run_instance``) until the stage it attacks, then writes
 the clients' messages itself: it may show each client any survivor list, forward any statements,
-replay any earlier message, and ask again. It wants t self-mask shares and the pairwise keys of
-one client whose masked input it holds (that client's input), or any answer from a client that
-already refused or answered. Each function returns an ``Attempt``.
+replay any earlier message, ask again, and claim at the convict stage that a neighbour dealt bad
+shares (a CONVICTION built from the signed shares it collected, altered, re-signed or replayed).
+It wants t self-mask shares and the pairwise keys of one client whose masked input it holds (that
+client's input), a pairwise key with an honest neighbour, or any answer from a client that already
+refused or answered. Each function returns an ``Attempt``.
 """
 
 from __future__ import annotations
 
-from secfl.attacks.protocol import Attempt, Refusal, attempt, decisive
-from secfl.attacks.protocol_harness import Group, Round, ids_message, read_ids_of, signature_of, statements_message
+from collections.abc import Callable
+
+from secfl.attacks.protocol import Attempt, Refusal, attempt, decisive, refusals
+from secfl.attacks.protocol_harness import (Group, Round, SetupFailed, conviction_message, deals_badly, ids_message,
+                                            read_convictions, read_ids_of, read_pair_keys, signature_of,
+                                            statements_message)
 from secfl.exceptions import SecflError
-from secfl.hazmat import crypto
+from secfl.hazmat import crypto, shamir
 from secfl.protocols import secagg_graph
 from secfl.protocols import secagg_messages as m
-from secfl.protocols.secagg_client import alive_message
+from secfl.protocols.secagg_client import STAGES, alive_message, share_message, signed_digests
 
 BEFORE_UNMASK = ("masked_input", "down")  # uploads in, SURVIVORS not yet delivered
+BEFORE_CONVICT = ("unmask", "down")  # every share revealed, CONVICTION (if any) not yet delivered
 
 
 def _signed(rnd: Round, lists) -> dict[int, tuple[tuple[int, ...], bytes]]:
@@ -275,3 +282,104 @@ def out_of_order(p: str) -> Attempt:
 
     return attempt("skipped-stage", p, "The server skips share_keys and check_shares and asks for the masked input.", go)
 
+
+
+# Convictions: a pairwise key with an honest neighbour ------------------------------------------------
+
+def _before_convict(p: str, *, group: Group | None = None, drops: bool = False,
+                    cheats: bool = False) -> tuple[Round, dict, int]:
+    """An instance run honestly through unmask; returns it, the shares its clients revealed and the subject:
+    client 0's lowest neighbour, which ``drops`` before its upload or ``cheats`` (deals shares of another
+    seed than it committed to) if asked."""
+    rnd = Round(group or p)
+    subject = min(rnd.neighbours(0))
+    gone = {subject} if drops else set()
+    rnd.run(deals_badly(rnd, subject, "seed") if cheats else None, halt=BEFORE_CONVICT,
+            dropped_by=lambda stage: gone if STAGES.index(stage) >= STAGES.index("masked_input") else set())
+    return rnd, rnd.shares_of(rnd.log["unmask", "up"]), subject
+
+
+def _ask(rnd: Round, c: int, convictions) -> str:
+    """The decisive step: client c shown ``convictions``; what it revealed if it answered."""
+    with decisive():
+        answer = rnd.clients[c].convict(conviction_message(rnd.to(c), convictions))
+    keys = read_pair_keys(answer)
+    return f"client {c} revealed its pairwise keys with honest clients {sorted(keys)}" if keys else \
+        f"client {c} answered a CONVICTION of honest clients (with no key)"
+
+
+def _honest_kind(rnd: Round, v: int) -> int:
+    return m.SELF_MASK if v in rnd.server.survivors else m.KEY_SHARE
+
+
+def convict_honest(p: str) -> Attempt:
+    def genuine(dropped: bool, everyone: bool):
+        victim = 0
+        rnd, revealed, v = _before_convict(p, drops=dropped)
+        owners = sorted(rnd.neighbours(victim)) if everyone else [v]
+        proofs = [(u, _honest_kind(rnd, u), rnd.signed(revealed, u, _honest_kind(rnd, u))) for u in owners]
+        return _ask(rnd, victim, proofs)
+
+    return attempt("conviction-of-honest-client", p, "The server shows client 0 the signed shares an honest neighbour "
+                   "dealt, exactly as its holders revealed them (they rebuild its committed seed or its s_pk), as a "
+                   "proof that it cheated, to get client 0's pairwise key with it (3 variants: one neighbour, every "
+                   "neighbour at once, a neighbour that dropped and whose key shares were revealed).",
+                   lambda: refusals([("one neighbour", lambda: genuine(False, False)),
+                                     ("every neighbour", lambda: genuine(False, True)),
+                                     ("a dropped neighbour's key shares", lambda: genuine(True, False))]))
+
+
+def _off_polynomial(shares: dict[int, tuple]) -> dict[int, tuple]:
+    """Every share shifted by its holder's id: on no polynomial of degree < t (the signatures no longer match)."""
+    return {h: ((e + h + 1) % shamir.PRIME, other, sig) for h, (e, other, sig) in shares.items()}
+
+
+def forged_conviction(p: str) -> Attempt:
+    victim = 0
+
+    def forged(change: Callable[[Round, int, dict], dict]):
+        rnd, revealed, v = _before_convict(p)
+        shares = change(rnd, v, rnd.signed(revealed, v, m.SELF_MASK))
+        return _ask(rnd, victim, [(v, m.SELF_MASK, shares)])
+
+    def one_element(rnd, v, shares):
+        h = min(shares)
+        elements, other, signature = shares[h]
+        return {**shares, h: ((elements + 1) % shamir.PRIME, other, signature)}
+
+    def server_signed(rnd, v, shares):
+        forger, _ = crypto.ed25519_keypair()
+        out = {}
+        for h, (elements, other, _) in _off_polynomial(shares).items():
+            message = share_message(rnd.digest, v, h, signed_digests(m.SELF_MASK, elements, other))
+            out[h] = (elements, other, crypto.sign(forger, message))
+        return out
+
+    def too_few(rnd, v, shares):
+        return dict(sorted(shares.items())[: rnd.t - 1])
+
+    def other_instance():  # a genuine proof: client v cheated in another instance of the same clients
+        group = Group(p)
+        cheated, _, v = _before_convict(p, group=group, cheats=True)
+        proof = read_convictions(cheated.log["unmask", "down"][victim])
+        if [owner for owner, _, _ in proof] != [v]:
+            raise SetupFailed(f"client {v}, dealing badly, was not convicted")
+        honest = Round(group, input_round=2)
+        honest.run(halt=BEFORE_CONVICT)
+        return _ask(honest, min(honest.neighbours(v)), proof)  # a client that masked with v in this instance
+
+    def kind_swapped():
+        rnd, revealed, v = _before_convict(p)
+        return _ask(rnd, victim, [(v, m.KEY_SHARE, rnd.signed(revealed, v, m.SELF_MASK))])
+
+    return attempt("forged-conviction-proof", p, "The server builds a CONVICTION of an honest neighbour of client 0 "
+                   "to get their pairwise key (6 variants): genuine signed shares with one element changed or all "
+                   "moved off the polynomial, shares off the polynomial signed with the server's own key, t - 1 "
+                   "genuine shares, self-mask shares presented as key shares, and a genuine proof that the "
+                   "neighbour cheated in another instance of the same clients.",
+                   lambda: refusals([("one element changed", lambda: forged(one_element)),
+                                     ("off the polynomial", lambda: forged(lambda rnd, v, s: _off_polynomial(s))),
+                                     ("signed by the server", lambda: forged(server_signed)),
+                                     ("t - 1 shares", lambda: forged(too_few)),
+                                     ("another kind", kind_swapped),
+                                     ("a proof from another instance", other_instance)]))

@@ -4,14 +4,18 @@ The server (the machine) opens instances of its choice (session, round, group, a
 small population of honest clients), and at every step picks, per client, the message that client
 gets: which advertisements it sees (also ones signed for other instances), which share ciphertexts
 (also replayed ones), which neighbours are "qualified" or "alive", which signed statements it shows
-at unmasking (any it has collected, from any instance). It keeps every byte the clients send.
+at unmasking (any it has collected, from any instance), and which "proofs" that a neighbour dealt
+bad shares it shows at the convict stage (CONVICTION built from the signed shares it collected, from
+any instance, any subset of holders, either kind, possibly altered). It keeps every byte the clients send.
 
 Invariants, over everything collected (shares are counted, not outcomes judged):
 - no client's self-mask seed AND its key (or every pairwise key of its masked input) are ever
   both reconstructable from the shares honest clients revealed: its input stays hidden;
 - no client's input (client, round) is masked in two instances, so no two released sums over
   overlapping sets can be differenced down to it;
-- every honest run the server lets complete equals the plaintext sum over its survivors.
+- every honest run the server lets complete equals the plaintext sum over its survivors;
+- no client ever reveals a pairwise mask key (PAIR_KEYS): every client here deals honestly, so no
+  CONVICTION the server can build is a proof, and a revealed key would be a key with an honest neighbour.
 
 ``Forgetful`` replaces every client's contribution record with one that never refuses: the search
 must then find the re-run (differencing) attack, which shows the budget is enough to find it.
@@ -25,6 +29,7 @@ from hypothesis import target
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from secfl.exceptions import ProtocolError
+from secfl.hazmat import shamir
 from secfl.hazmat.codec import Writer
 from secfl.protocols import SecAgg, SecAggPlus
 from secfl.protocols import secagg_messages as m
@@ -51,6 +56,26 @@ def _pick(items, bits: int) -> list:
 
 
 MODES = ("all", "victim", "all but victim", "none", "bits")
+FORGERIES = ("element", "other digest", "shift all")
+
+
+def _forged(shares: dict[int, tuple], how: str, bits: int) -> dict[int, tuple]:
+    """Signed shares altered so that they are no longer what the dealer dealt (a would-be proof): one
+    element of one share, one share's other-digest, or every share shifted by its holder's id (shares
+    on no polynomial of degree < t, as a cheating dealer's would be)."""
+    holders = sorted(shares)
+    out = dict(shares)
+    if how == "shift all":
+        return {h: ((e + h + 1) % shamir.PRIME, other, sig) for h, (e, other, sig) in shares.items()}
+    h = holders[bits % len(holders)]
+    elements, other, signature = shares[h]
+    if how == "element":
+        elements = elements.copy()
+        elements[bits % m.SHARE_WORDS] = (elements[bits % m.SHARE_WORDS] + 1) % shamir.PRIME
+    else:
+        other = bytes(32 - 1) + bytes([bits & 0xFF])
+    out[h] = (elements, other, signature)
+    return out
 
 
 def _choose(items, mode: str, victim: int, bits: int) -> list:
@@ -91,6 +116,8 @@ class MaliciousServer(RuleBasedStateMachine):
         self.masked: dict[tuple[bytes, int], frozenset[int]] = {}
         self.masked_round: dict[tuple[int, int], int] = {}  # (client, round) -> masked uploads
         self.revealed: dict[tuple[bytes, int, int], set[int]] = {}  # (instance, owner, kind) -> holders
+        self.signed: dict[tuple[bytes, int, int], dict[int, tuple]] = {}  # ... -> holder -> signed share
+        self.pair_keys: list[tuple[bytes, int, int]] = []  # (instance, client, neighbour) of every revealed key
         self.closest = 0.0
 
     def teardown(self) -> None:
@@ -125,8 +152,8 @@ class MaliciousServer(RuleBasedStateMachine):
     @rule(which=st.sampled_from((0, 0, 0, 1, 2)), who=st.sampled_from(("nobody", "victim", "others", "bits")),
           mode=st.sampled_from(MODES), rest=st.sampled_from(("all", "victim", "all but victim", "none")),
           victim=st.integers(0, 8), bits=st.integers(0, 2**30 - 1), foreign=st.sampled_from((False, False, False, True)),
-          silent=st.sampled_from((False,) * 7 + (True,)))
-    def step(self, which, who, mode, rest, victim, bits, foreign, silent):
+          silent=st.sampled_from((False,) * 7 + (True,)), forge=st.sampled_from(("none",) * 3 + FORGERIES))
+    def step(self, which, who, mode, rest, victim, bits, foreign, silent, forge="none"):
         """Advance one instance by a stage: the clients ``who`` names (nobody, the victim, all others, or a
         subset) get lists built by ``mode``, the others by ``rest``; clients in ``silent`` get nothing
         this time (they stay where they are): with ``silent``, the clients ``bits`` selects."""
@@ -136,17 +163,18 @@ class MaliciousServer(RuleBasedStateMachine):
                   "bits": {c for c in clients if bits >> c & 1}}[who]
         for c in sorted(clients):
             client = clients[c]
-            if client.stage < 0 or client.stage > 5 or (silent and bits >> c & 1):
+            if client.stage < 0 or client.stage > 6 or (silent and bits >> c & 1):
                 continue
             # the clients outside ``who`` get honest lists, except the survivor list, where splitting views pays
             choice = (mode if c in chosen else rest if client.stage == 4 else "all", victim, bits)
             try:
-                reply = self._deliver(instance, client, choice, foreign)
+                reply = self._deliver(instance, client, choice, foreign, forge)
             except ProtocolError:
                 continue  # the client refused: it stops for this instance
             self._collect(instance, client, reply)
 
-    def _deliver(self, instance: Instance, client: SecAggClient, choice: tuple, foreign: bool) -> bytes:
+    def _deliver(self, instance: Instance, client: SecAggClient, choice: tuple, foreign: bool,
+                 forge: str = "none") -> bytes:
         """The adversary's message for ``client`` at its current stage, then the client's reply."""
         c, digest, stage = client.id, instance.digest, client.stage
         mode, victim, bits = choice
@@ -173,10 +201,34 @@ class MaliciousServer(RuleBasedStateMachine):
             alive = tuple(_choose(client.graph, mode, victim, bits))
             self.sent_alive[(digest, c)] = alive
             return client.consistency_check(m.encode(m.SURVIVORS, to, Writer().ids(alive)))
-        pool = {v: s for (d, v), s in self.statements.items() if v in client.graph and (d == digest or foreign)
-                and (c in s[0] or mode == "bits")}
-        chosen = {v: pool[v] for v in _choose(pool, mode, victim, bits)}
-        return client.unmask(m.encode(m.UNMASK_REQUEST, to, m.write_statements(Writer(), chosen)))
+        if stage == 5:
+            pool = {v: s for (d, v), s in self.statements.items() if v in client.graph and (d == digest or foreign)
+                    and (c in s[0] or mode == "bits")}
+            chosen = {v: pool[v] for v in _choose(pool, mode, victim, bits)}
+            return client.unmask(m.encode(m.UNMASK_REQUEST, to, m.write_statements(Writer(), chosen)))
+        return client.convict(m.encode(m.CONVICTION, to, self._conviction(client, digest, choice, foreign, forge)))
+
+    def _conviction(self, client: SecAggClient, digest: bytes, choice: tuple, foreign: bool, forge: str) -> Writer:
+        """A CONVICTION about the neighbours ``mode`` picks, each "proven" by signed shares of it that were
+        revealed (in this instance or, with ``foreign``, any), of the kind ``bits`` picks, from all holders
+        or the subset ``bits`` picks, possibly altered (``forge``)."""
+        mode, victim, bits = choice
+        owners = _choose(client.graph, mode, victim, bits)
+        body = Writer().u32(len(owners))
+        for i, owner in enumerate(owners):
+            kind = (bits >> i) & 1 if mode == "bits" else m.SELF_MASK if owner in getattr(client, "alive", ()) \
+                else m.KEY_SHARE
+            shares: dict[int, tuple] = {}
+            for (d, o, k), held in sorted(self.signed.items(), key=lambda kv: kv[0][0] != digest):
+                if o == owner and k == kind and (d == digest or foreign):
+                    for holder, share in held.items():
+                        shares.setdefault(holder, share)  # this instance's share first
+            if mode == "bits":
+                shares = {h: shares[h] for h in _pick(shares, bits >> 3) or shares}
+            if shares and forge != "none":
+                shares = _forged(shares, forge, bits)
+            m.write_conviction(body, owner, kind, shares)
+        return body
 
     def _collect(self, instance: Instance, client: SecAggClient, reply: bytes) -> None:
         """Keep what the client sent (the server holds every byte)."""
@@ -193,8 +245,13 @@ class MaliciousServer(RuleBasedStateMachine):
         elif kind == m.CONSISTENCY:
             self.statements[(digest, c)] = (self.sent_alive[(digest, c)], reader.raw(m.SIG_BYTES))
         elif kind == m.UNMASK:
-            for owner, (share_kind, _) in m.read_shares(reader, max_count=64).items():
+            for owner, (share_kind, *signed) in m.read_shares(reader, max_count=64).items():
                 self.revealed.setdefault((digest, owner, share_kind), set()).add(c)
+                self.signed.setdefault((digest, owner, share_kind), {})[c] = tuple(signed)
+        elif kind == m.PAIR_KEYS:
+            for _ in range(reader.u32()):
+                self.pair_keys.append((digest, c, reader.u32()))
+                reader.raw(m.KEY_BYTES)
 
     @rule(round_=st.integers(0, 1), order=st.permutations(range(9)), drop=st.integers(0, 2**8 - 1),
           stage=st.sampled_from(SecAggPlus.stages))
@@ -237,6 +294,10 @@ class MaliciousServer(RuleBasedStateMachine):
             assert not self._enough(digest, v, m.KEY_SHARE), f"both share sets of client {v}"
             exposed = all(self._enough(digest, u, m.KEY_SHARE) for u in peers)
             assert not exposed, f"client {v}'s self mask and every pairwise key are reconstructable"
+
+    @invariant()
+    def no_pairwise_key_is_revealed(self):
+        assert not self.pair_keys, f"pairwise keys with honest neighbours revealed: {self.pair_keys}"
 
     @invariant()
     def no_input_enters_two_instances(self):

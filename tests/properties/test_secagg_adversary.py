@@ -31,7 +31,10 @@ def _unmask_without_confirmation(self, data):
     from secfl.protocols import secagg_messages as m
 
     self._enter(5)
-    reveal = {u: ((m.SELF_MASK, h[0]) if u in self.alive else (m.KEY_SHARE, h[1])) for u, h in self.held.items()}
+    reveal = {}
+    for u, (elements, signature, digests) in self.held.items():
+        kind = m.SELF_MASK if u in self.alive else m.KEY_SHARE
+        reveal[u] = (kind, elements[kind], digests[1 - kind], signature)
     return self._done(5, m.encode(m.UNMASK, self.ctx, m.write_shares(Writer(), reveal)))
 
 
@@ -56,3 +59,28 @@ def test_the_split_view_witness_exposes_the_weakened_client_and_not_the_real_one
     split_views(machine)
     with pytest.raises(AssertionError, match="every pairwise key"):
         machine.no_input_is_revealed()
+
+
+def _through_unmask(machine, forge="none"):
+    machine.first_instance(list(range(9)))
+    for _ in range(6):  # advertise, share, check shares, mask, survivors, unmask: honest lists
+        machine.step(0, "nobody", "all", "all", 0, 0, False, False)
+    machine.step(0, "nobody", "all", "all", 0, 0, False, False, forge)  # convict: the shares it collected
+
+
+@pytest.mark.parametrize("forge", ["none", "element", "shift all"])
+def test_a_conviction_built_from_honest_shares_is_refused_but_believed_by_a_weakened_client(monkeypatch, forge):
+    """The convict stage has teeth: every client, shown a CONVICTION of each neighbour built from the
+    signed shares the server collected, refuses (the real client); a client that takes any conviction
+    at its word reveals its pairwise keys with honest neighbours, and the invariant names it."""
+    from secfl.protocols import secagg_client
+
+    honest = MaliciousServer()
+    _through_unmask(honest, forge)
+    assert all(client.stage == secagg_client.ABORTED for client in honest.instances[0][1].values())
+    honest.no_pairwise_key_is_revealed()
+    monkeypatch.setattr(secagg_client, "dealer_cheated", lambda *args: True)
+    machine = MaliciousServer()
+    _through_unmask(machine, forge)
+    with pytest.raises(AssertionError, match="pairwise keys with honest neighbours"):
+        machine.no_pairwise_key_is_revealed()

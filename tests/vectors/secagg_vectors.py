@@ -12,17 +12,24 @@ expose low-order points, never sent) comes from the OS and does not touch the te
 
 ``down[stage]`` holds the server messages the clients consume at ``stage`` (KEYS at share_keys,
 CIPHERTEXTS at check_shares, QUALIFIED at masked_input, SURVIVORS at consistency_check,
-UNMASK_REQUEST at unmask); ``up[stage]`` the clients' messages of ``stage``.
+UNMASK_REQUEST at unmask, CONVICTION at convict: empty unless a dealer cheated); ``up[stage]`` the
+clients' messages of ``stage``.
+
+A case may list ``cheats`` {client: how}: that client, once its advertisement is out, deals shares
+of another self-mask seed than the one it committed to ("seed"; the seed is a fixed digest, so the
+test stream is consumed as in an honest run). The server convicts it and the survivors that masked
+with it answer CONVICTION with PAIR_KEYS.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
-from secfl.hazmat import wire
+from secfl.hazmat import shamir, wire
 from secfl.hazmat.codec import Reader, Writer
 from secfl.hazmat.randomness import InsecureDeterministicRandomness
 from secfl.protocols import SecAgg, SecAggPlus
@@ -37,14 +44,16 @@ SEED = b"secfl secagg known-answer vectors v1"
 LENGTH = 5
 PROTOCOLS = {"secagg": SecAgg, "secagg+": SecAggPlus}
 
-# (id, protocol, constructor options, roster, dropouts {client: first silent stage})
+# (id, protocol, constructor options, roster, dropouts {client: first silent stage}, cheats {client: how})
 GENERATE = [
-    ("secagg-4-no-dropout", "secagg", {}, (0, 1, 2, 3), {}),
-    ("secagg-6-drop-share-keys-and-unmask", "secagg", {}, (0, 1, 2, 3, 4, 5), {1: "share_keys", 3: "unmask"}),
+    ("secagg-4-no-dropout", "secagg", {}, (0, 1, 2, 3), {}, {}),
+    ("secagg-6-drop-share-keys-and-unmask", "secagg", {}, (0, 1, 2, 3, 4, 5), {1: "share_keys", 3: "unmask"}, {}),
     ("secagg+-8-sparse-drop-masked-input", "secagg+", {"neighbours": 4, "dropout_rate": 0.0},
-     (2, 3, 5, 7, 11, 13, 17, 19), {13: "masked_input"}),
+     (2, 3, 5, 7, 11, 13, 17, 19), {13: "masked_input"}, {}),
+    ("secagg-5-convict-dealer", "secagg", {}, (0, 1, 2, 3, 4), {}, {3: "seed"}),
 ]
 SPECS = {spec[0]: spec for spec in GENERATE}
+CHEAT_SEED = hashlib.sha256(b"secfl secagg vectors: a seed other than the committed one").digest()
 
 
 def protocol_of(kind: str, options: dict, randomness=None):
@@ -62,7 +71,7 @@ class _Stop(Exception):
 def transcript(case_id: str, stop_before: tuple[str, int] | None = None) -> dict:
     """Run one deterministic instance, recording every message; with ``stop_before = (stage, client)``
     return the live client just before it handles that stage (for the invalid cases)."""
-    _, kind, options, roster, dropouts = SPECS[case_id]
+    _, kind, options, roster, dropouts, cheats = SPECS[case_id]
     protocol = protocol_of(kind, options, InsecureDeterministicRandomness(SEED))
     inputs = inputs_of(roster)
     session = protocol.randomness.bytes(SESSION_BYTES)
@@ -74,6 +83,9 @@ def transcript(case_id: str, stop_before: tuple[str, int] | None = None) -> dict
     def tamper(stage: str, direction: str, messages: dict) -> dict:
         if direction == "up":
             record["up"][stage] = dict(messages)
+            if stage == STAGES[0]:
+                for cheat in cheats:  # its commitment is out: it now deals shares of another seed
+                    clients[cheat].b_seed = CHEAT_SEED
         else:
             consumer = STAGES[STAGES.index(stage) + 1]
             record["down"][consumer] = dict(messages)
@@ -96,6 +108,8 @@ def transcript(case_id: str, stop_before: tuple[str, int] | None = None) -> dict
         "graph": {str(c): sorted(v) for c, v in sorted(graph(instance, params.neighbours).items())},
         "inputs": {str(c): [int(v) for v in x] for c, x in inputs.items()},
         "dropouts": {str(c): s for c, s in dropouts.items()},
+        "cheats": {str(c): how for c, how in cheats.items()},
+        "convicted": sorted(server.convicted),
         "directory": {str(c): protocol.directory.public_key(c).hex() for c in roster},
         "survivors": list(server.survivors),
         "sum": [int(v) for v in total],
@@ -177,6 +191,19 @@ def with_blobs(message: bytes, blobs: dict[int, bytes]) -> bytes:
     return _reframe(kind, head, m.write_blobs(Writer(), blobs))
 
 
+def convictions_of(message: bytes) -> list[tuple[int, int, dict]]:
+    _, _, reader = _body(message)
+    return [m.read_conviction(reader, max_count=1 << 16) for _ in range(reader.u32())]
+
+
+def with_convictions(message: bytes, convictions) -> bytes:
+    kind, head, _ = _body(message)
+    body = Writer().u32(len(convictions))
+    for owner, share_kind, shares in convictions:
+        m.write_conviction(body, owner, share_kind, shares)
+    return _reframe(kind, head, body)
+
+
 def flip_last(message: bytes) -> bytes:
     return message[:-1] + bytes([message[-1] ^ 1])
 
@@ -201,6 +228,14 @@ def invalid_cases(cases: dict[str, dict]) -> list[dict]:
                     and str(c) in case["up"]["consistency_check"])
 
     inst = instance_of(small)
+    convict = cases["secagg-5-convict-dealer"]
+    proof = convictions_of(down(convict, "convict", 0))  # [(3, SELF_MASK, holder -> signed share)]
+    ((cheat, kind, signed),) = proof
+    first = min(signed)
+    forged = {**signed, first: ((signed[first][0] + 1) % shamir.PRIME, *signed[first][1:])}
+    honest_owner = 4  # the genuine signed self-mask shares of an honest dealer, as its holders revealed them
+    honest = {h: m.read_shares(_body(up(convict, "unmask", h))[2], max_count=1 << 16)[honest_owner][1:]
+              for h in convict["roster"] if h != honest_owner}
     other = Instance(inst.session, inst.round + 1, inst.group, inst.roster).digest  # the next round's instance
     s0 = sparse["roster"][0]
     far = stranger(sparse, s0)
@@ -261,6 +296,18 @@ def invalid_cases(cases: dict[str, dict]) -> list[dict]:
          "one byte short"),
         ("unmask-other-instance", small, "unmask", 2, rehead(down(small, "unmask", 2), digest=other),
          "ProtocolIntegrityError", "the header names the instance of round 2"),
+        ("conviction-forged-proof", convict, "convict", 0,
+         with_convictions(down(convict, "convict", 0), [(cheat, kind, forged)]), "ProtocolIntegrityError",
+         "one share of the proof changed: the dealer's signature fails, no pairwise key is revealed"),
+        ("conviction-too-few-shares", convict, "convict", 0,
+         with_convictions(down(convict, "convict", 0), [(cheat, kind, dict(list(signed.items())[:2]))]),
+         "ProtocolIntegrityError", "fewer than t signed shares prove nothing"),
+        ("conviction-honest-dealer", convict, "convict", 0,
+         with_convictions(down(convict, "convict", 0), [(honest_owner, m.SELF_MASK, honest)]),
+         "ProtocolIntegrityError", "the genuine signed shares of an honest dealer rebuild its committed seed"),
+        ("conviction-repeated-dealer", convict, "convict", 1,
+         with_convictions(down(convict, "convict", 1), [*proof, *proof]), "ProtocolIntegrityError",
+         "the same dealer twice in one request"),
     ]
     out = []
     for case_id, base, stage, client, message, error, note in table:

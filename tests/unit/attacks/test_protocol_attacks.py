@@ -7,7 +7,9 @@ consistency signatures), a client that kept answering after refusing a step, and
 
 Since the bound-instance redesign of SecAgg, a faulty client must be excluded, not fatal: such
 attempts count as refused ("Excluded") only if the round completed with the exact sum of the others.
-One attack class is open (``KNOWN_OPEN``, in both SecAgg settings): the audit reports them as NOT refused.
+The last open class, a client dealing shares that cannot rebuild what it advertised (it aborted the
+round), is closed by dealer-signed shares and conviction: it is convicted and the round completes
+without it. No attack class is open (``KNOWN_OPEN`` is empty).
 """
 
 import time
@@ -32,6 +34,8 @@ SECAGG = {
     "forged-consistency-signatures": INTEGRITY,
     "statements-omit-client": INTEGRITY,
     "replay-statements-other-instance": INTEGRITY,
+    "forged-conviction-proof": INTEGRITY,  # no dealer signature, too few shares, or another instance's digest
+    "conviction-of-honest-client": INTEGRITY,  # an honest dealer's signed shares rebuild what it advertised
     "replay-earlier-round": INTEGRITY,
     "replay-other-session": INTEGRITY,
     "replay-other-group": INTEGRITY,
@@ -55,10 +59,11 @@ SECAGG = {
     "continue-after-refused-check-shares": INTEGRITY,
     "continue-after-refused-masked-input": INTEGRITY,
     "continue-after-refused-consistency-check": INTEGRITY,
+    "continue-after-refused-unmask": INTEGRITY,
     "low-order-round-key": EXCLUDED,
     "copied-round-keys": EXCLUDED,
     "garbage-share-ciphertexts": EXCLUDED,
-    "inconsistent-shamir-dealing": EXCLUDED,
+    "inconsistent-shamir-dealing": EXCLUDED,  # convicted by its own signatures, the round completes without it
     "wrong-shamir-share-at-unmask": EXCLUDED,
     "tampered-masked-upload": EXCLUDED,
     "replay-upload-other-instance": EXCLUDED,
@@ -67,6 +72,7 @@ SECAGG = {
     "malformed-masked-input": MALFORMED,
     "malformed-consistency-check": MALFORMED,
     "malformed-unmask": MALFORMED,
+    "malformed-convict": MALFORMED,
     "malformed-to-server": EXCLUDED,
     "non-bytes-to-server": EXCLUDED,
     "group-of-two-keys": INSUFFICIENT,
@@ -96,12 +102,10 @@ EXPECTED = {
     ("he", "single-upload-as-sum"): INTEGRITY,  # the key holder checks the signed uploads and adds them itself
 }
 OUT_OF_SCOPE: set[tuple[str, str]] = set()  # the malicious HE aggregator is in scope since the key holder adds
-# In scope and NOT refused by the protocol as committed (one faulty client aborts a group whose
-# neighbourhoods have k = 4, t = 3): reported by the audit, kept as strict xfails until fixed.
-KNOWN_OPEN = {
-    (p, name) for p in ("secagg", "secagg+")
-    for name in ("inconsistent-shamir-dealing",)  # no verifiable sharing: a bad dealer's seed cannot be rebuilt
-}
+# In scope and NOT refused by the protocol as committed: none (the inconsistent dealer is convicted since
+# dealer-signed shares). An attack found open would be listed here, with its test as a strict xfail.
+KNOWN_OPEN: set[tuple[str, str]] = set()
+
 
 @pytest.fixture(scope="module")
 def audit():
@@ -117,21 +121,12 @@ def test_the_audit_runs_every_attempt_quickly(audit):
     assert seconds < 20
 
 
-def test_every_in_scope_attempt_is_refused_and_obtains_nothing_but_the_known_open_ones(audit):
-    failed = {(a.protocol, a.name) for a in audit[0] if a.in_scope and not a.refused}
-    assert failed == KNOWN_OPEN
-    for a in audit[0]:
-        if a.in_scope and (a.protocol, a.name) not in KNOWN_OPEN:
-            assert a.refused and a.obtained == NOTHING and a.error, a
-    for a in audit[0]:
-        if (a.protocol, a.name) in KNOWN_OPEN:  # an abort, never a leak or a wrong sum
-            assert a.obtained.startswith("the round aborted"), a
-
-
-@pytest.mark.xfail(strict=True, reason="one faulty client aborts the round (see KNOWN_OPEN)")
 def test_every_in_scope_attempt_is_refused_and_obtains_nothing(audit):
     failed = [(a.protocol, a.name, a.obtained) for a in audit[0] if a.in_scope and not a.refused]
-    assert not failed
+    assert not failed and not KNOWN_OPEN
+    for a in audit[0]:
+        if a.in_scope:
+            assert a.refused and a.obtained == NOTHING and a.error, a
 
 
 def test_outcomes_are_reported_honestly(audit):
@@ -150,8 +145,7 @@ def test_no_attempt_is_out_of_scope_and_one_would_be_shown_as_such(audit):
 
 def _params():
     for key, error in EXPECTED.items():
-        marks = pytest.mark.xfail(strict=True, reason="known open: a faulty client aborts") if key in KNOWN_OPEN else ()
-        yield pytest.param(*key, error, id=f"{key[0]}-{key[1]}", marks=marks)
+        yield pytest.param(*key, error, id=f"{key[0]}-{key[1]}")
 
 
 @pytest.mark.parametrize("protocol, name, error", list(_params()))

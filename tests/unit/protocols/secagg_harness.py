@@ -73,7 +73,7 @@ class Round:
             self.sent = self.tamper(stage, "up", up)
             out = server_step(self.server, self.sent)
         self.done.append(stage)
-        self.replies = out if stage == "unmask" else self.tamper(stage, "down", out)
+        self.replies = out if stage == STAGES[-1] else self.tamper(stage, "down", out)
         return self.replies
 
     def until(self, stage):
@@ -174,12 +174,40 @@ def request_message(head, statements) -> bytes:
     return m.encode(m.UNMASK_REQUEST, head, m.write_statements(Writer(), statements))
 
 
-def read_shares(message) -> dict[int, tuple[int, np.ndarray]]:
+def read_shares(message) -> dict[int, tuple[int, np.ndarray, bytes, bytes]]:
+    """peer -> (kind, 9 elements, the other share's digest, the dealer's signature)."""
     return m.read_shares(body(message, m.UNMASK), max_count=1 << 16)
 
 
 def shares_message(head, shares) -> bytes:
     return m.encode(m.UNMASK, head, m.write_shares(Writer(), shares))
+
+
+def read_convictions(message) -> list[tuple[int, int, dict]]:
+    """[(owner, kind, holder -> (elements, other digest, signature))] of a CONVICTION message."""
+    reader = body(message, m.CONVICTION)
+    return [m.read_conviction(reader, max_count=1 << 16) for _ in range(reader.u32())]
+
+
+def conviction_message(head, convictions) -> bytes:
+    """A CONVICTION message from [(owner, kind, holder -> (elements, other digest, signature))]."""
+    writer = Writer().u32(len(convictions))
+    for owner, kind, shares in convictions:
+        m.write_conviction(writer, owner, kind, shares)
+    return m.encode(m.CONVICTION, head, writer)
+
+
+def read_pair_keys(message) -> dict[int, bytes]:
+    """neighbour -> the pairwise mask key of a PAIR_KEYS message."""
+    reader = body(message, m.PAIR_KEYS)
+    return {reader.u32(): reader.raw(m.KEY_BYTES) for _ in range(reader.u32())}
+
+
+def proof(shares_by_holder, owner) -> tuple[int, dict]:
+    """(kind, holder -> signed share) of ``owner`` from UNMASK bodies (holder -> read_shares(...))."""
+    kinds = {shares[owner][0] for shares in shares_by_holder.values() if owner in shares}
+    assert len(kinds) == 1
+    return kinds.pop(), {h: tuple(shares[owner][1:]) for h, shares in shares_by_holder.items() if owner in shares}
 
 
 def read_masked(message, length, itemsize=4):

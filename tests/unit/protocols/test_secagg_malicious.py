@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from secfl.exceptions import InsufficientParticipantsError, MalformedMessageError, ProtocolIntegrityError
-from secfl.hazmat import crypto, shamir
+from secfl.hazmat import crypto, prg, shamir
 from secfl.hazmat.codec import Writer
 from secfl.protocols import SecAgg, SecAggPlus
 from secfl.protocols import secagg_client as sc
@@ -24,9 +24,9 @@ from secfl.protocols.secagg_instance import Instance
 from secfl.protocols.secagg_round import run_instance
 
 from secagg_harness import (
-    Round, advertise_message, blobs_message, consistency_signature, header, ids_message, keys_message,
-    read_advertised, read_blobs, read_ids, read_keys, read_masked, read_shares, read_statements, request_message,
-    shares_message,
+    Round, advertise_message, blobs_message, consistency_signature, conviction_message, header, ids_message,
+    keys_message, proof, read_advertised, read_blobs, read_convictions, read_ids, read_keys, read_masked,
+    read_pair_keys, read_shares, read_statements, request_message, shares_message,
 )
 
 ORDER_8_POINT = bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
@@ -425,16 +425,18 @@ def test_not_enough_shares_to_unmask_aborts():
         rnd.step(skip={0, 1, 2})
 
 
-def test_a_wrong_share_among_only_t_holders_is_refused_not_summed():
+def test_a_wrong_share_among_only_t_holders_is_located_by_its_signature_and_never_summed():
     rnd = Round(n=6)  # t = 3
     rnd.until("unmask")
     answers = {c: rnd.clients[c].unmask(rnd.replies[c]) for c in (0, 1, 2, 3)}  # 0's holders: 1, 2, 3 = t
     shares = read_shares(answers[1])
-    kind, elements = shares[0]
-    shares[0] = (kind, (elements + 1) % shamir.PRIME)
+    kind, elements, other, signature = shares[0]
+    shares[0] = (kind, (elements + 1) % shamir.PRIME, other, signature)
     answers[1] = shares_message(rnd.of(1), shares)
-    with pytest.raises(ProtocolIntegrityError):  # cannot be located with no redundancy; the check catches it
+    with pytest.raises(InsufficientParticipantsError):  # t - 1 authentic shares left: no sum, no conviction
         rnd.server.receive_unmask(answers)
+    assert rnd.server.rejected == {1}  # the dealer's signature names the holder that altered it, not the dealer
+    assert not rnd.server.convicted
 
 
 def test_the_honest_round_sum_is_exact():
@@ -525,8 +527,11 @@ def test_strided_memoryviews_are_valid_messages_both_ways():
     assert all(isinstance(x, bytes) for msgs in rnd.server.received.values() for x in msgs)
 
 
-@pytest.mark.parametrize("junk", [*NOT_BYTES, b"", memoryview(bytearray(64))[::2]], ids=repr)
-@pytest.mark.parametrize("stage", STAGES)
+JUNK = [*NOT_BYTES, b"", memoryview(bytearray(64))[::2]]
+
+
+@pytest.mark.parametrize("junk", JUNK, ids=repr)
+@pytest.mark.parametrize("stage", STAGES[:-1])  # convict: below, the server asks only when a dealer cheated
 def test_the_server_treats_non_bytes_as_a_dropout(stage, junk):
     def tamper(at, direction, messages):
         if at == stage and direction == "up":
@@ -538,6 +543,37 @@ def test_the_server_treats_non_bytes_as_a_dropout(stage, junk):
     assert 2 in rnd.server.rejected
     assert (2 in rnd.server.survivors) == (STAGES.index(stage) > STAGES.index("masked_input"))
     assert np.array_equal(total, rnd.expected(rnd.server.survivors))
+
+
+def _convicting_round(junk):
+    """n = 5, client 3 deals shares of a seed other than the one it committed to; client 2 answers
+    the server's CONVICTION with ``junk``."""
+    def tamper(at, direction, messages):
+        if at == "convict" and direction == "up":
+            messages = {**messages, 2: junk}
+        return messages
+
+    rnd = Round(n=5, tamper=tamper)
+    rnd.clients[3].b_seed = os.urandom(32)  # after its commitment went out
+    return rnd
+
+
+@pytest.mark.parametrize("junk", JUNK, ids=repr)
+def test_non_bytes_in_answer_to_a_conviction_is_a_dropout_that_leaves_no_exact_sum(junk):
+    rnd = _convicting_round(junk)
+    with pytest.raises(InsufficientParticipantsError):  # 2's pairwise key with the convicted 3 is missing
+        rnd.run()
+    assert 2 in rnd.server.rejected and 3 in rnd.server.convicted
+
+
+@pytest.mark.parametrize("junk", JUNK, ids=repr)
+def test_an_unasked_answer_at_convict_is_ignored(junk):
+    def tamper(at, direction, messages):
+        return {**messages, 2: junk} if (at, direction) == ("convict", "up") else messages
+
+    rnd = Round(n=5, tamper=tamper)
+    assert np.array_equal(rnd.run(), rnd.expected(range(5)))
+    assert rnd.server.rejected == set() and rnd.server.survivors == tuple(range(5))
 
 
 # ============================================================================================
@@ -614,15 +650,39 @@ def test_a_client_copying_another_clients_round_keys_is_excluded(fields):
     assert server.survivors == (0, 1, 2, 4)
 
 
-@pytest.mark.xfail(strict=True, reason="secfl bug: a copied s_public alone is not detected; client 3 qualifies, "
-                                       "its pairwise masks do not cancel and the server returns a wrong sum")
-def test_a_client_copying_only_another_clients_mask_key_is_excluded():
-    def change(protocol, instance, messages):
-        messages[3] = resigned(protocol, instance, messages[3], s_public=read_advertised(messages[0]).s_public)
+@pytest.mark.parametrize("drops", [True, False], ids=["drops-before-upload", "stays"])
+def test_a_client_copying_only_another_clients_mask_key_is_convicted_or_garbles_only_its_own_input(drops):
+    """Client 3 advertises client 0's s_public (0 excludes it; 1, 2, 4 mask with it under a key 3 cannot
+    compute). If 3 drops before its upload, its key shares rebuild an s_sk that is not the advertised
+    s_pk's: 3 is convicted by its own signatures and the sum over the rest is exact. If it stays, its
+    pairwise masks do not cancel: the sum is every honest input exactly plus a value that depends only
+    on 3's pairwise keys, the same as 3 choosing another input (SPEC section 4)."""
+    rnd = Round(n=5, advertise=False)
+
+    def tamper(stage, direction, messages):
+        if (stage, direction) == ("advertise_keys", "up"):
+            copied = read_advertised(messages[0]).s_public
+            messages = {**messages, 3: resigned(rnd.protocol, rnd.instance, messages[3], s_public=copied)}
         return messages
 
-    server = faulty_round(at("advertise_keys", "up", change))
-    assert 3 not in server.survivors
+    rnd.tamper = tamper
+    rnd.until("masked_input")
+    rnd.step(skip={3} if drops else set())
+    assert 3 not in rnd.clients[0].keys and all(3 in rnd.clients[v].masked_with for v in (1, 2, 4))
+    total = rnd.run()
+    if drops:
+        assert set(rnd.server.convicted) == {3} and rnd.server.convicted[3][0] == m.KEY_SHARE
+        assert rnd.server.survivors == (0, 1, 2, 4)
+        assert np.array_equal(total, rnd.expected(rnd.server.survivors))
+        return
+    assert not rnd.server.convicted and rnd.server.survivors == tuple(range(5))
+    residual = np.zeros(rnd.d, dtype=np.uint32)  # 3's masks minus what its peers expect from it
+    assert rnd.clients[3].masked_with == (1, 2, 4)
+    for v in rnd.clients[3].masked_with:
+        prg.add_mask(residual, rnd.clients[3].keys[v][1], sign=1 if 3 < v else -1)
+        prg.add_mask(residual, rnd.clients[v].keys[3][1], sign=1 if v < 3 else -1)
+    assert np.any(residual)
+    assert np.array_equal(total, rnd.expected(range(5)) + residual)
 
 
 @pytest.mark.parametrize("targets, qualified", [((0, 1, 2, 4), False), ((0, 1), False), ((4,), True)],
@@ -647,8 +707,8 @@ def test_one_wrong_shamir_share_at_unmask_is_located_and_excluded(owner, dropped
     """n = 6, t = 3: five holders answer, one lies; Berlekamp-Welch finds it and the sum stays exact."""
     def change(protocol, instance, messages):
         shares = read_shares(messages[1])
-        kind, elements = shares[owner]
-        shares[owner] = (kind, (elements + 12345) % shamir.PRIME)
+        kind, elements, other, signature = shares[owner]
+        shares[owner] = (kind, (elements + 12345) % shamir.PRIME, other, signature)
         messages[1] = shares_message(m.Header(instance.digest, 1, m.SERVER), shares)
         return messages
 
@@ -676,3 +736,190 @@ def test_an_on_path_change_of_one_byte_in_a_masked_upload_counts_as_no_upload(wh
     server = faulty_round(at("masked_input", "up", change))
     assert 2 in server.rejected and 2 not in server.masked
     assert server.survivors == (0, 1, 3, 4)
+
+
+# ============================================================================================
+# Dealer conviction: a dealer whose signed shares cannot rebuild what it advertised is convicted
+# ============================================================================================
+
+CHEATER = 3
+
+
+def _deal_badly(rnd, how, monkeypatch):
+    """Make client ``CHEATER`` of ``rnd`` (already advertised) deal shares that do not rebuild what it
+    advertised: of another seed than it committed to, of another s_sk than its s_pk, or on a polynomial
+    of degree t (every share signed, as an honest holder receives it)."""
+    cheat = rnd.clients[CHEATER]
+    if how == "seed":
+        cheat.b_seed = os.urandom(32)
+    elif how == "key":  # it must drop after the upload for its key to be rebuilt
+        cheat.s_sk = os.urandom(32)
+    elif how == "degree":
+        split, seed = shamir.split, shamir.encode_secret(cheat.b_seed)
+
+        def high_degree(secrets, *, xs, threshold, randomness):
+            mine = np.array_equal(secrets[0], seed)  # the cheater's dealing
+            return split(secrets, xs=xs, threshold=threshold + int(mine), randomness=randomness)
+
+        monkeypatch.setattr(sc.shamir, "split", high_degree)
+
+
+def _recording(rnd):
+    """Record every message in flight, per (stage, direction), in ``rnd.log``."""
+    rnd.log = {}
+
+    def tamper(stage, direction, messages):
+        rnd.log[stage, direction] = dict(messages)
+        return messages
+    rnd.tamper = tamper
+
+
+@pytest.mark.parametrize("how, drops", [("seed", False), ("degree", False), ("key", True), ("seed", True)],
+                         ids=["seed-stays", "degree-stays", "key-drops", "seed-drops"])
+@pytest.mark.parametrize("protocol, n", [(SecAgg, 5), (sparse, 8)], ids=["secagg-5", "secagg+k4-8"])
+def test_an_inconsistent_dealer_is_convicted_and_the_round_completes_without_it(protocol, n, how, drops,
+                                                                                 monkeypatch):
+    rnd = Round(n=n, protocol=protocol())
+    _deal_badly(rnd, how, monkeypatch)
+    _recording(rnd)
+    rnd.until("masked_input")
+    rnd.step(skip={CHEATER} if drops else set())  # dropped before its upload: its s_sk is rebuilt
+    survivors = tuple(c for c in range(n) if c != CHEATER) if drops else tuple(range(n))
+    masked_with = {c for c in survivors if CHEATER in rnd.clients[c].masked_with}
+    total = rnd.run()
+    if how == "seed" and drops:  # a bad seed of a client that dropped is never needed: nothing to convict
+        assert not rnd.server.convicted and rnd.server.survivors == survivors
+        assert np.array_equal(total, rnd.expected(survivors))
+        return
+    assert set(rnd.server.convicted) == {CHEATER}
+    assert rnd.server.convicted[CHEATER][0] == (m.KEY_SHARE if drops else m.SELF_MASK)
+    assert rnd.server.survivors == tuple(c for c in range(n) if c != CHEATER)
+    assert np.array_equal(total, rnd.expected(rnd.server.survivors))
+    # CONVICTION went exactly to the survivors that masked with the cheater, about the cheater only;
+    # each revealed exactly its pairwise key with the cheater
+    assert set(rnd.log["unmask", "down"]) == masked_with and len(masked_with) >= rnd.params.threshold
+    for c, message in rnd.log["unmask", "down"].items():
+        assert [owner for owner, _, _ in read_convictions(message)] == [CHEATER]
+        assert read_pair_keys(rnd.log["convict", "up"][c]) == {CHEATER: rnd.clients[c].keys[CHEATER][1]}
+
+
+def test_a_convicted_dealer_and_an_ordinary_dropout_in_one_instance():
+    rnd = Round(n=7)  # t = 4, k = 6
+    rnd.clients[CHEATER].b_seed = os.urandom(32)
+    rnd.until("masked_input")
+    rnd.step(skip={5})  # 5 dropped before its upload: its key is rebuilt, 3 is convicted
+    total = rnd.run()
+    assert set(rnd.server.convicted) == {CHEATER}
+    assert rnd.server.survivors == (0, 1, 2, 4, 6)
+    assert np.array_equal(total, rnd.expected(rnd.server.survivors))
+
+
+# ---- a malicious server asking for pairwise keys ----------------------------------------------
+
+def _after_unmask(n=5, protocol=None, cheat=False, monkeypatch=None):
+    """A round stopped before the convict stage: (round, holder -> its revealed shares)."""
+    rnd = Round(n=n, protocol=protocol)
+    if cheat:
+        _deal_badly(rnd, "seed", monkeypatch)
+    rnd.until("unmask")
+    answers = {c: rnd.clients[c].unmask(r) for c, r in rnd.replies.items()}
+    requests = rnd.server.receive_unmask(answers)
+    return rnd, {c: read_shares(a) for c, a in answers.items()}, requests
+
+
+def _refused_with_no_key(client, message, error=ProtocolIntegrityError):
+    with pytest.raises(error):
+        client.convict(message)
+    with pytest.raises(ProtocolIntegrityError):  # the refusal ends the client's instance
+        client.convict(message)
+
+
+def _mutate(kind, shares, how):
+    shares = dict(shares)
+    first = min(shares)
+    elements, other, signature = shares[first]
+    if how == "elements":
+        shares[first] = ((elements + 1) % shamir.PRIME, other, signature)
+    elif how == "other-digest":
+        shares[first] = (elements, bytes(32), signature)
+    elif how == "signature":
+        shares[first] = (elements, other, signature[:-1] + bytes([signature[-1] ^ 1]))
+    return shares
+
+
+@pytest.mark.parametrize("how", ["genuine", "too-few", "elements", "other-digest", "signature", "other-kind"])
+def test_a_conviction_of_an_honest_dealer_reveals_no_key(how):
+    """The server shows client 0 the genuine signed self-mask shares of the honest client 3 (which rebuild
+    its committed seed), or fewer than t of them, or a forged proof: no pairwise key comes out."""
+    rnd, revealed, requests = _after_unmask()
+    assert requests == {}  # nobody cheated
+    kind, shares = proof({h: s for h, s in revealed.items() if h != CHEATER}, CHEATER)
+    assert kind == m.SELF_MASK and len(shares) == 4
+    if how == "too-few":
+        shares = dict(list(shares.items())[:rnd.params.threshold - 1])
+    elif how == "other-kind":
+        kind = m.KEY_SHARE
+    elif how != "genuine":
+        shares = _mutate(kind, shares, how)
+    _refused_with_no_key(rnd.clients[0], conviction_message(rnd.to(0), [(CHEATER, kind, shares)]))
+
+
+@pytest.mark.parametrize("signer", ["server", "another-client"])
+def test_shares_on_no_polynomial_signed_by_anyone_but_the_dealer_convict_no_one(signer):
+    rnd, revealed, _ = _after_unmask()
+    kind, shares = proof({h: s for h, s in revealed.items() if h != CHEATER}, CHEATER)
+    key = crypto.ed25519_keypair()[0] if signer == "server" else rnd.protocol.identity(0)
+    forged = {}
+    for h, (elements, other, _) in shares.items():
+        bad = (elements + h) % shamir.PRIME  # shares on no polynomial of degree < t: a proof, if 3 had signed
+        message = sc.share_message(rnd.instance.digest, CHEATER, h, sc.signed_digests(kind, bad, other))
+        forged[h] = (bad, other, crypto.sign(key, message))
+    _refused_with_no_key(rnd.clients[1], conviction_message(rnd.to(1), [(CHEATER, kind, forged)]))
+
+
+def test_a_genuine_proof_for_a_dealer_the_client_did_not_mask_with_is_refused(monkeypatch):
+    rnd, _, requests = _after_unmask(n=8, protocol=sparse(), cheat=True, monkeypatch=monkeypatch)
+    assert set(requests) == rnd.neighbours(CHEATER)
+    ((owner, kind, shares),) = read_convictions(requests[min(requests)])
+    stranger = rnd.non_neighbour(CHEATER)
+    _refused_with_no_key(rnd.clients[stranger], conviction_message(rnd.to(stranger), [(owner, kind, shares)]))
+
+
+def test_a_genuine_proof_with_an_honest_dealer_alongside_reveals_nothing(monkeypatch):
+    rnd, revealed, requests = _after_unmask(cheat=True, monkeypatch=monkeypatch)
+    ((owner, kind, shares),) = read_convictions(requests[0])
+    honest_kind, honest = proof({h: s for h, s in revealed.items() if h != 4}, 4)
+    message = conviction_message(rnd.to(0), [(owner, kind, shares), (4, honest_kind, honest)])
+    _refused_with_no_key(rnd.clients[0], message)
+
+
+def test_a_conviction_answered_once_and_never_twice(monkeypatch):
+    rnd, _, requests = _after_unmask(cheat=True, monkeypatch=monkeypatch)
+    ((owner, kind, shares),) = read_convictions(requests[0])
+    repeated = conviction_message(rnd.to(0), [(owner, kind, shares), (owner, kind, shares)])
+    _refused_with_no_key(rnd.clients[0], repeated)  # the same dealer twice in one message
+    assert read_pair_keys(rnd.clients[1].convict(requests[1])) == {owner: rnd.clients[1].keys[owner][1]}
+    _refused_with_no_key(rnd.clients[1], requests[1])  # a second request
+
+
+def test_a_proof_from_another_instance_is_refused(monkeypatch):
+    """A genuine proof that client 3 cheated in one instance convicts it in no other (the signatures are
+    bound to the instance digest)."""
+    protocol = SecAgg()
+    rnd, _, requests = _after_unmask(protocol=protocol, cheat=True, monkeypatch=monkeypatch)
+    ((owner, kind, shares),) = read_convictions(requests[0])
+    other = Round(n=5, protocol=protocol, round_=2)  # the same long-term keys, a fresh input
+    other.until("unmask")
+    for c, r in other.replies.items():
+        other.clients[c].unmask(r)
+    _refused_with_no_key(other.clients[0], conviction_message(other.to(0), [(owner, kind, shares)]))
+
+
+def test_a_conviction_addressed_to_another_client_or_before_unmask_is_refused(monkeypatch):
+    rnd, _, requests = _after_unmask(cheat=True, monkeypatch=monkeypatch)
+    with pytest.raises(ProtocolIntegrityError):
+        rnd.clients[1].convict(requests[0])  # header names client 0
+    early = Round(n=5)
+    early.until("unmask")
+    with pytest.raises(ProtocolIntegrityError):  # a CONVICTION in place of the unmask request: wrong stage
+        early.clients[0].convict(conviction_message(early.to(0), []))
