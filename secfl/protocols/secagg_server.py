@@ -271,7 +271,14 @@ class SecAggServer:
         try:
             elements, liars = shamir.combine_robust([h + 1 for h in holders], shares, threshold=self.params.threshold,
                                                     check=lambda e: check(shamir.decode_secret(e[0])))
-            self.rejected.update(h - 1 for h in liars)
+            for holder in (x - 1 for x in liars):  # off the polynomial: altered by the holder, or dealt so
+                _, share, other, signature = held[holder]
+                try:
+                    crypto.verify(self.directory.public_key(owner), signature,
+                                  share_message(self.digest, owner, holder, signed_digests(kind, share, other)))
+                    self.rejected.add(owner)  # the dealer signed a share off its own polynomial
+                except ProtocolError:
+                    self.rejected.add(holder)  # the holder altered what the dealer signed
             return shamir.decode_secret(elements[0])
         except ProtocolIntegrityError:
             pass

@@ -923,3 +923,26 @@ def test_a_conviction_addressed_to_another_client_or_before_unmask_is_refused(mo
     early.until("unmask")
     with pytest.raises(ProtocolIntegrityError):  # a CONVICTION in place of the unmask request: wrong stage
         early.clients[0].convict(conviction_message(early.to(0), []))
+
+
+def test_a_dealer_that_signs_one_share_off_its_polynomial_is_blamed_not_the_holder(monkeypatch):
+    """The sum is rebuilt around the bad share; the signature on it shows who dealt it."""
+    from secfl.hazmat import shamir
+    from secfl.protocols import secagg_client
+
+    protocol, n, cheat = SecAgg(), 6, 3
+    instance = Instance(os.urandom(16), 1, 0, tuple(range(n)))
+    values = {c: np.full(4, c, np.uint32) for c in range(n)}
+    clients, server = protocol.clients(instance, values), protocol.server(instance, length=4, dtype=np.uint32)
+    split = shamir.split
+
+    def one_bad_share(secrets, *, xs, threshold, randomness):
+        shares = split(secrets, xs=xs, threshold=threshold, randomness=randomness)
+        if np.array_equal(secrets[0], shamir.encode_secret(clients[cheat].b_seed)):
+            shares[0, 0, 0] = (shares[0, 0, 0] + 1) % shamir.PRIME  # holder 0's share, signed by the dealer
+        return shares
+
+    monkeypatch.setattr(secagg_client.shamir, "split", one_bad_share)
+    total, _ = run_instance(clients, server)
+    assert np.array_equal(total, sum(values.values()))
+    assert server.rejected == {cheat}
