@@ -1,4 +1,4 @@
-"""FedBAT: federated binarization-aware training (Li et al., ICML 2024; methods.md section 1).
+"""FedBAT: federated binarization-aware training (Li et al., ICML 2024; docs/methods/fedbat.md).
 
 The client does not upload a full-precision delta for its Conv2d and Linear weights. For each such
 weight W_l it trains an update m_l (from zero) and, after a warm-up, runs the forward pass with the
@@ -16,7 +16,8 @@ randomized response per coordinate, but its epsilon is unbounded as |m_i| -> alp
 all coordinates; sign vectors still admit gradient inversion and label inference. alpha_l leaks the
 per-layer update magnitude (alpha0 = mean|m_l| is data-dependent). Add sample-level DP-SGD during local
 training, or noise m before binarization with a data-independent alpha, for a guarantee; and note that
-secure aggregation of per-client alphas conflicts with the 1-bit uplink. See methods.md section 1.6.
+secure aggregation of per-client alphas conflicts with the 1-bit uplink. See docs/methods/fedbat.md sections 4
+(secure aggregation) and 5 (privacy).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """FedBAT local training under sample-level DP-SGD (FedBAT: Li et al., ICML 2024; Opacus: Yousefpour et al., 2021).
 
-Same algorithm as ``fedbat.fedbat_local_train`` (methods.md section 1.2), but every optimizer step is an Opacus
-DP-SGD step: each example's gradient with respect to all trainable tensors (the updates m_l, the step-size logits
-a_l, biases and other parameters) is clipped to C = ``max_grad_norm``, and N(0, (noise_multiplier * C)^2) noise is
-added to the sum. Everything uploaded (the bits, alpha_l = clamp(mean|m_l| exp(rho a_l)), the fp32 deltas) is a
-function of the DP-SGD-trained tensors, so it is post-processing and the accountant's epsilon covers it
-(methods.md section 1.6).
+Same algorithm as ``fedbat.fedbat_local_train`` (docs/methods/fedbat.md section 2), but every optimizer step is an
+Opacus DP-SGD step: each example's gradient with respect to all trainable tensors (the updates m_l, the step-size
+logits a_l, biases and other parameters) is clipped to C = ``max_grad_norm``, and N(0, (noise_multiplier * C)^2)
+noise is added to the sum. Everything uploaded (the bits, alpha_l = clamp(mean|m_l| exp(rho a_l)), the fp32
+deltas) is a function of the DP-SGD-trained tensors, so it is post-processing and the accountant's epsilon covers
+it (docs/methods/fedbat.md section 5.2).
 
 How the per-example gradients are computed: each Conv2d/Linear becomes a ``BatLinear``/``BatConv2d`` whose
 parameters are ``m``, ``a`` (and ``bias``). Opacus has no grad sampler for them, so it computes their per-example

@@ -1,10 +1,10 @@
 """FedBAT with one public step size per layer, so that its bits can go through a secure sum.
 
 FedBAT's clients each learn their own alpha_l, and alpha_l (2 b - 1) summed over clients is not a sum of
-bits. Here (methods.md §1.6, option (a)) the server publishes alpha_l^t for every binarized layer at the
-start of round t; every client trains with that fixed step size after its warm-up (no local alpha
-learning) and sends x = m_l / alpha_l^t, which ``FedBatBits`` binarizes to bits and sums securely. The
-server multiplies the mean sign of layer l by alpha_l^t.
+bits. Here (option (a), docs/methods/fedbat.md section 4) the server publishes alpha_l^t for every
+binarized layer at the start of round t; every client trains with that fixed step size after its warm-up
+(no local alpha learning) and sends x = m_l / alpha_l^t, which ``FedBatBits`` binarizes to bits and sums
+securely. The server multiplies the mean sign of layer l by alpha_l^t.
 
 The step size stays learned, federated with one round of lag (``update = "learned"``): each client
 starts FedBAT's alpha learning from alpha0_l = alpha_l^t (instead of its own mean|m_l|), trains with its

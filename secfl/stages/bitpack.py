@@ -6,8 +6,8 @@ bits per coordinate, not 32: ``BitPack`` packs floor(32 / r) such r-bit fields i
 Each field's sum over <= K clients is <= K < 2^r, so a field's sum never carries into the next field
 and the highest field of a word never passes 2^32: summing the packed words mod 2^32 (what Plaintext
 and SecAgg / SecAgg+ do, masks included, since the masks cancel mod 2^32) yields the packed field sums
-exactly. This is option (a) of FedBAT's secure composition (methods.md §1.6): the uplink shrinks from
-32 to r bits per coordinate (8x for K <= 15, 32x for groups of 1).
+exactly. This is option (a) of FedBAT's secure composition (docs/methods/fedbat.md section 4): the
+uplink shrinks from 32 to r bits per coordinate (8x for K <= 15, 32x for groups of 1).
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ class BitPack(BaseStage):
 
     References: Bonawitz et al., Practical Secure Aggregation, CCS 2017 (sums mod 2^32);
         Bernstein et al., signSGD with Majority Vote, ICLR 2019 (vote counts);
-        Li et al., FedBAT, ICML 2024 and methods.md §1.6 option (a) (bit sums in r = ceil(log2(K+1)) bits).
+        Li et al., FedBAT, ICML 2024, and docs/methods/fedbat.md section 4.4, option (a) (bit sums in
+        r = ceil(log2(K+1)) bits).
     """
 
     name: ClassVar[str] = "bitpack"

@@ -1,10 +1,10 @@
 """FedBAT through a secure sum: bits for the binarized weights, narrow fixed-point fields for the rest.
 
-With one PUBLIC step size alpha_l per layer and round (methods.md §1.6 option (a)), a client's binarized
-weights alpha_l (2 b - 1) are known from its bits b alone, so the group needs only the bit sums S, from
-which the server gets alpha_l (2 S - n). ``FedBatBits`` takes the client's update in units of the public
-alpha, x = m / alpha_l at the binarized coordinates (anything else: biases, norm parameters, and any
-extra coordinates the method appends), and
+With one PUBLIC step size alpha_l per layer and round (option (a), docs/methods/fedbat.md section 4), a
+client's binarized weights alpha_l (2 b - 1) are known from its bits b alone, so the group needs only
+the bit sums S, from which the server gets alpha_l (2 S - n). ``FedBatBits`` takes the client's update
+in units of the public alpha, x = m / alpha_l at the binarized coordinates (anything else: biases, norm
+parameters, and any extra coordinates the method appends), and
 
 - binarizes each binarized coordinate: b = 1 with probability (1 + clip(x, -1, 1)) / 2, so E[2b - 1] = x
   for |x| <= 1 (FedBAT's stochastic binarizer B(m; alpha) / alpha);
