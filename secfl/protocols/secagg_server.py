@@ -84,7 +84,7 @@ class SecAggServer:
                 crypto.agree(self._probe, key, info=b"probe")  # low-order point: ProtocolIntegrityError
             return entry
 
-        self.keys = self._parse_each(messages, parse, self.instance.roster)
+        self.keys = self._parse_each(messages, parse, frozenset(self.instance.roster))
         self._need(self.keys, "advertise_keys")
         replies = {}
         for c in self.keys:
