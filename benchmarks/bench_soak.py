@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from secfl import scenario
-from secfl.fl import server
+from secfl import engine as server
 from secfl.hazmat import csprng, keystream
 from secfl.runs import RunDir
 

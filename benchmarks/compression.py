@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from secfl import scenario
-from secfl.fl import server
+from secfl import engine as server
 from secfl.runs import RunDir
 
 METHODS = ("fedavg", "fedbat", "stoch_sign", "ef_sign", "low_bit4", "fedavg_secagg32", "fedbat_secagg")

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from secfl import scenario
-from secfl.fl import server
+from secfl import engine as server
 from secfl.runs import RunDir
 
 ROUNDS = 10

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from secfl import scenario
-from secfl.fl import server
+from secfl import engine as server
 from secfl.runs import RunDir
 
 EPSILONS = (1.0, 3.0, 8.0, math.inf)

@@ -166,7 +166,7 @@ def run_cell(task: dict[str, Any], on_round: Callable[[dict[str, Any]], None] | 
     """Run (or resume) one cell; any error becomes a failed result (never raised, but interrupts are)."""
     start, run_dir = time.perf_counter(), RunDir(task["path"])
     try:
-        from secfl.fl import server  # the engine: imported in the worker
+        from secfl import engine as server  # the engine: imported in the worker
 
         spec = scenario.validate(task["data"], source=f"cell {task['id']}")
         summary = server.run(spec, run_dir, resume=task["resume"], on_round=on_round)

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from secfl import registry, scenario
 from secfl.exceptions import SecflError
 from secfl.attacks import UPDATE_ATTACKS
-from secfl.fl.byzantine import DATA_ATTACKS
+from secfl.attacks.byzantine import DATA_ATTACKS
 from secfl.fl.data import DATASETS
 from secfl.fl.models import MODELS
 from secfl.fl.partition import PARTITIONS
@@ -45,7 +45,7 @@ def fail(message: str) -> typer.Exit:
 
 
 def _execute(path: Path, out: Path | None, seed: int | None, sets: list[str] | None, resume: bool) -> None:
-    from secfl.fl.server import run  # torch import deferred: `secfl list` and errors stay fast
+    from secfl.engine import run  # torch import deferred: `secfl list` and errors stay fast
 
     overrides = list(sets or []) + ([f"run.seed={seed}"] if seed is not None else [])
     try:
@@ -230,7 +230,7 @@ def audit_privacy_command(
 ) -> None:
     """Invert what the server saw, attack membership on the released model, and bound epsilon from below
     with canary clients; write audit.md. Exit 1 if a lower bound exceeds the accountant's epsilon."""
-    from secfl.attacks.privacy_audit import PrivacyAuditOptions, audit_all
+    from secfl.privacy_audit import PrivacyAuditOptions, audit_all
 
     try:
         options = PrivacyAuditOptions(canaries=canaries, inversion_round=inversion_round, inversion_method=method,

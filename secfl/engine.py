@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from secfl.fl.byzantine import Adversary
+from secfl.attacks.byzantine import Adversary
 from secfl.fl.client import evaluate, local_train
 from secfl.fl.gradient import gradient_step
 from secfl.fl.data import Dataset, load_dataset

@@ -55,7 +55,7 @@ from secfl.attacks.privacy_report import write_privacy_report
 from secfl.attacks.membership import (dp_auc_bound, dp_tpr_bound, lira_offline_scores, loss_threshold_scores,
                                       roc_metrics, train_shadow_models)
 from secfl.exceptions import ConfigurationError
-from secfl.fl import server
+from secfl import engine as server
 from secfl.fl.models import build_model
 from secfl.runs import RunDir, atomic_write
 from secfl.scenario import Scenario

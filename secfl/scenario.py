@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from secfl import registry
 from secfl.exceptions import ConfigurationError
 from secfl.aggregators.chain import Chain
-from secfl.fl.byzantine import check_attack
+from secfl.attacks.byzantine import check_attack
 from secfl.fl.data import describe
 from secfl.fl.models import build_model
 from secfl.fl.params import num_params

@@ -25,7 +25,7 @@ class Interrupted(Exception):
 @pytest.fixture
 def interrupted_run():
     """``interrupted_run(spec, run_dir, after=2)``: run, stop after round ``after`` (all written), then resume."""
-    from secfl.fl import server
+    from secfl import engine as server
 
     def run(spec, run_dir, *, after: int = 2) -> None:
         def stop(row):

@@ -11,7 +11,7 @@ from importlib import resources
 import pytest
 
 from secfl import scenario
-from secfl.fl import server
+from secfl import engine as server
 from secfl.runs import RunDir
 
 SECFL = [sys.executable, "-m", "secfl"]

@@ -177,7 +177,7 @@ def test_bench_runs_every_cell_then_resume_skips_finished_and_completes_an_inter
         if row["round"] == 1:
             raise KeyboardInterrupt
 
-    from secfl.fl import server
+    from secfl import engine as server
 
     with pytest.raises(KeyboardInterrupt):
         server.run(scenario.validate(bench.expand(bench.load_suite(path))[2].data), runs[cut], on_round=stop)
@@ -221,7 +221,7 @@ def test_out_that_is_not_empty_is_refused_without_resume(tmp_path):
 
 
 def test_a_failing_cell_is_recorded_the_others_go_on_and_resume_retries_it(tmp_path, monkeypatch):
-    from secfl.fl import server
+    from secfl import engine as server
 
     real = server.run
 

@@ -5,7 +5,7 @@ import pytest
 
 from secfl import scenario
 from secfl.exceptions import IncompatibleStagesError
-from secfl.fl import server
+from secfl import engine as server
 from secfl.grouping import Buckets, OneGroup
 from secfl.pipeline import Pipeline
 from secfl.protocols import HeSum

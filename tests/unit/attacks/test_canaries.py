@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from secfl.attacks.canaries import Canaries
-from secfl.attacks.privacy_audit import GUESS_FRACTIONS, PrivacyAuditOptions, best_guess_audit
+from secfl.privacy_audit import GUESS_FRACTIONS, PrivacyAuditOptions, best_guess_audit
 from secfl.exceptions import ConfigurationError
 
 

@@ -8,12 +8,12 @@ import pytest
 from typer.testing import CliRunner
 
 from secfl import registry, scenario
-from secfl.attacks import privacy_audit
+from secfl import privacy_audit
 from secfl.attacks.audit import PrivacyAuditError
-from secfl.attacks.privacy_audit import PrivacyAuditOptions, audit_all, audit_scenario, canary_audit
+from secfl.privacy_audit import PrivacyAuditOptions, audit_all, audit_scenario, canary_audit
 from secfl.cli import app
 from secfl.exceptions import ConfigurationError
-from secfl.fl import server
+from secfl import engine as server
 from secfl.runs import RunDir
 from secfl.stages.noise import GaussianNoise
 

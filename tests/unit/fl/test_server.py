@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from secfl import scenario
-from secfl.fl import server
+from secfl import engine as server
 from secfl.runs import RunDir
 
 SMALL = {

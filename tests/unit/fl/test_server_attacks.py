@@ -4,7 +4,7 @@ import pytest
 
 from secfl import scenario
 from secfl.exceptions import ConfigurationError
-from secfl.fl import server
+from secfl import engine as server
 from secfl.runs import RunDir
 
 BASE = {

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from secfl import scenario
-from secfl.fl import server
+from secfl import engine as server
 from secfl.hazmat import csprng
 from secfl.privacy import Accountant
 from secfl.runs import RunDir

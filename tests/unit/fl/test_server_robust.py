@@ -6,7 +6,7 @@ import pytest
 from secfl import scenario
 from secfl.aggregators import Chain, FLTrust, NearestNeighborMixing, StaticClip, TrimmedMean
 from secfl.exceptions import ConfigurationError
-from secfl.fl import server
+from secfl import engine as server
 from secfl.runs import RunDir
 
 BASE = {

@@ -13,7 +13,7 @@ from secfl import (Buckets, DistributedDiscreteGaussian, GaussianNoise, Individu
                    Quantize, SecAggPlus, Update, scenario)
 from secfl.attacks.privacy_report import write_privacy_report
 from secfl.exceptions import ConfigurationError, IncompatibleStagesError
-from secfl.fl import server
+from secfl import engine as server
 from secfl.privacy import Accountant, Ledger
 from secfl.privacy.ledger import MAX_EXACT
 from secfl.runs import RunDir
