@@ -28,59 +28,13 @@ import numpy as np
 
 from secfl.aggregators.base import check_inputs
 from secfl.exceptions import ConfigurationError, IncompatibleStagesError
+from secfl.stages.ewwa import (VARIANTS, EwwaContribution, adaptive_contribution, check_hyperparameters,
+                               second_moment)
 
 __all__ = ["Ewwa", "MODES", "VARIANTS", "adaptive_contribution", "check_hyperparameters", "check_pairing"]
 
 MODES = ("paper", "code", "secure")
-VARIANTS = ("adam", "adagrad", "yogi")
 LOG_FLOOR = 1e-8  # the official code's additive constant after the log-shift
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def check_hyperparameters(owner: str, beta1: float, beta2: float, eps: float, scale: float, variant: str) -> None:
-    """Raise ConfigurationError naming ``owner`` if an Adam-style hyper-parameter is out of range."""
-    if not (_is_number(beta1) and 0 <= beta1 < 1):
-        raise ConfigurationError(f"{owner}(beta1={beta1!r}): beta1 must be a number in [0, 1)")
-    if not (_is_number(beta2) and 0 <= beta2 < 1):
-        raise ConfigurationError(f"{owner}(beta2={beta2!r}): beta2 must be a number in [0, 1)")
-    if not (_is_number(eps) and math.isfinite(eps) and eps > 0):
-        raise ConfigurationError(f"{owner}(eps={eps!r}): eps must be a finite number > 0")
-    if not (_is_number(scale) and math.isfinite(scale) and scale > 0):
-        raise ConfigurationError(f"{owner}(scale={scale!r}): scale must be a finite number > 0")
-    if variant not in VARIANTS:
-        raise ConfigurationError(f"{owner}(variant={variant!r}): choose one of {list(VARIANTS)}")
-
-
-def second_moment(variant: str, v: np.ndarray, g: np.ndarray, beta2: float) -> np.ndarray:
-    """The new second moment (a new array): Adam EMA, Adagrad running sum, or Yogi's additive update."""
-    g2 = g * g
-    if variant == "adam":
-        return beta2 * v + (1 - beta2) * g2
-    if variant == "adagrad":
-        return v + g2
-    return v - (1 - beta2) * g2 * np.sign(v - g2)  # yogi
-
-
-def adaptive_contribution(
-    m: np.ndarray, v: np.ndarray, steps: int, g: np.ndarray, *,
-    beta1: float, beta2: float, eps: float, scale: float, variant: str,
-) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
-    """One client's step: update (m, v) with ``g`` and return ``(m, v, steps, b)``, new arrays.
-
-    ``steps`` is the number of earlier updates of this state (0 for zero moments); with t = steps + 1,
-    m̂ = m / (1 - beta1^t), v̂ = v / (1 - beta2^t) (Adam, Yogi) or v̂ = v (Adagrad, whose v is a plain
-    sum), and b = scale * m̂ / (sqrt(v̂) + eps). In the first step every variant gives b = g / (|g| + eps).
-    """
-    t = steps + 1
-    m = beta1 * m + (1 - beta1) * g
-    v = second_moment(variant, v, g, beta2)
-    m_hat = m / (1 - beta1**t)
-    v_hat = v if variant == "adagrad" else v / (1 - beta2**t)
-    b = scale * m_hat / (np.sqrt(np.maximum(v_hat, 0.0)) + eps)
-    return m, v, t, b
 
 
 class Ewwa:
@@ -242,8 +196,6 @@ def check_pairing(stages: Sequence[object], aggregator: object, grouping: object
         IncompatibleStagesError: the stage without the secure mode, the secure mode without the stage,
             the stage twice, or a grouping that does not fit the mode.
     """
-    from secfl.stages.ewwa import EwwaContribution  # deferred: that module imports this one
-
     rule = getattr(aggregator, "rule", aggregator)  # look through a Chain of pre-aggregators
     count = sum(isinstance(stage, EwwaContribution) for stage in stages)
     secure = isinstance(rule, Ewwa) and rule.mode == "secure"

@@ -12,12 +12,60 @@ from typing import ClassVar
 
 import numpy as np
 
-from secfl.aggregators.ewwa import adaptive_contribution, check_hyperparameters
 from secfl.exceptions import ConfigurationError
 from secfl.stages.base import BaseStage
 from secfl.types import Bounds, Update
 
 MAX_BOUND = 40.0  # e >= exp(-2 B) must stay a normal float32 (exp(-80) ~ 1.8e-35 > 1.2e-38)
+
+VARIANTS = ("adam", "adagrad", "yogi")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def check_hyperparameters(owner: str, beta1: float, beta2: float, eps: float, scale: float, variant: str) -> None:
+    """Raise ConfigurationError naming ``owner`` if an Adam-style hyper-parameter is out of range."""
+    if not (_is_number(beta1) and 0 <= beta1 < 1):
+        raise ConfigurationError(f"{owner}(beta1={beta1!r}): beta1 must be a number in [0, 1)")
+    if not (_is_number(beta2) and 0 <= beta2 < 1):
+        raise ConfigurationError(f"{owner}(beta2={beta2!r}): beta2 must be a number in [0, 1)")
+    if not (_is_number(eps) and math.isfinite(eps) and eps > 0):
+        raise ConfigurationError(f"{owner}(eps={eps!r}): eps must be a finite number > 0")
+    if not (_is_number(scale) and math.isfinite(scale) and scale > 0):
+        raise ConfigurationError(f"{owner}(scale={scale!r}): scale must be a finite number > 0")
+    if variant not in VARIANTS:
+        raise ConfigurationError(f"{owner}(variant={variant!r}): choose one of {list(VARIANTS)}")
+
+
+def second_moment(variant: str, v: np.ndarray, g: np.ndarray, beta2: float) -> np.ndarray:
+    """The new second moment (a new array): Adam EMA, Adagrad running sum, or Yogi's additive update."""
+    g2 = g * g
+    if variant == "adam":
+        return beta2 * v + (1 - beta2) * g2
+    if variant == "adagrad":
+        return v + g2
+    return v - (1 - beta2) * g2 * np.sign(v - g2)  # yogi
+
+
+def adaptive_contribution(
+    m: np.ndarray, v: np.ndarray, steps: int, g: np.ndarray, *,
+    beta1: float, beta2: float, eps: float, scale: float, variant: str,
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """One client's step: update (m, v) with ``g`` and return ``(m, v, steps, b)``, new arrays.
+
+    ``steps`` is the number of earlier updates of this state (0 for zero moments); with t = steps + 1,
+    m̂ = m / (1 - beta1^t), v̂ = v / (1 - beta2^t) (Adam, Yogi) or v̂ = v (Adagrad, whose v is a plain
+    sum), and b = scale * m̂ / (sqrt(v̂) + eps). In the first step every variant gives b = g / (|g| + eps).
+    """
+    t = steps + 1
+    m = beta1 * m + (1 - beta1) * g
+    v = second_moment(variant, v, g, beta2)
+    m_hat = m / (1 - beta1**t)
+    v_hat = v if variant == "adagrad" else v / (1 - beta2**t)
+    b = scale * m_hat / (np.sqrt(np.maximum(v_hat, 0.0)) + eps)
+    return m, v, t, b
 
 
 class EwwaContribution(BaseStage):
