@@ -12,6 +12,7 @@ import numpy as np
 
 from secfl.attacks.base import (AggregatorFn, UpdateAttack, check_honest, check_num_byzantine, check_rng,
                                choice_option, real_option)
+from secfl.attacks.registry import build_attack, register
 from secfl.exceptions import ConfigurationError
 
 OBJECTIVES = ("distance", "inner_product")
@@ -28,6 +29,7 @@ class SearchResult:
     vectors: np.ndarray  # [f, d], the Byzantine rows at that strength
 
 
+@register
 class Adaptive(UpdateAttack):
     """The base attack at the strength s that maximises the damage to ``aggregator(honest ∪ byzantine)``.
 
@@ -162,8 +164,6 @@ class Adaptive(UpdateAttack):
 
 def _base_attack(attack: Any) -> UpdateAttack:
     """An UpdateAttack with a strength knob from a kind, a spec or an instance (never another Adaptive)."""
-    from secfl.attacks.registry import build_attack  # the registry imports this module
-
     if isinstance(attack, str):
         attack = build_attack({"kind": attack}, where="Adaptive(attack=...)")
     elif isinstance(attack, Mapping):

@@ -6,7 +6,7 @@ faulty client and the network; ``protocol_faults``: malformed bytes and too few 
 ``SecAggClient`` objects and a real ``SecAggServer`` over bound instances, relayed by
 ``secagg_round.run_instance`` whose ``tamper`` hook is the attacker (``protocol_harness``). HE
 attempts (``protocol_he``) drive ``HeClient``, ``HeAggregator`` and ``KeyHolder`` through ``HeRound``.
-Each function returns an ``Attempt`` (see ``secfl.attacks.protocol.attempt``).
+Each function returns an ``Attempt`` (see ``secfl.attacks.protocol_base.attempt``).
 
 Configurations: ``secagg`` = SecAgg (complete graph) over 5 clients (k = 4, t = 3); ``secagg+`` =
 SecAggPlus(neighbours=4) over 9 clients (a sparse Harary graph, k = 4, t = 3); ``he`` = HeSum BFV
@@ -22,7 +22,7 @@ from secfl.attacks import protocol_clients as cl
 from secfl.attacks import protocol_faults as fa
 from secfl.attacks import protocol_instances as ins
 from secfl.attacks import protocol_secagg as sv
-from secfl.attacks.protocol import Attempt
+from secfl.attacks.protocol_base import Attempt
 from secfl.attacks.protocol_he import (he_malformed_sum, he_malformed_upload, he_replayed_context, he_replayed_upload,
                                        he_second_decryption, he_single_upload_first, he_substituted_context,
                                        he_sum_after_close, he_sum_other_round, he_tampered_upload, he_too_few_clients,

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from secfl.attacks.protocol import Attempt, attempt, flip_bit, refusals
+from secfl.attacks.protocol_base import Attempt, attempt, flip_bit, refusals
 from secfl.attacks.protocol_harness import Group, Round, body, deals_badly, excluded
 from secfl.hazmat import crypto, shamir
 from secfl.hazmat.codec import Writer

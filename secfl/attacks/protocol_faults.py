@@ -15,7 +15,7 @@ import copy
 
 import numpy as np
 
-from secfl.attacks.protocol import Attempt, attempt, decisive, decisively, refusals
+from secfl.attacks.protocol_base import Attempt, attempt, decisive, decisively, refusals
 from secfl.attacks.protocol_harness import (D, Group, Round, deals_badly, excluded, ids_message, keys_message,
                                             read_keys, secagg_protocol, signature_of, statements_message)
 from secfl.exceptions import SecflError

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from secfl.attacks.protocol import Attempt, attempt, decisive, decisively, flip_bit, refusals
+from secfl.attacks.protocol_base import Attempt, attempt, decisive, decisively, flip_bit, refusals
 from secfl.hazmat import crypto, ring, wire
 from secfl.hazmat.codec import Reader, Writer
 from secfl.protocols import he_messages as hm

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from secfl.attacks.protocol import Attempt, Refusal, attempt, decisive, decisively, flip_bit, refusals
+from secfl.attacks.protocol_base import Attempt, Refusal, attempt, decisive, decisively, flip_bit, refusals
 from secfl.attacks.protocol_harness import (Excluded, Group, Round, SetupFailed, blobs_of, body, ids_message,
                                             keys_message, read_ids_of, read_keys, refused_by)
 from secfl.exceptions import ProtocolError, SecflError

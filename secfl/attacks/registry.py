@@ -7,7 +7,6 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from secfl.attacks.adaptive import Adaptive
 from secfl.attacks.alie import ALittleIsEnough
 from secfl.attacks.base import UpdateAttack
 from secfl.attacks.gaussian import GaussianAttack
@@ -19,7 +18,14 @@ from secfl.attacks.sign_flip import SignFlip
 from secfl.exceptions import ConfigurationError
 
 UPDATE_ATTACKS: dict[str, type[UpdateAttack]] = {cls.name: cls for cls in (
-    SignFlip, GaussianAttack, ALittleIsEnough, InnerProductManipulation, MinMax, MinSum, Mimic, LargeNorm, Adaptive)}
+    SignFlip, GaussianAttack, ALittleIsEnough, InnerProductManipulation, MinMax, MinSum, Mimic, LargeNorm)}
+
+
+def register(cls: type[UpdateAttack]) -> type[UpdateAttack]:
+    """Add ``cls`` to ``UPDATE_ATTACKS`` under its ``name``: how an attack built on this registry joins it
+    (``Adaptive``, which resolves the attack it wraps here, registers itself when ``secfl.attacks`` loads)."""
+    UPDATE_ATTACKS[cls.name] = cls
+    return cls
 
 
 def _suggest(word: str, choices: list[str]) -> str:
