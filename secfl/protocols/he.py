@@ -56,7 +56,6 @@ from secfl.types import NO_DROPOUTS, DropoutSchedule, RoundResult, ServerView, U
 
 MAX_ID = 2**32 - 1
 STAGES = ("upload",)
-from secfl.protocols.he_roles import HeAggregator, HeClient, KeyHolder
 
 
 class HeSum:
@@ -119,6 +118,8 @@ class HeSum:
         self.sum_fits = False  # set by for_ring: the ring stage guarantees group sums fit in `bits` bits
         self.directory = KeyDirectory()
         self._identities = Identities(self.directory)
+        from secfl.protocols.he_roles import KeyHolder  # TenSEAL loads when an HeSum is made, not with secfl
+
         key_holder_private, self.key_holder_public = crypto.ed25519_keypair()
         self.key_holder = KeyHolder(self.parameters, signing_key=key_holder_private, directory=self.directory,
                                     min_contributors=min_contributors, threads=threads, isolate=isolate)
@@ -219,6 +220,8 @@ class HeSum:
         clock["keygen"] = time.perf_counter() - tick
         received: dict[int, tuple[bytes, ...]] = {}
         totals, to_key_holder = [], len(context_message)
+        from secfl.protocols.he_roles import HeAggregator, HeClient  # TenSEAL: loaded by HeSum(...) already
+
         try:
             aggregator = HeAggregator(self.parameters, round_id=round_id, context_message=context_message,
                                       key_holder=self.key_holder_public, directory=self.directory, d=d,

@@ -16,12 +16,14 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tenseal as ts
-import tenseal.sealapi as sealapi
 
 from secfl.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    import tenseal as ts
 
 SCHEMES = ("bfv", "ckks")
 # Max log2 q (the whole chain, special prime included) for 128-bit classical security, ternary secret.
@@ -78,6 +80,8 @@ class HeParams:
         _probe(self)  # TenSEAL must accept the set (and BFV must keep a noise budget)
 
     def _check_bfv(self) -> None:
+        import tenseal.sealapi as sealapi  # TenSEAL loads when HE is used, not with secfl
+
         t, two_n = self.plain_modulus, 2 * self.poly_modulus_degree
         if self.scale_bits is not None or self.grid_bits is not None:
             raise ConfigurationError("HeParams: scale_bits and grid_bits are CKKS parameters; pass None for BFV")
@@ -180,6 +184,8 @@ class HeParams:
 
 def new_context(params: HeParams, *, threads: int = 1) -> ts.Context:
     """A fresh TenSEAL context (new secret key) for ``params``; only the key holder calls this."""
+    import tenseal as ts
+
     if params.scheme == "bfv":
         return ts.context(ts.SCHEME_TYPE.BFV, params.poly_modulus_degree, plain_modulus=params.plain_modulus,
                           coeff_mod_bit_sizes=list(params.coeff_mod_bit_sizes), n_threads=threads)
@@ -203,6 +209,9 @@ def matches(context: ts.Context, params: HeParams) -> bool:
 @functools.lru_cache(maxsize=64)
 def _probe(params: HeParams) -> int | None:
     """Build a throw-away context; for BFV return the fresh noise budget of a full-range ciphertext."""
+    import tenseal as ts
+    import tenseal.sealapi as sealapi
+
     try:
         context = new_context(params)
         if params.scheme == "ckks":

@@ -15,11 +15,15 @@ File graph: within one subpackage, an import of one of its modules by another is
 an import of the facade, not of a module).
 
 The failure message names the cycle and, for each of its edges, where the import is.
+
+Also here: ``import secfl`` does not load TenSEAL.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -153,3 +157,12 @@ def test_no_import_cycle_between_the_modules_of_a_package() -> None:
     _, files, where = _graphs()
     cycle = find_cycle(files)
     assert cycle is None, "import cycle between modules of one package: " + _describe(cycle, where)
+
+
+def test_import_secfl_does_not_import_tenseal() -> None:
+    """TenSEAL (HE only) loads when an HE protocol is used, not with the package."""
+    code = ("import sys, secfl, secfl.cli, secfl.registry; from secfl.protocols import HeSum; "
+            "assert 'tenseal' not in sys.modules, 'tenseal imported'; "
+            "HeSum(); assert 'tenseal' in sys.modules, 'HeSum() did not load tenseal'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
