@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import copy
-import math
-import numbers
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.nn import functional
 
+from secfl.checks import check_int, check_number
 from secfl.exceptions import ConfigurationError
 from secfl.fl.params import flatten
 
@@ -68,12 +66,12 @@ def local_train(
         ConfigurationError: A hyper-parameter out of range, empty data, or x and y of different lengths.
     """
     inputs, targets = _tensors(x, y)
-    epochs = _check_int("epochs", epochs, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    seed = _check_int("seed", seed, 0)
-    _check_number("lr", lr, lambda v: v > 0, "> 0, e.g. 0.05")
-    _check_number("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)")
-    _check_number("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
+    epochs = check_int("epochs", epochs, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    seed = check_int("seed", seed, 0)
+    check_number("lr", lr, lambda v: v > 0, "> 0, e.g. 0.05")
+    check_number("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)")
+    check_number("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
 
     trained = copy.deepcopy(model)
     trained.train()
@@ -107,7 +105,7 @@ def evaluate(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, *, batch_size
         ConfigurationError: Empty data, x and y of different lengths, or a bad batch_size.
     """
     inputs, targets = _tensors(x, y)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     was_training = model.training
     model.eval()
     correct, total_loss = 0, 0.0
@@ -132,16 +130,3 @@ def _tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     if y.dtype.kind not in "iu" or y.min() < 0:
         raise ConfigurationError(f"y has dtype {y.dtype}; pass non-negative integer labels")
     return torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.int64)
-
-
-def _check_int(name: str, value: object, low: int) -> int:
-    """Return ``value`` as an int, raising unless it is an integer >= low."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ConfigurationError(f"{name}={value!r} is invalid; pass an integer >= {low}")
-    return int(value)
-
-
-def _check_number(name: str, value: object, ok: Callable[[float], bool], requirement: str) -> None:
-    """Raise unless ``value`` is a finite real number satisfying ``ok``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok(value):
-        raise ConfigurationError(f"{name}={value!r} is invalid; pass a finite number {requirement}")

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from secfl.checks import check_int
 from secfl.exceptions import ConfigurationError
 
 __all__ = ["DATASETS", "Dataset", "describe", "load_dataset"]
@@ -93,7 +94,7 @@ def load_dataset(name: str, *, seed: int, test_fraction: float = 0.2, **params: 
     """
     if name not in DATASETS:
         raise ConfigurationError(f"dataset name={name!r} is unknown; choose one of {', '.join(DATASETS)}")
-    _check_int("seed", seed, 0)
+    check_int("seed", seed, 0)
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float) or not 0 < test_fraction < 1:
         raise ConfigurationError(f"test_fraction={test_fraction!r} is invalid; pass a number in (0, 1), e.g. 0.2")
     allowed = _SYNTHETIC_DEFAULTS if name == "synthetic" else {}
@@ -204,9 +205,9 @@ def _synthetic(
         _check_number(f"synthetic {key}", value, low)
     _check_number("synthetic size_mu", size_mu, -math.inf)
     for key, value, low in (("num_clients", num_clients, 1), ("dim", dim, 1), ("num_classes", num_classes, 2)):
-        _check_int(f"synthetic {key}", value, low)
-    _check_int("synthetic min_samples", min_samples, 2)
-    _check_int("synthetic max_samples", max_samples, min_samples)
+        check_int(f"synthetic {key}", value, low)
+    check_int("synthetic min_samples", min_samples, 2)
+    check_int("synthetic max_samples", max_samples, min_samples)
 
     drawn = min_samples + np.floor(rng.lognormal(size_mu, size_sigma, num_clients))
     sizes = np.minimum(max_samples, drawn).astype(np.int64)
@@ -222,12 +223,6 @@ def _synthetic(
         ys.append(np.argmax(x_k @ w_k + b_k, axis=1))  # softmax is monotone: argmax of the logits
     owners = np.repeat(np.arange(num_clients, dtype=np.int64), sizes)
     return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64), owners
-
-
-def _check_int(name: str, value: object, low: int) -> None:
-    """Raise unless ``value`` is an integer >= low."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ConfigurationError(f"{name}={value!r} is invalid; pass an integer >= {low}")
 
 
 def _check_number(name: str, value: object, low: float) -> None:

@@ -25,8 +25,9 @@ from opacus.accountants import create_accountant
 from opacus.validators import ModuleValidator
 from torch.utils.data import DataLoader, TensorDataset
 
+from secfl.checks import check_int, check_number
 from secfl.exceptions import ConfigurationError
-from secfl.fl.client import _check_int, _check_number, _tensors
+from secfl.fl.client import _tensors
 from secfl.fl.params import flatten
 
 __all__ = ["DpLocalResult", "DpSgdConfig", "dp_local_train"]
@@ -52,9 +53,9 @@ class DpSgdConfig:
     accountant: str = "rdp"
 
     def __post_init__(self) -> None:
-        _check_number("noise_multiplier", self.noise_multiplier, lambda v: v >= 0, ">= 0, e.g. 1.0")
-        _check_number("max_grad_norm", self.max_grad_norm, lambda v: v > 0, "> 0, e.g. 1.0")
-        _check_number("delta", self.delta, lambda v: 0 < v < 1, "in (0, 1), e.g. 1e-5")
+        check_number("noise_multiplier", self.noise_multiplier, lambda v: v >= 0, ">= 0, e.g. 1.0")
+        check_number("max_grad_norm", self.max_grad_norm, lambda v: v > 0, "> 0, e.g. 1.0")
+        check_number("delta", self.delta, lambda v: 0 < v < 1, "in (0, 1), e.g. 1e-5")
         for name, choices in [("grad_sample_mode", ("hooks", "functorch", "ghost")), ("accountant", ("rdp", "prv"))]:
             if (value := getattr(self, name)) not in choices:
                 raise ConfigurationError(f"{name}={value!r} is invalid; choose one of {', '.join(choices)}")
@@ -87,11 +88,11 @@ def dp_local_train(
     client and round). Raises ``ConfigurationError`` for bad arguments or state, or a model Opacus cannot handle.
     """
     inputs, targets = _tensors(x, y)
-    epochs, batch_size = _check_int("epochs", epochs, 1), _check_int("batch_size", batch_size, 1)
-    seed = _check_int("seed", seed, 0)
-    _check_number("lr", lr, lambda v: v > 0, "> 0, e.g. 0.05")
-    _check_number("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)")
-    _check_number("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
+    epochs, batch_size = check_int("epochs", epochs, 1), check_int("batch_size", batch_size, 1)
+    seed = check_int("seed", seed, 0)
+    check_number("lr", lr, lambda v: v > 0, "> 0, e.g. 0.05")
+    check_number("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)")
+    check_number("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
     if not isinstance(config, DpSgdConfig):
         raise ConfigurationError(f"config is a {type(config).__name__}; pass a DpSgdConfig")
     engine, prior_steps, (sampling, noise) = start(model, config, accountant_state, seed)

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from secfl.fl.client import _check_int, _check_number, _tensors
+from secfl.checks import check_int, check_number
+from secfl.fl.client import _tensors
 from secfl.fl.params import flatten
 
 
@@ -21,10 +22,10 @@ def gradient_step(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, *, batch
                   ) -> tuple[np.ndarray, np.ndarray, float]:
     """One client's round: returns (delta = -lr * m, the new momentum m, the minibatch loss); ``model`` unchanged."""
     inputs, targets = _tensors(x, y)
-    batch_size, seed = _check_int("batch_size", batch_size, 1), _check_int("seed", seed, 0)
-    _check_number("lr", lr, lambda v: v > 0, "> 0, e.g. 0.1")
-    _check_number("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1), e.g. 0.9")
-    _check_number("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
+    batch_size, seed = check_int("batch_size", batch_size, 1), check_int("seed", seed, 0)
+    check_number("lr", lr, lambda v: v > 0, "> 0, e.g. 0.1")
+    check_number("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1), e.g. 0.9")
+    check_number("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
     batch = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))[:batch_size]
     model.zero_grad(set_to_none=True)
     was_training = model.training

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from secfl.checks import check_int
 from secfl.exceptions import ConfigurationError
 
 __all__ = ["MODELS", "build_model"]
@@ -57,11 +58,11 @@ def build_model(
         accepted = ", ".join(_DEFAULTS[kind]) or "none"
         raise ConfigurationError(f"model {kind!r} got unknown parameter(s) {unknown}; accepted: {accepted}")
     shape = _check_shape(input_shape)
-    num_classes = _check_int("num_classes", num_classes, 2)
+    num_classes = check_int("num_classes", num_classes, 2)
     config = {**_DEFAULTS[kind], **params}
     if seed is None:
         return _build(kind, shape, num_classes, config)
-    seed = _check_int("seed", seed, 0)
+    seed = check_int("seed", seed, 0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return _build(kind, shape, num_classes, config)
@@ -81,7 +82,7 @@ def _build(kind: str, shape: tuple[int, ...], num_classes: int, config: dict[str
             )
         layers: list[nn.Module] = [nn.Flatten()]
         for width in widths:
-            width = _check_int("mlp hidden width", width, 1)
+            width = check_int("mlp hidden width", width, 1)
             layers += [nn.Linear(features, width), nn.ReLU()]
             features = width
         return nn.Sequential(*layers, nn.Linear(features, num_classes))
@@ -95,9 +96,9 @@ def _cnn(shape: tuple[int, ...], num_classes: int, *, channels: int, groups: int
             f"cnn input_shape={shape} is invalid; it needs (channels, height, width) with height, width >= 4 "
             "(use mlp or logreg for flat inputs)"
         )
-    channels = _check_int("cnn channels", channels, 1)
-    groups = _check_int("cnn groups", groups, 1)
-    hidden = _check_int("cnn hidden", hidden, 1)
+    channels = check_int("cnn channels", channels, 1)
+    groups = check_int("cnn groups", groups, 1)
+    hidden = check_int("cnn hidden", hidden, 1)
     if channels % groups:
         raise ConfigurationError(
             f"cnn groups={groups} does not divide channels={channels}; pick a divisor, e.g. 4 for 16"
@@ -129,10 +130,3 @@ def _check_shape(input_shape: object) -> tuple[int, ...]:
             f"input_shape={input_shape!r} is invalid; pass a tuple of positive ints, e.g. (1, 28, 28)"
         )
     return tuple(int(s) for s in input_shape)
-
-
-def _check_int(name: str, value: object, low: int) -> int:
-    """Return value as an int, raising unless it is an integer >= low."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ConfigurationError(f"{name}={value!r} is invalid; pass an integer >= {low}")
-    return int(value)

@@ -33,8 +33,9 @@ import torch
 from torch.func import functional_call
 from torch.nn import functional
 
+from secfl.checks import check_int, check_number
 from secfl.exceptions import ConfigurationError
-from secfl.fl.client import _check_int, _check_number, _tensors
+from secfl.fl.client import _tensors
 from secfl.fl.params import flatten
 
 __all__ = ["BINARIZED_MODULES", "FedBatResult", "binarize", "fedbat_local_train"]
@@ -210,16 +211,16 @@ def fedbat_local_train(
         ConfigurationError: A hyper-parameter out of range, bad data, or a model with nothing to binarize.
     """
     inputs, targets = _tensors(x, y)
-    epochs = _check_int("epochs", epochs, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    seed = _check_int("seed", seed, 0)
+    epochs = check_int("epochs", epochs, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    seed = check_int("seed", seed, 0)
     if seed >= 2**64:
         raise ConfigurationError(f"seed={seed!r} is invalid; pass an integer in [0, 2**64)")
-    _check_number("lr", lr, lambda v: v > 0, "> 0, e.g. 0.1")
-    _check_number("rho", rho, lambda v: v >= 0, ">= 0, e.g. 6.0")
-    _check_number("phi", phi, lambda v: 0 <= v < 1, "in [0, 1), e.g. 0.5 (phi = 1 never binarizes)")
-    _check_number("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)")
-    _check_number("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
+    check_number("lr", lr, lambda v: v > 0, "> 0, e.g. 0.1")
+    check_number("rho", rho, lambda v: v >= 0, ">= 0, e.g. 6.0")
+    check_number("phi", phi, lambda v: 0 <= v < 1, "in [0, 1), e.g. 0.5 (phi = 1 never binarizes)")
+    check_number("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)")
+    check_number("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
     low, high = _check_clamp(alpha_clamp)
     if not isinstance(model, torch.nn.Module):
         raise ConfigurationError(f"model is a {type(model).__name__}; pass a torch.nn.Module")

@@ -34,8 +34,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from secfl.checks import check_int, check_number
 from secfl.exceptions import ConfigurationError
-from secfl.fl.client import _check_int, _check_number, _tensors
+from secfl.fl.client import _tensors
 from secfl.fl.dpsgd import DpSgdConfig, _epsilon, start
 from secfl.methods.fedbat import _STREAM_TAG, BINARIZED_MODULES, FedBatResult, _check_alphas, _check_clamp, _sample_bits
 
@@ -146,7 +147,7 @@ def bat_model(
     """
     if not isinstance(model, torch.nn.Module):
         raise ConfigurationError(f"model is a {type(model).__name__}; pass a torch.nn.Module")
-    _check_number("rho", rho, lambda v: v >= 0, ">= 0, e.g. 6.0")
+    check_number("rho", rho, lambda v: v >= 0, ">= 0, e.g. 6.0")
     low, high = _check_clamp(alpha_clamp)
     copied = copy.deepcopy(model)
     replaced: dict[int, _BatLayer] = {}
@@ -209,14 +210,14 @@ def fedbat_dp_local_train(
     in ``fedbat_local_train`` (the secure route's public step sizes). Raises ``ConfigurationError`` for bad arguments or state, or a model Opacus cannot handle.
     """
     inputs, targets = _tensors(x, y)
-    epochs, batch_size = _check_int("epochs", epochs, 1), _check_int("batch_size", batch_size, 1)
-    seed = _check_int("seed", seed, 0)
+    epochs, batch_size = check_int("epochs", epochs, 1), check_int("batch_size", batch_size, 1)
+    seed = check_int("seed", seed, 0)
     if seed >= 2**64:
         raise ConfigurationError(f"seed={seed!r} is invalid; pass an integer in [0, 2**64)")
-    _check_number("lr", lr, lambda v: v > 0, "> 0, e.g. 0.1")
-    _check_number("phi", phi, lambda v: 0 <= v < 1, "in [0, 1), e.g. 0.5 (phi = 1 never binarizes)")
-    _check_number("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)")
-    _check_number("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
+    check_number("lr", lr, lambda v: v > 0, "> 0, e.g. 0.1")
+    check_number("phi", phi, lambda v: 0 <= v < 1, "in [0, 1), e.g. 0.5 (phi = 1 never binarizes)")
+    check_number("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)")
+    check_number("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
     if not isinstance(config, DpSgdConfig):
         raise ConfigurationError(f"config is a {type(config).__name__}; pass a DpSgdConfig")
     if config.grad_sample_mode == "ghost":

@@ -16,7 +16,7 @@ an import of the facade, not of a module).
 
 The failure message names the cycle and, for each of its edges, where the import is.
 
-Also here: ``import secfl`` does not load TenSEAL.
+Also here: ``import secfl`` does not load TenSEAL, and the shared argument checks live in ``secfl.checks``.
 """
 
 from __future__ import annotations
@@ -166,3 +166,18 @@ def test_import_secfl_does_not_import_tenseal() -> None:
             "HeSum(); assert 'tenseal' in sys.modules, 'HeSum() did not load tenseal'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+
+def test_argument_checks_live_in_one_bottom_module() -> None:
+    """``secfl.checks`` imports only ``secfl.exceptions``, and no other module defines its own integer check.
+
+    (``secfl.fl.data._check_number`` stays: it accepts only Python ints and floats, a stricter contract.)
+    """
+    modules = _modules()
+    assert {target for target, _ in _imports("secfl.checks", modules["secfl.checks"], modules)} <= {"secfl.exceptions"}
+    copies = [f"{path.relative_to(ROOT.parent)}:{node.lineno} defines {node.name}"
+              for name, path in modules.items() if name != "secfl.checks"
+              for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+              if isinstance(node, ast.FunctionDef) and node.name in {"check_int", "_check_int", "check_number"}]
+    assert copies == [], copies
