@@ -217,7 +217,8 @@ def combine_robust(xs: Sequence[int], shares: np.ndarray, *, threshold: int,
         check: True for the right secrets [m, c].
 
     Returns:
-        (secrets [m, c], the xs whose shares were wrong).
+        (secrets [m, c], the xs of the shares off the polynomial found: exactly the wrong ones when
+        s >= threshold + 2e; below that, wrong shares whose errors cancel may go unnamed).
 
     Raises:
         ProtocolIntegrityError: too many wrong shares to correct (opaque on purpose).
@@ -285,8 +286,8 @@ def _locate_errors(xs: list[int], ys: list[int], threshold: int) -> set[int]:
     rows = []
     for x, y in zip(xs, ys):
         powers = [pow(x, j, p) for j in range(threshold + e)]
-        rows.append(powers + [(-y * powers[j]) % p for j in range(e)] + [y * powers[e] % p if e < len(powers)
-                                                                          else y * pow(x, e, p) % p])
+        # Q(x) - y (E(x) - x^e) = y x^e: unknowns Q's coefficients, then E's below x^e; right-hand side last
+        rows.append(powers + [(-y * powers[j]) % p for j in range(e)] + [y * powers[e] % p])
     solution = _solve(rows, width, p)
     q, low = solution[:threshold + e], solution[threshold + e:]
     quotient = _divide(q, low + [1], p)  # Q / E, with E monic of degree e

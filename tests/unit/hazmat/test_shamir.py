@@ -164,3 +164,27 @@ def test_property_combine_inverts_split(data):
     size = data.draw(st.integers(t, n), label="subset size")
     idx = data.draw(st.permutations(range(n)), label="order")[:size]
     assert np.array_equal(shamir.combine([xs[i] for i in idx], shares[idx], threshold=t), secrets)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 12), st.integers(0, 6), st.integers(0, 3), st.data())
+def test_combine_robust_finds_every_wrong_share_it_can_and_never_returns_a_wrong_secret(t, extra, wrong, data):
+    """Within the decoding radius (s >= t + 2e) the secret is rebuilt and exactly the wrong shares are named;
+    beyond it a checked subset search may still find the secret (wrong shares can cancel), else an
+    integrity error: never a wrong secret."""
+    secret = os.urandom(32)
+    s = t + extra
+    xs = list(range(1, s + 1))
+    shares = np.array(shamir.split(shamir.encode_secret(secret)[None], xs=xs, threshold=t)).reshape(s, 1, 9)
+    bad = data.draw(st.lists(st.sampled_from(range(s)), min_size=min(wrong, s), max_size=min(wrong, s), unique=True))
+    for i in bad:
+        shares[i, 0, data.draw(st.integers(0, 8))] ^= 1  # stays below the field prime: a plausible lie
+    right = lambda e: shamir.decode_secret(e[0]) == secret  # noqa: E731
+    try:
+        out, liars = shamir.combine_robust(xs, shares, threshold=t, check=right)
+    except ProtocolIntegrityError:
+        assert s - len(bad) < t + len(bad), "decodable, but refused"  # within the radius it must succeed
+        return
+    assert shamir.decode_secret(out[0]) == secret  # whatever path found it, never a wrong secret
+    if s >= t + 2 * len(bad):  # within the decoding radius every wrong share is named, and only those
+        assert sorted(liars) == sorted(xs[i] for i in bad)
