@@ -31,10 +31,15 @@ class ContributionRecord:
         self.path = Path(path) if path is not None else None
         self._spent: set[bytes] = set()
         if self.path is not None and self.path.exists():
+            if not self.path.is_file():
+                raise ConfigurationError(f"{self.path} is not a file; give the record a file path")
             self._load(self.path)
 
     def _load(self, path: Path) -> None:
-        text = path.read_bytes().decode("ascii", errors="replace")
+        try:
+            text = path.read_bytes().decode("ascii", errors="replace")
+        except OSError as error:
+            raise ConfigurationError(f"cannot read the contribution record {path}: {error.strerror}") from None
         lines = text.split("\n")
         for number, line in enumerate(lines[:-1], 1):  # the last piece has no newline: torn or empty
             try:

@@ -255,3 +255,10 @@ def test_roster_of_sorts_and_refuses_repeats():
         roster_of([1, 2, 1])
     with pytest.raises(ConfigurationError):
         roster_of([1, "2"])
+
+
+def test_a_contribution_record_path_that_is_a_directory_is_a_configuration_error(tmp_path):
+    from secfl.protocols.secagg_record import ContributionRecord
+
+    with pytest.raises(ConfigurationError, match="not a file"):
+        ContributionRecord(tmp_path)
