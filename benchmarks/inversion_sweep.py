@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from secfl import registry
-from secfl.attacks.image_metrics import Normalization, evaluate_reconstruction
-from secfl.attacks.inversion import InversionTarget, inverting_gradients
+from secfl.audit.privacy.image_metrics import Normalization, evaluate_reconstruction
+from secfl.audit.privacy.inversion import InversionTarget, inverting_gradients
 from secfl.fl.client import local_train
 from secfl.fl.data import load_dataset
 from secfl.fl.models import build_model

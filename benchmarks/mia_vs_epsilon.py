@@ -5,7 +5,7 @@ privacy_dp_eps{1000,64,8,1}_single.toml: MNIST, 4,000 clients of one digit each,
 MLP(64); the DP ones clip to 1 and split the noise across the round inside SecAgg+), each run with several
 seeds (``run.seed``: the model's initialisation, who is sampled, the data order; the DP noise comes from the
 OS CSPRNG and differs in every run anyway). Attacks: loss threshold and offline LiRA with 4 shadow models
-(``secfl.privacy_audit``), 500 members (digits of clients that took part) against 500 test digits.
+(``secfl.audit.privacy.run``), 500 members (digits of clients that took part) against 500 test digits.
 One client holds one example, so the client-level epsilon bounds each digit's membership.
 
     .venv/bin/python benchmarks/mia_vs_epsilon.py [--seeds 0 1 2] [--out benchmarks/results]
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from secfl import scenario
-from secfl.privacy_audit import PrivacyAuditOptions, audit_scenario
+from secfl.audit.privacy.run import PrivacyAuditOptions, audit_scenario
 
 SCENARIOS = ("privacy_plain_single", "privacy_dp_eps1000_single", "privacy_dp_eps64_single", "privacy_dp_eps8_single",
              "privacy_dp_eps1_single")

@@ -1,8 +1,9 @@
 """secfl: privacy-hardened secure aggregation for federated learning.
 
 The curated public API. Submodules: ``secfl.stages``, ``secfl.protocols``, ``secfl.aggregators`` (every
-rule), ``secfl.privacy`` (accountant, ledger), ``secfl.fl`` (the embedded engine); ``secfl.hazmat`` holds
-raw primitives and is not public.
+rule), ``secfl.privacy`` (accountant, ledger), ``secfl.fl`` (the embedded engine), ``secfl.attacks`` (update
+and data attacks), ``secfl.audit`` (the privacy and protocol audits), ``secfl.experiments`` (suites, ``bench``,
+``report``); ``secfl.hazmat`` holds raw primitives and is not public.
 """
 
 from secfl.aggregators import Chain, Krum, Mean, Median, TrimmedMean

@@ -122,7 +122,7 @@ def bench_command(
     out: Annotated[Path | None, typer.Option("--out", help="bench directory (default: runs/<suite name>)")] = None,
 ) -> None:
     """Run every cell of a suite, one run directory per cell (OUT/cells/<id>/); resumable."""
-    from secfl import bench
+    from secfl.experiments import bench
 
     try:
         suite = bench.load_suite(suite_path)
@@ -179,7 +179,7 @@ def report_command(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="a bench directory (secfl bench --out DIR)")],
 ) -> None:
     """Write DIR/report.md with tables, heatmaps and accuracy curves of a (possibly unfinished) bench."""
-    from secfl.report import write_report
+    from secfl.experiments.report import write_report
 
     try:
         path = write_report(directory)
@@ -200,7 +200,7 @@ def audit_protocol_command(
     out: Annotated[Path | None, typer.Option("--out", help="also write the markdown report to this file")] = None,
 ) -> None:
     """Play a malicious server, client or network against the secure sums; exit 1 if any attempt got through."""
-    from secfl.attacks.protocol import PROTOCOLS, format_report, run_protocol_audit
+    from secfl.audit.protocol.run import PROTOCOLS, format_report, run_protocol_audit
 
     try:
         attempts = run_protocol_audit(tuple(protocols) if protocols else PROTOCOLS)
@@ -230,7 +230,7 @@ def audit_privacy_command(
 ) -> None:
     """Invert what the server saw, attack membership on the released model, and bound epsilon from below
     with canary clients; write audit.md. Exit 1 if a lower bound exceeds the accountant's epsilon."""
-    from secfl.privacy_audit import PrivacyAuditOptions, audit_all
+    from secfl.audit.privacy.run import PrivacyAuditOptions, audit_all
 
     try:
         options = PrivacyAuditOptions(canaries=canaries, inversion_round=inversion_round, inversion_method=method,

@@ -4,9 +4,10 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-from secfl import bench, scenario
+from secfl import scenario
 from secfl.cli import app
 from secfl.exceptions import ConfigurationError, IncompatibleStagesError
+from secfl.experiments import bench
 from secfl.runs import RunDir
 
 runner = CliRunner()
@@ -309,7 +310,7 @@ def test_incompatible_cells_are_not_applicable_with_skip_incompatible(tmp_path):
     assert not (out / "cells" / "aggregator=median-1,grouping=secure-sum").exists()
     assert RunDir(out / "cells" / "aggregator=mean,grouping=secure-sum").metrics()[-1]["groups"] == 1
 
-    from secfl.report import write_report
+    from secfl.experiments.report import write_report
 
     text = write_report(out).read_text()
     assert "4 cells: 3 done, 0 failed, 0 missing or unfinished, 1 not applicable." in text

@@ -12,7 +12,10 @@ package's ``__init__``, the public facade) is a node too. An import between two 
 
 File graph: within one subpackage, an import of one of its modules by another is an edge. A package's
 ``__init__`` is left out of it (it re-exports its modules: importing a sibling through the package is
-an import of the facade, not of a module).
+an import of the facade, not of a module). Nested subpackages are nodes of their parent's level too: in
+``secfl.audit``, an import from any module of ``secfl.audit.privacy`` of any module of
+``secfl.audit.protocol`` is the edge ``secfl.audit.privacy -> secfl.audit.protocol``, and the modules of
+each (``secfl.audit.protocol.harness``, ...) form their own level.
 
 The failure message names the cycle and, for each of its edges, where the import is.
 
@@ -99,11 +102,23 @@ def _graphs() -> tuple[dict[str, set[str]], dict[str, set[str]], dict[Edge, str]
             if a != b:
                 packages.setdefault(a, set()).add(b)
                 where.setdefault((a, b), site)
-            elif (target != name and name.rpartition(".")[0] == target.rpartition(".")[0]
-                  and path.name != "__init__.py" and modules[target].name != "__init__.py"):
-                files.setdefault(name, set()).add(target)
-                where.setdefault((name, target), site)
+            elif (edge := _sibling_edge(name, target)) is not None:
+                files.setdefault(edge[0], set()).add(edge[1])
+                where.setdefault(edge, site)
     return packages, files, where
+
+
+def _sibling_edge(name: str, target: str) -> Edge | None:
+    """The file-graph edge of module ``name`` importing ``target`` (both in one package node): the children of
+    their deepest common package that hold them (two modules, or a subpackage when nested), or None when one
+    holds the other (a package's ``__init__`` importing its own modules, or a module its own package's)."""
+    a, b = name.split("."), target.split(".")
+    common = 0
+    while common < min(len(a), len(b)) and a[common] == b[common]:
+        common += 1
+    if common >= len(a) or common >= len(b):
+        return None
+    return ".".join(a[: common + 1]), ".".join(b[: common + 1])
 
 
 def find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str] | None:
@@ -145,6 +160,18 @@ def test_the_import_graph_sees_deferred_imports() -> None:
     assert "secfl.engine" in packages["secfl.cli"]
     assert "secfl.fl" in packages["secfl.methods"]  # and module-level ones, of course
     assert where[("secfl.cli", "secfl.engine")].startswith("secfl/cli.py:")
+
+
+def test_nested_subpackages_are_nodes_of_their_level() -> None:
+    """``secfl.audit``'s subpackages are nodes beside each other, and their modules form their own level."""
+    _, files, where = _graphs()
+    assert _sibling_edge("secfl.audit.privacy.run", "secfl.audit.protocol.base") == (
+        "secfl.audit.privacy", "secfl.audit.protocol")
+    assert _sibling_edge("secfl.audit.protocol.cases", "secfl.audit.protocol") is None  # its own package's facade
+    assert _sibling_edge("secfl.attacks", "secfl.attacks.alie") is None  # a facade re-exporting its modules
+    assert "secfl.audit.protocol.base" in files["secfl.audit.protocol.harness"]
+    assert where[("secfl.audit.protocol.harness", "secfl.audit.protocol.base")].startswith(
+        "secfl/audit/protocol/harness.py:")
 
 
 def test_no_import_cycle_between_packages() -> None:

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from secfl import bench
+from secfl.experiments import bench
 from secfl.cli import app
 from secfl.exceptions import ConfigurationError
-from secfl.report import write_report
+from secfl.experiments.report import write_report
 from secfl.runs import RunDir, atomic_write
 
 runner = CliRunner()

@@ -11,7 +11,7 @@ import pytest
 
 from secfl import (Buckets, DistributedDiscreteGaussian, GaussianNoise, Individual, L2Clip, OneGroup, Pipeline,
                    Quantize, SecAggPlus, Update, scenario)
-from secfl.attacks.privacy_report import write_privacy_report
+from secfl.audit.privacy.report import write_privacy_report
 from secfl.exceptions import ConfigurationError, IncompatibleStagesError
 from secfl import engine as server
 from secfl.privacy import Accountant, Ledger

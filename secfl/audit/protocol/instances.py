@@ -5,7 +5,7 @@ show different clients different ones, re-run an instance, or open fresh ones ov
 (to difference two sums); it may lie about the group size, invent Sybil members, substitute or
 tamper with the keys and shares it relays, and keep talking to a client that refused. Honest
 clients derive n themselves, keep one ``ContributionRecord`` for life and name an input by what it
-depends on (here: the task and the FL round), as in ``protocol_harness.Group``. Each function
+depends on (here: the task and the FL round), as in ``harness.Group``. Each function
 returns an ``Attempt``.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from secfl.attacks.protocol_base import Attempt, Refusal, attempt, decisive, decisively, flip_bit, refusals
-from secfl.attacks.protocol_harness import (Excluded, Group, Round, SetupFailed, blobs_of, body, ids_message,
+from secfl.audit.protocol.base import Attempt, Refusal, attempt, decisive, decisively, flip_bit, refusals
+from secfl.audit.protocol.harness import (Excluded, Group, Round, SetupFailed, blobs_of, body, ids_message,
                                             keys_message, read_ids_of, read_keys, refused_by)
 from secfl.exceptions import ProtocolError, SecflError
 from secfl.hazmat import crypto, shamir

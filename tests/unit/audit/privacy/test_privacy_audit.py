@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from secfl import registry, scenario
-from secfl import privacy_audit
-from secfl.attacks.audit import PrivacyAuditError
-from secfl.privacy_audit import PrivacyAuditOptions, audit_all, audit_scenario, canary_audit
+from secfl.audit.privacy import run as privacy_audit
+from secfl.audit.privacy.epsilon import PrivacyAuditError
+from secfl.audit.privacy.run import PrivacyAuditOptions, audit_all, audit_scenario, canary_audit
 from secfl.cli import app
 from secfl.exceptions import ConfigurationError
 from secfl import engine as server

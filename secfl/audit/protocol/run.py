@@ -29,7 +29,7 @@ Threat model checked (see protocols/secagg/SPEC.md and protocols/he_sum/SPEC.md)
   the HE model excludes on purpose (asking the key holder to decrypt a single upload as a sum) is
   run and reported with ``in_scope=False``.
 
-What is attempted (``protocol_cases``), SecAgg / SecAgg+: rosters of the wrong size or without the
+What is attempted (``cases.py``), SecAgg / SecAgg+: rosters of the wrong size or without the
 client, two disjoint rosters for one (session, round, group) (self-mask shares of a client from
 one, its key shares from the other), Sybil rosters, a lie about n to shrink a noise share
 (``values=lambda n: ...``); a retry of a completed instance and fresh sessions over the same inputs
@@ -60,9 +60,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from secfl.attacks.protocol_base import (NOTHING, Attempt, Refusal, attempt, decisive, decisively, flip_bit,
+from secfl.audit.protocol.base import (NOTHING, Attempt, Refusal, attempt, decisive, decisively, flip_bit,
                                          refusals)
-from secfl.attacks.protocol_cases import CASES
+from secfl.audit.protocol.cases import CASES
 from secfl.exceptions import ConfigurationError
 
 __all__ = ["Attempt", "NOTHING", "PROTOCOLS", "Refusal", "attempt", "decisive", "decisively", "flip_bit",

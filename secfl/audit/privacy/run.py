@@ -13,7 +13,7 @@ Each scenario is run twice, into ``<out>/<name>/run`` and ``<out>/<name>/canary-
    (examples of clients that never took part, spare test examples; central training approximates the FL
    training the target had). The AUC and TPR bounds that the claimed (epsilon, delta) implies are printed
    beside.
-2. With canaries (``secfl.attacks.canaries``): the one-run audit of Steinke, Nasr, Jagielski turns the
+2. With canaries (``secfl.audit.privacy.canaries``): the one-run audit of Steinke, Nasr, Jagielski turns the
    canaries' scores into an epsilon lower bound at ``confidence``. Guesses: the top ``k`` as "in" and
    (or not) the bottom ``k`` as "out", for ``k`` in ``GUESS_FRACTIONS`` of m; the best of these 2 x 5
    tests is reported with a Bonferroni-corrected confidence, so the bound stays valid. If the lower bound
@@ -47,12 +47,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from secfl.attacks import audit as audit_lib
-from secfl.attacks.canaries import Canaries
-from secfl.attacks.image_metrics import Normalization, evaluate_reconstruction
-from secfl.attacks.inversion import ATTACKS, InversionTarget
-from secfl.attacks.privacy_report import write_privacy_report
-from secfl.attacks.membership import (dp_auc_bound, dp_tpr_bound, lira_offline_scores, loss_threshold_scores,
+from secfl.audit.privacy import epsilon as audit_lib
+from secfl.audit.privacy.canaries import Canaries
+from secfl.audit.privacy.image_metrics import Normalization, evaluate_reconstruction
+from secfl.audit.privacy.inversion import ATTACKS, InversionTarget
+from secfl.audit.privacy.report import write_privacy_report
+from secfl.audit.privacy.membership import (dp_auc_bound, dp_tpr_bound, lira_offline_scores, loss_threshold_scores,
                                       roc_metrics, train_shadow_models)
 from secfl.exceptions import ConfigurationError
 from secfl import engine as server

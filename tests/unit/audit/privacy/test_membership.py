@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from secfl.attacks.membership import (
+from secfl.audit.privacy.membership import (
     dp_auc_bound, dp_tpr_bound, lira_offline_scores, logit_confidence, loss_threshold_scores, out_mask,
     per_example_loss, roc_metrics, train_shadow_models,
 )

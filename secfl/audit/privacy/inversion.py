@@ -43,7 +43,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from secfl.attacks.image_metrics import Normalization, evaluate_reconstruction
+from secfl.audit.privacy.image_metrics import Normalization, evaluate_reconstruction
 from secfl.exceptions import ConfigurationError
 from secfl.fl.params import num_params
 from secfl.hazmat import wire

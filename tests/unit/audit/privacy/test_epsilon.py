@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from secfl.attacks.audit import (
+from secfl.audit.privacy.epsilon import (
     AuditResult,
     PrivacyAuditError,
     audit_canaries,

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from secfl.attacks.protocol_base import Attempt, Refusal, attempt, decisive, refusals
-from secfl.attacks.protocol_harness import (Group, Round, SetupFailed, conviction_message, deals_badly, ids_message,
+from secfl.audit.protocol.base import Attempt, Refusal, attempt, decisive, refusals
+from secfl.audit.protocol.harness import (Group, Round, SetupFailed, conviction_message, deals_badly, ids_message,
                                             read_convictions, read_ids_of, read_pair_keys, signature_of,
                                             statements_message)
 from secfl.exceptions import SecflError

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from secfl.attacks import image_metrics as im
-from secfl.attacks.inversion import (
+from secfl.audit.privacy import image_metrics as im
+from secfl.audit.privacy.inversion import (
     ATTACKS, InversionTarget, Normalization, attack_view, dlg, evaluate_reconstruction, idlg, idlg_labels,
     inverting_gradients, model_gradient, observed_vector,
 )

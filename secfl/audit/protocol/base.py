@@ -1,4 +1,4 @@
-"""The building blocks of the protocol-attack suite (``secfl.attacks.protocol``): an ``Attempt`` and its
+"""The building blocks of the protocol-attack suite (``secfl.audit.protocol.run``): an ``Attempt`` and its
 outcome, the ``decisive`` step whose secfl error is a refusal, and small helpers the attack modules share."""
 
 from __future__ import annotations

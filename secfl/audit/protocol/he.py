@@ -1,6 +1,6 @@
-"""The HE attack attempts of ``secfl.attacks.protocol``: ``HeClient``, ``HeAggregator`` and ``KeyHolder`` driven
+"""The HE attack attempts of ``secfl.audit.protocol.run``: ``HeClient``, ``HeAggregator`` and ``KeyHolder`` driven
 through ``HeRound`` (``he`` = HeSum BFV with 20-bit words, vectors of 16 words). Each function returns an
-``Attempt``; the registry is in ``protocol_cases``.
+``Attempt``; the registry is in ``cases.py``.
 
 Threat model (protocols/he_sum/SPEC.md): outsiders and the network against the aggregator and the
 clients; towards the key holder, a *malicious* aggregator that writes every byte of the SUM
@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from secfl.attacks.protocol_base import Attempt, attempt, decisive, decisively, flip_bit, refusals
+from secfl.audit.protocol.base import Attempt, attempt, decisive, decisively, flip_bit, refusals
 from secfl.hazmat import crypto, ring, wire
 from secfl.hazmat.codec import Reader, Writer
 from secfl.protocols import he_messages as hm

@@ -1,12 +1,12 @@
-"""The attack attempts of ``secfl.attacks.protocol``: one function per attack, honest parties run by secfl.
+"""The attack attempts of ``secfl.audit.protocol.run``: one function per attack, honest parties run by secfl.
 
-SecAgg / SecAgg+ attempts (``protocol_secagg``: the consistency, unmask and convict stages and replays;
-``protocol_instances``: rosters, retries, group size, keys and shares; ``protocol_clients``: one
-faulty client and the network; ``protocol_faults``: malformed bytes and too few clients) run real
+SecAgg / SecAgg+ attempts (``secagg.py``: the consistency, unmask and convict stages and replays;
+``instances.py``: rosters, retries, group size, keys and shares; ``clients.py``: one
+faulty client and the network; ``faults.py``: malformed bytes and too few clients) run real
 ``SecAggClient`` objects and a real ``SecAggServer`` over bound instances, relayed by
-``secagg_round.run_instance`` whose ``tamper`` hook is the attacker (``protocol_harness``). HE
-attempts (``protocol_he``) drive ``HeClient``, ``HeAggregator`` and ``KeyHolder`` through ``HeRound``.
-Each function returns an ``Attempt`` (see ``secfl.attacks.protocol_base.attempt``).
+``secagg_round.run_instance`` whose ``tamper`` hook is the attacker (``harness.py``). HE
+attempts (``he.py``) drive ``HeClient``, ``HeAggregator`` and ``KeyHolder`` through ``HeRound``.
+Each function returns an ``Attempt`` (see ``secfl.audit.protocol.base.attempt``).
 
 Configurations: ``secagg`` = SecAgg (complete graph) over 5 clients (k = 4, t = 3); ``secagg+`` =
 SecAggPlus(neighbours=4) over 9 clients (a sparse Harary graph, k = 4, t = 3); ``he`` = HeSum BFV
@@ -18,12 +18,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 
-from secfl.attacks import protocol_clients as cl
-from secfl.attacks import protocol_faults as fa
-from secfl.attacks import protocol_instances as ins
-from secfl.attacks import protocol_secagg as sv
-from secfl.attacks.protocol_base import Attempt
-from secfl.attacks.protocol_he import (he_malformed_sum, he_malformed_upload, he_replayed_context, he_replayed_upload,
+from secfl.audit.protocol import clients as cl
+from secfl.audit.protocol import faults as fa
+from secfl.audit.protocol import instances as ins
+from secfl.audit.protocol import secagg as sv
+from secfl.audit.protocol.base import Attempt
+from secfl.audit.protocol.he import (he_malformed_sum, he_malformed_upload, he_replayed_context, he_replayed_upload,
                                        he_second_decryption, he_single_upload_first, he_substituted_context,
                                        he_sum_after_close, he_sum_other_round, he_tampered_upload, he_too_few_clients,
                                        he_upload_as_other)

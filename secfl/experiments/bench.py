@@ -1,4 +1,4 @@
-"""``secfl bench``: run every cell of a suite (``secfl.suite``) in its own run directory, resumably.
+"""``secfl bench``: run every cell of a suite (``secfl.experiments.suite``) in its own run directory, resumably.
 
 Each cell runs in ``OUT/cells/<id>/``; ``OUT/suite.json`` lists the cells (id, overrides, axis labels,
 status, error) and is rewritten after every cell. A cell is finished when its summary is written and
@@ -22,7 +22,7 @@ from typing import Any
 from secfl import scenario
 from secfl.exceptions import ConfigurationError, PrivacyBudgetExceededError, SecflError
 from secfl.runs import RunDir, atomic_write
-from secfl.suite import (MAX_ID, SEED_AXIS, Cell, Joint, Suite, cell_id, digest, expand, label, load_suite,
+from secfl.experiments.suite import (MAX_ID, SEED_AXIS, Cell, Joint, Suite, cell_id, digest, expand, label, load_suite,
                          parse_suite, roles, validate_cells)
 
 __all__ = ["MAX_ID", "SEED_AXIS", "Cell", "CellResult", "Suite", "cell_finished", "cell_id", "digest", "expand", "label",

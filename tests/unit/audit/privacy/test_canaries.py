@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from secfl.attacks.canaries import Canaries
-from secfl.privacy_audit import GUESS_FRACTIONS, PrivacyAuditOptions, best_guess_audit
+from secfl.audit.privacy.canaries import Canaries
+from secfl.audit.privacy.run import GUESS_FRACTIONS, PrivacyAuditOptions, best_guess_audit
 from secfl.exceptions import ConfigurationError
 
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from secfl.bench import cell_finished
-from secfl.suite import digest
+from secfl.experiments.bench import cell_finished
+from secfl.experiments.suite import digest
 from secfl.exceptions import ConfigurationError
 from secfl.runs import RunDir, atomic_write
 

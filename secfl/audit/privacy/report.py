@@ -82,7 +82,7 @@ def save_reconstruction_png(npz: Path, png: Path, title: str, *, limit: int = 8)
     """True images (top row) over their reconstructions (bottom row), at most ``limit`` pairs."""
     from matplotlib.figure import Figure  # the Agg canvas: no pyplot state, no display
 
-    from secfl.attacks.image_metrics import match_images
+    from secfl.audit.privacy.image_metrics import match_images
 
     data = np.load(npz)
     truth, recon = data["truth"], data["reconstruction"]

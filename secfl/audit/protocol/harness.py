@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from secfl.attacks.protocol_base import Refusal
+from secfl.audit.protocol.base import Refusal
 from secfl.exceptions import SecflError
 from secfl.hazmat import crypto, prg, shamir, wire
 from secfl.hazmat.codec import Reader, Writer

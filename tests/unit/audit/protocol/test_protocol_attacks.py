@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-from secfl.attacks.protocol import (NOTHING, Attempt, Refusal, attempt, decisive, format_report, refusals,
+from secfl.audit.protocol.run import (NOTHING, Attempt, Refusal, attempt, decisive, format_report, refusals,
                                     run_protocol_audit)
-from secfl.attacks.protocol_cases import CASES
+from secfl.audit.protocol.cases import CASES
 from secfl.exceptions import ConfigurationError, MalformedMessageError, ProtocolIntegrityError
 
 INTEGRITY, MALFORMED = "ProtocolIntegrityError", "MalformedMessageError"

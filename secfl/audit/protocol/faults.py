@@ -15,8 +15,8 @@ import copy
 
 import numpy as np
 
-from secfl.attacks.protocol_base import Attempt, attempt, decisive, decisively, refusals
-from secfl.attacks.protocol_harness import (D, Group, Round, deals_badly, excluded, ids_message, keys_message,
+from secfl.audit.protocol.base import Attempt, attempt, decisive, decisively, refusals
+from secfl.audit.protocol.harness import (D, Group, Round, deals_badly, excluded, ids_message, keys_message,
                                             read_keys, secagg_protocol, signature_of, statements_message)
 from secfl.exceptions import SecflError
 from secfl.hazmat import shamir, wire

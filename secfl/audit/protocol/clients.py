@@ -8,7 +8,7 @@ of another seed than it committed to, of another key than its s_pk), or a wrong 
 unmask. The network attacker changes or replays a masked upload in flight. The server and the other
 clients are honest. Each attempt must end with the cheat excluded (convicted, or flagged if its
 input was already in) and the round's sum equal to the plaintext sum of the clients that count:
-never an abort, never a silently changed sum (``protocol_harness.excluded``).
+never an abort, never a silently changed sum (``harness.excluded``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import os
 
 import numpy as np
 
-from secfl.attacks.protocol_base import Attempt, attempt, flip_bit, refusals
-from secfl.attacks.protocol_harness import Group, Round, body, deals_badly, excluded
+from secfl.audit.protocol.base import Attempt, attempt, flip_bit, refusals
+from secfl.audit.protocol.harness import Group, Round, body, deals_badly, excluded
 from secfl.hazmat import crypto, shamir
 from secfl.hazmat.codec import Writer
 from secfl.protocols import secagg_messages as m

@@ -1,4 +1,4 @@
-"""Benchmark grids: a suite file expanded into cells (scenarios), all validated before any runs (``secfl.bench``).
+"""Benchmark grids: a suite file expanded into cells (scenarios), all validated before any runs (``secfl.experiments.bench``).
 
 A suite is a TOML file::
 
