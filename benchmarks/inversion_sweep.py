@@ -33,7 +33,7 @@ import torch
 from secfl import registry
 from secfl.audit.privacy.image_metrics import Normalization, evaluate_reconstruction
 from secfl.audit.privacy.inversion import InversionTarget, inverting_gradients
-from secfl.fl.client import local_train
+from secfl.training import local_train
 from secfl.fl.data import load_dataset
 from secfl.fl.models import build_model
 from secfl.grouping import OneGroup

@@ -1,16 +1,27 @@
-"""Name -> class tables for every pluggable component, and ``build`` from a ``{kind = ...}`` table.
+"""The one registry: name -> component for every slot a scenario can name, and ``build`` from a ``{kind = ...}`` table.
 
-Scenarios name components by ``kind``; the remaining keys are the constructor's keyword arguments.
-A key the constructor does not take is an error that names it (and the closest valid key).
+Slots: ``stage``, ``protocol``, ``grouping``, ``aggregator``, ``pre`` (pre-aggregators), ``attack`` (update
+attacks; the data attacks ``label_flip``/``backdoor`` are listed too), ``method``, ``dataset``, ``model`` and
+``partition``. Scenarios name components by ``kind``; the remaining keys are the constructor's keyword
+arguments. A key the constructor does not take is an error that names it (and the closest valid key).
+``register(slot, name, obj)`` adds a component (e.g. a method defined in your own module); an entry may be a
+``"module:attribute"`` string, imported on first use (methods are, so ``secfl list`` stays fast).
+``secfl list`` prints this registry.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 from collections.abc import Mapping
 from typing import Any
 
+from secfl.attacks.byzantine import DATA_ATTACKS
+from secfl.attacks.registry import UPDATE_ATTACKS
+from secfl.fl.data import DATASETS
+from secfl.fl.models import MODELS
+from secfl.fl.partition import PARTITIONS
 from secfl.aggregators import (AdaptiveClip, Bulyan, CenteredClip, DnC, Ewwa, FLTrust, GeometricMedian, Krum,
                                MajorityVote, Mean, Median, MultiKrum, NearestNeighborMixing, StaticClip, TrimmedMean)
 from secfl.exceptions import ConfigurationError
@@ -28,9 +39,53 @@ AGGREGATORS: dict[str, type] = {cls.name: cls for cls in (Mean, Median, TrimmedM
                                                           Bulyan, CenteredClip, DnC, FLTrust, MajorityVote, Ewwa)}
 PRE_AGGREGATORS: dict[str, type] = {cls.name: cls for cls in (StaticClip, AdaptiveClip, NearestNeighborMixing)}
 
-SLOTS: dict[str, dict[str, type]] = {
+METHODS: dict[str, Any] = {"fedavg": "secfl.methods.fedavg:FedAvg", "fedbat": "secfl.methods.fedbat:FedBat"}
+
+#: Components built by ``build`` from a ``{kind = ...}`` table (their constructor keys are the table's keys).
+SLOTS: dict[str, dict[str, Any]] = {
     "stage": STAGES, "protocol": PROTOCOLS, "grouping": GROUPINGS, "aggregator": AGGREGATORS, "pre": PRE_AGGREGATORS,
+    "attack": UPDATE_ATTACKS,
 }
+#: Slots a scenario names without a table of constructor keys (their options have sections of their own).
+NAMED: dict[str, dict[str, Any]] = {
+    "method": METHODS,
+    "attack": {**UPDATE_ATTACKS, **{name: "secfl.attacks.byzantine:Adversary" for name in DATA_ATTACKS}},
+    "dataset": {name: "secfl.fl.data:load_dataset" for name in DATASETS},
+    "model": {name: "secfl.fl.models:build_model" for name in MODELS},
+    "partition": {name: "secfl.fl.partition:partition" for name in PARTITIONS},
+}
+
+
+def names(slot: str) -> list[str]:
+    """Every registered name of ``slot``."""
+    return list({**SLOTS.get(slot, {}), **NAMED.get(slot, {})})
+
+
+def register(slot: str, name: str, component: Any) -> None:
+    """Add ``component`` (or a ``"module:attribute"`` string) under ``name`` in ``slot``; replaces an entry of
+    the same name. Raises ConfigurationError for an unknown slot or a name that is not a plain identifier."""
+    if slot not in SLOTS and slot not in NAMED:
+        raise ConfigurationError(f"unknown slot {slot!r}; choose one of {sorted({*SLOTS, *NAMED})}")
+    if not isinstance(name, str) or not name.replace("_", "").replace("+", "").isalnum():
+        raise ConfigurationError(f"component name {name!r}: use letters, digits and '_'")
+    for table in (SLOTS.get(slot), NAMED.get(slot)):
+        if table is not None:
+            table[name] = component
+
+
+def resolve(slot: str, name: str) -> Any:
+    """The component registered as ``name`` in ``slot`` (importing a ``"module:attribute"`` entry).
+
+    Raises ConfigurationError (with the closest name) for an unknown name."""
+    table = {**SLOTS.get(slot, {}), **NAMED.get(slot, {})}
+    if name not in table:
+        raise ConfigurationError(f"unknown {slot} {name!r}{suggest(str(name), list(table))}; "
+                                 f"choose one of {sorted(table)}")
+    entry = table[name]
+    if isinstance(entry, str):
+        module, _, attribute = entry.partition(":")
+        entry = getattr(importlib.import_module(module), attribute)
+    return entry
 
 
 def suggest(word: str, choices: list[str]) -> str:

@@ -21,7 +21,7 @@ from secfl.attacks.byzantine import check_attack
 from secfl.fl.data import describe
 from secfl.fl.models import build_model
 from secfl.fl.params import num_params
-from secfl.methods.fedbat import binarized_segments
+from secfl.methods.fedbat.binarize import binarized_segments
 from secfl.pipeline import Pipeline
 from secfl.privacy import Accountant, Ledger
 
@@ -94,16 +94,6 @@ class DpSgdSection(_Strict):
     delta: float = Field(1e-5, gt=0, lt=1)
 
 
-class FedBatSection(_Strict):
-    rho: float = Field(6.0, ge=0)
-    phi: float = Field(0.5, ge=0, lt=1)
-    alpha_min: float = Field(5e-4, gt=0)
-    alpha_max: float = Field(5e-2, gt=0)
-    alpha_init: float = Field(0.01, gt=0, description="secure route (stage fedbat_bits): public alpha of round 1")
-    alpha_update: Literal["learned", "fixed"] = Field(
-        "learned", description="secure route: next public alpha = mean of the clients' learned alphas (or fixed)")
-
-
 class AttackSection(_Strict):
     kind: str = Field(description="an update attack (secfl list), or label_flip / backdoor (data attacks)")
     num_byzantine: int = Field(ge=1, description="f: the Byzantine clients (fixed ids drawn from run.seed)")
@@ -151,8 +141,9 @@ class Scenario(_Strict):
     grouping: dict[str, Any] = Field(default_factory=lambda: {"kind": "individual"})
     aggregator: dict[str, Any] = Field(default_factory=lambda: {"kind": "mean"})
     pre: list[dict[str, Any]] = Field(default_factory=list, description="pre-aggregators before the rule, in order")
-    method: Literal["fedavg", "fedbat"] = Field("fedavg", description="local training: plain SGD or FedBAT")
-    fedbat: FedBatSection = FedBatSection()
+    method: str = Field("fedavg", description="the method (secfl list); its options go in a table of its name, "
+                        "e.g. [fedbat]")
+    options: dict[str, Any] = Field(default_factory=dict, description="the method's table (read from [<method>])")
     run: RunSection = RunSection()
     data: DataSection = DataSection()
     model: ModelSection = ModelSection()
@@ -161,29 +152,40 @@ class Scenario(_Strict):
     privacy: PrivacySection = PrivacySection()
     attack: AttackSection | None = Field(None, description="Byzantine clients and what they do")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _method_table(cls, data: Any) -> Any:
+        """The method's table (``[fedbat]`` for ``method = "fedbat"``) becomes ``options``."""
+        if isinstance(data, Mapping) and isinstance(data.get("method"), str) and data["method"] in data \
+                and data["method"] not in cls.model_fields:
+            data = dict(data)
+            data["options"] = data.pop(data["method"])
+        return data
+
     @model_validator(mode="after")
     def _method_fits(self) -> Scenario:
-        if self.method == "fedbat" and self.client.dp_sgd is not None and self.client.dp_sgd.grad_sample_mode == "ghost":
-            raise ValueError("method 'fedbat' with client.dp_sgd needs grad_sample_mode 'functorch' or 'hooks': ghost "
-                             "clipping has no norm sampler for FedBAT's binarized layers")
-        if self.fedbat.alpha_min > self.fedbat.alpha_max:
-            raise ValueError("fedbat.alpha_min must be <= fedbat.alpha_max")
-        if not self.fedbat.alpha_min <= self.fedbat.alpha_init <= self.fedbat.alpha_max:
-            raise ValueError("fedbat.alpha_init must lie in [fedbat.alpha_min, fedbat.alpha_max]")
+        if self.method not in registry.names("method"):
+            raise ValueError(f"unknown method {self.method!r}{registry.suggest(self.method, registry.names('method'))};"
+                             f" choose one of {registry.names('method')}")
+        method = registry.resolve("method", self.method)
+        try:
+            options = method.Options.model_validate(self.options)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join([self.method, *map(str, error["loc"])])
+            raise ValueError(f"{where}: {error['msg']}") from None
+        method.check(self, options)
         if self.attack is not None:
             check_attack(self.attack.kind, self.attack.options)
             if self.attack.num_byzantine >= self.data.num_clients:
                 raise ValueError("attack.num_byzantine must be smaller than data.num_clients")
-        if self.client.mode == "gradient" and (self.method != "fedavg" or self.client.dp_sgd is not None):
-            raise ValueError("client.mode = \"gradient\" works with method = \"fedavg\" and without client.dp_sgd")
-        if self.secure_fedbat and self.method != "fedbat":
+        if any(s.get("kind") == "fedbat_bits" for s in self.stages) and self.method != "fedbat":
             raise ValueError("stage 'fedbat_bits' carries FedBAT's bits: it needs method = \"fedbat\"")
         return self
 
-    @property
-    def secure_fedbat(self) -> bool:
-        """FedBAT with public alphas whose bits go through the sum (a ``fedbat_bits`` stage)."""
-        return any(s.get("kind") == "fedbat_bits" for s in self.stages)
+    def method_options(self) -> Any:
+        """The method's options (its ``Options`` model, defaults filled in)."""
+        return registry.resolve("method", self.method).Options.model_validate(self.options)
 
     @property
     def clients_per_round(self) -> int:
@@ -286,7 +288,9 @@ class Scenario(_Strict):
 
     def resolved(self) -> dict[str, Any]:
         """Every key with its effective value (defaults filled in; None left out, as TOML has no null)."""
-        return _drop_none(self.model_dump())
+        out = _drop_none(self.model_dump())
+        out["options"] = _drop_none(self.method_options().model_dump())  # the method's defaults filled in too
+        return out
 
 
 def _drop_none(value: Any) -> Any:

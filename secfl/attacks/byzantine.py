@@ -14,6 +14,7 @@ secure sum the real rule sees group means, so the attack's search is then an app
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 from secfl.attacks import UPDATE_ATTACKS, build_attack
 from secfl.attacks.backdoor import PixelTrigger, flip_labels
 from secfl.exceptions import ConfigurationError
+from secfl.hooks import RoundContext, RoundHook
 from secfl.types import Update
 
 DATA_ATTACKS = ("label_flip", "backdoor")
@@ -41,8 +43,11 @@ def check_attack(kind: str, options: dict[str, Any]) -> None:
         raise ValueError(str(error)) from None
 
 
-class Adversary:
-    """The run's Byzantine clients and their attack (``scenario.attack``), over data with ``num_classes``."""
+class Adversary(RoundHook):
+    """The run's Byzantine clients and their attack (``scenario.attack``), over data with ``num_classes``.
+
+    As a round hook: update attackers skip training and forge their vectors from the honest ones; data
+    attackers train on poisoned data and boost their vectors; ``asr`` joins the metrics of a backdoor run."""
 
     def __init__(self, spec: Any, *, num_clients: int, seed: int, num_classes: int, trigger_value: float) -> None:
         self.spec, self.num_classes = spec, num_classes
@@ -85,6 +90,28 @@ class Adversary:
         weight = float(np.mean([u.weight for u in honest]))
         return [Update(cid, row.astype(np.float32), weight=weight) for cid, row in zip(byzantine, forged)]
 
-    def metrics(self, model: Any, x_test: np.ndarray, y_test: np.ndarray) -> dict[str, float]:
+    def metrics_of(self, model: Any, x_test: np.ndarray, y_test: np.ndarray) -> dict[str, float]:
         """``asr`` for a backdoor, nothing otherwise."""
         return {"asr": self.trigger.success_rate(model, x_test, y_test)} if self.trigger is not None else {}
+
+    # the round hook
+    def skips_training(self, ctx: RoundContext, cid: int) -> bool:
+        return not self.trains(cid)
+
+    def client_data(self, ctx: RoundContext, cid: int, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.poison(cid, x, y, np.random.default_rng([ctx.seed, 6, ctx.round, cid]))
+
+    def client_vector(self, ctx: RoundContext, cid: int, result: Any, vector: np.ndarray) -> np.ndarray:
+        return self.boost(cid, vector)
+
+    def round_updates(self, ctx: RoundContext, updates: dict[int, Update]) -> dict[int, Update]:
+        byzantine = [cid for cid in ctx.sampled if not self.trains(cid)]
+        honest = [updates[cid] for cid in ctx.sampled if not self.is_byzantine(cid)]
+        rule = ctx.pipeline.aggregator
+        forged = self.forge(honest, byzantine, rng=np.random.default_rng([ctx.seed, 7, ctx.round]),
+                            aggregator=lambda v: copy.deepcopy(rule)(v))
+        return {**updates, **{u.client_id: u for u in forged}}
+
+    def metrics(self, ctx: RoundContext, row: dict[str, Any]) -> None:
+        row["byzantine"] = sum(self.is_byzantine(cid) for cid in ctx.sampled)
+        row.update(self.metrics_of(ctx.model, ctx.data.x_test, ctx.data.y_test))

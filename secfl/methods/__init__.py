@@ -1,1 +1,1 @@
-"""Published federated-learning methods implemented on the secfl engine (FedBAT, ...)."""
+"""Federated-learning methods: each is a trainer, round hooks and an options table (``secfl.methods.base``)."""

@@ -36,7 +36,8 @@ from sklearn import metrics
 from torch.nn import functional
 
 from secfl.exceptions import ConfigurationError
-from secfl.fl.client import _tensors, local_train
+from secfl.training import local_train
+from secfl.training.trainer import tensors as _tensors
 from secfl.fl.params import flatten, unflatten
 
 __all__ = [

@@ -21,21 +21,31 @@ vector, so the next alpha is post-processing of DP outputs.
 """
 
 from __future__ import annotations
+from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from secfl.exceptions import ConfigurationError
-from secfl.methods.fedbat import FedBatResult, _binarized_weights, binarized_segments
+from secfl.hooks import RoundContext, RoundHook
+from secfl.methods.fedbat.binarize import binarized_segments, binarized_weights
+from secfl.methods.fedbat.trainer import FedBatResult
+from secfl.training import LocalResult
+
+__all__ = ["SecureFedBat", "UPDATES"]
 
 UPDATES = ("learned", "fixed")
 
 
-class SecureFedBat:
+class SecureFedBat(RoundHook):
     """The public per-layer alphas of a run, the clients' vectors in alpha units and the server's delta.
+
+    As a round hook it publishes the alphas before the round (``public["alpha0"]``), turns each client's
+    result into its vector, and maps the aggregate back to the model's delta (moving the alphas on).
 
     Args:
         model: the global model (its Conv2d/Linear weights are the binarized layers).
@@ -51,11 +61,12 @@ class SecureFedBat:
         low, high = (float(v) for v in alpha_clamp)
         if not (math.isfinite(alpha_init) and low <= alpha_init <= high):
             raise ConfigurationError(f"alpha_init={alpha_init!r} must lie in the alpha clamp [{low:g}, {high:g}]")
-        self.names = list(_binarized_weights(model))
+        self.names = list(binarized_weights(model))
         self.segments = binarized_segments(model)
         self.dim = sum(p.numel() for p in model.parameters())
         self.clamp, self.update = (low, high), update
         self.alphas = np.full(len(self.names), float(np.float32(alpha_init)))
+        self._used: dict[str, float] = {}
 
     @property
     def extra(self) -> int:
@@ -66,7 +77,7 @@ class SecureFedBat:
         """This round's public step sizes, parameter name -> alpha_l (the clients' alpha0 and upload scale)."""
         return dict(zip(self.names, (float(a) for a in self.alphas)))
 
-    def client_vector(self, result: FedBatResult) -> np.ndarray:
+    def vector(self, result: FedBatResult) -> np.ndarray:
         """[m_l / alpha_l at the binarized coordinates, the fp32 delta elsewhere, proposals]: float32."""
         if result.raw is None or result.raw.size != self.dim:
             raise ConfigurationError(f"the FedBAT result must carry its raw update of {self.dim} values")
@@ -77,7 +88,7 @@ class SecureFedBat:
             x = np.append(x, [result.alphas[name] for name in self.names])
         return x.astype(np.float32)
 
-    def server_delta(self, aggregate: np.ndarray) -> np.ndarray:
+    def delta(self, aggregate: np.ndarray) -> np.ndarray:
         """The model delta from the aggregate of the vectors; moves the alphas to the next round's."""
         aggregate = np.asarray(aggregate, dtype=np.float64)
         if aggregate.shape != (self.dim + self.extra,):
@@ -91,11 +102,25 @@ class SecureFedBat:
             self.alphas = np.clip(finite, *self.clamp).astype(np.float32).astype(np.float64)
         return delta
 
+    # the round hook
+    def before_round(self, ctx: RoundContext) -> None:
+        self._used = self.public()
+        ctx.public["alpha0"] = self._used
+
+    def client_vector(self, ctx: RoundContext, cid: int, result: LocalResult, vector: np.ndarray) -> np.ndarray:
+        return self.vector(result.detail)
+
+    def server_delta(self, ctx: RoundContext, delta: np.ndarray) -> np.ndarray:
+        return self.delta(delta)
+
+    def metrics(self, ctx: RoundContext, row: dict[str, Any]) -> None:
+        row["fedbat_alphas"] = list(self._used.values())  # the alphas this round used
+
     def state_dict(self) -> dict[str, list[float]]:
         """What a checkpoint keeps: the next round's alphas."""
         return {"alphas": [float(a) for a in self.alphas]}
 
-    def load_state_dict(self, state: Mapping[str, list[float]]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         alphas = np.asarray(state["alphas"], dtype=np.float64)
         if alphas.shape != self.alphas.shape:
             raise ConfigurationError(f"checkpoint has {alphas.size} FedBAT alphas, the model {self.alphas.size}")
