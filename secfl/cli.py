@@ -18,11 +18,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from secfl import registry, scenario
 from secfl.exceptions import SecflError
-from secfl.attacks import UPDATE_ATTACKS
-from secfl.attacks.byzantine import DATA_ATTACKS
-from secfl.fl.data import DATASETS
-from secfl.fl.models import MODELS
-from secfl.fl.partition import PARTITIONS
 from secfl.runs import RunDir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Secure, private, robust federated learning.")
@@ -258,16 +253,14 @@ def audit_privacy_command(
 
 @app.command("list")
 def list_command() -> None:
-    """List the datasets, partitions, models, stages, protocols, groupings, aggregators and pre-aggregators."""
-    tables = {
-        "datasets": list(DATASETS), "partitions": list(PARTITIONS), "models": list(MODELS),
-        "stages": list(registry.STAGES), "protocols": list(registry.PROTOCOLS),
-        "groupings": list(registry.GROUPINGS), "aggregators": list(registry.AGGREGATORS),
-        "pre-aggregators (pre = [...])": list(registry.PRE_AGGREGATORS),
-        "attacks ([attack] kind)": [*UPDATE_ATTACKS, *DATA_ATTACKS],
-    }
-    for title, names in tables.items():
-        print(f"{title}: {', '.join(names)}")
+    """List everything a scenario can name (the registry): methods, datasets, partitions, models, stages,
+    protocols, groupings, aggregators, pre-aggregators and attacks, with each component's keys."""
+    titles = {"method": "methods (method = ..., options in [<method>])", "dataset": "datasets",
+              "partition": "partitions", "model": "models", "stage": "stages", "protocol": "protocols",
+              "grouping": "groupings", "aggregator": "aggregators", "pre": "pre-aggregators (pre = [...])",
+              "attack": "attacks ([attack] kind)"}
+    for slot, title in titles.items():
+        print(f"{title}: {', '.join(registry.names(slot))}")
     print("component keys:")
     for slot, table in registry.SLOTS.items():
         for kind, cls in table.items():

@@ -323,7 +323,7 @@ def canary_audit(scenario: Scenario, out: str | Path, options: PrivacyAuditOptio
     m = min(1000, clients // 2) if options.canaries is None else options.canaries
     if m == 0:
         return {"skipped": "canaries = 0"}
-    if scenario.method == "fedbat" and scenario.secure_fedbat:
+    if any(s.get("kind") == "fedbat_bits" for s in scenario.stages):
         return {"skipped": "the secure FedBAT route releases alpha-scaled bit counts, not an update to project"}
     norm = options.canary_norm or _clip_norm(scenario) or 1.0
     canaries = Canaries(num_clients=clients, num_canaries=m, dim=scenario.model_dim(), norm=norm, seed=options.seed)
