@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from secfl import registry
 from secfl.exceptions import ConfigurationError
@@ -35,6 +35,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _registered(slot: str) -> Any:
+    """A field validator: the value must be a name registered in ``slot`` (secfl list)."""
+
+    def check(value: str) -> str:
+        choices = registry.names(slot)
+        if value not in choices:
+            raise ValueError(f"unknown {slot} {value!r}{registry.suggest(str(value), choices)}; choose one of {choices}")
+        return value
+
+    return field_validator("kind" if slot != "dataset" else "dataset")(check)
+
+
 class RunSection(_Strict):
     rounds: int = Field(20, ge=1)
     seed: int = Field(0, ge=0)
@@ -45,14 +57,16 @@ class RunSection(_Strict):
 
 
 class PartitionSection(_Strict):
-    kind: Literal["iid", "dirichlet", "shards", "natural"] = "iid"
+    kind: str = Field("iid", description="a partition (secfl list)")
+    _kind = _registered("partition")
     alpha: float | None = Field(None, gt=0)
     shards_per_client: int | None = Field(None, ge=1)
     min_per_client: int = Field(10, ge=1)
 
 
 class DataSection(_Strict):
-    dataset: Literal["mnist", "digits", "synthetic"] = "mnist"
+    dataset: str = Field("mnist", description="a dataset (secfl list)")
+    _dataset = _registered("dataset")
     num_clients: int = Field(20, ge=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     partition: PartitionSection = PartitionSection()
@@ -71,7 +85,8 @@ class DataSection(_Strict):
 
 
 class ModelSection(_Strict):
-    kind: Literal["mlp", "cnn", "logreg"] = "mlp"
+    kind: str = Field("mlp", description="a model (secfl list)")
+    _kind = _registered("model")
     options: dict[str, Any] = Field(default_factory=dict, description="model parameters, e.g. hidden = 128")
 
 

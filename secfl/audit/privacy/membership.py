@@ -37,7 +37,7 @@ from torch.nn import functional
 
 from secfl.exceptions import ConfigurationError
 from secfl.training import local_train
-from secfl.training.trainer import tensors as _tensors
+from secfl.training.trainer import tensors
 from secfl.fl.params import flatten, unflatten
 
 __all__ = [
@@ -60,7 +60,7 @@ def _outputs(
     model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1000
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits ``[n, classes]`` (float64) and labels ``[n]`` in eval mode without gradients; mode restored."""
-    inputs, targets = _tensors(x, y)
+    inputs, targets = tensors(x, y)
     was_training = model.training
     model.eval()
     try:
