@@ -1,4 +1,5 @@
-"""Tests of secfl.methods.fedbat: the stochastic binarizer, its gradients, and FedBAT local training."""
+"""Tests of secfl.methods.fedbat (binarize, trainer): the stochastic binarizer, its gradients, and FedBAT local
+training without DP-SGD (through the same BAT layers and trainer as the DP route)."""
 
 import copy
 import dataclasses
@@ -7,13 +8,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
 from secfl.exceptions import ConfigurationError
-from secfl.fl.client import evaluate, local_train
 from secfl.fl.data import load_dataset
 from secfl.fl.models import build_model
 from secfl.fl.params import flatten, num_params, unflatten
-from secfl.methods.fedbat import FedBatResult, binarize, fedbat_local_train
+from secfl.methods.fedbat import FedBatResult, FedBatTrainer, binarize, fedbat_local_train
+from secfl.training import Hyper, LocalResult, Task, Trainer, evaluate, local_train
 
 ALPHA = 0.25
 
@@ -215,6 +217,21 @@ def test_fedbat_result_is_frozen(trained):
         trained[2].loss = 0.0
 
 
+def test_fedbat_trainer_on_a_task_gives_the_same_upload_as_a_local_result(trained):
+    model, _, result, (x, y, kwargs) = trained
+    trainer = FedBatTrainer()
+    assert isinstance(trainer, Trainer) and trainer.supports_dp and trainer.name == "fedbat"
+    hyper = Hyper(epochs=kwargs["epochs"], batch_size=kwargs["batch_size"], lr=kwargs["lr"])
+    local = trainer.train(Task(model, x, y, kwargs["seed"], hyper))
+    assert isinstance(local, LocalResult) and isinstance(local.detail, FedBatResult)
+    assert np.array_equal(local.delta, result.delta) and local.loss == result.loss
+    assert local.num_examples == result.num_examples and local.detail.alphas == result.alphas
+    assert dict(local.metrics) == {"fedbat_uplink_bits": result.uplink_bits}
+    assert dict(local.state) == {} and dict(result.state) == {}  # no DP-SGD: nothing to keep
+    public = trainer.train(Task(model, x, y, kwargs["seed"], hyper, public={"alpha0": result.alphas}))
+    assert not np.array_equal(public.delta, result.delta)  # the public alpha0 replaces mean|m| after the warm-up
+
+
 def test_warm_up_is_full_precision_sgd_and_sets_alpha0_to_the_mean_update():
     """With rho = 0 and a wide clamp, alpha_l = mean|m_l| after the warm-up, which (momentum 0) is plain SGD
     on the same batches as local_train: phi = 0.5 of 2 epochs is exactly the first epoch."""
@@ -307,3 +324,27 @@ def test_fedbat_rejects_bad_data_and_models_without_binarizable_layers():
     no_linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LayerNorm(64))
     with pytest.raises(ConfigurationError, match="Conv2d or Linear"):
         fedbat_local_train(no_linear, x, y, **_GOOD)
+
+
+class _Tied(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.flatten, self.first, self.second = torch.nn.Flatten(), torch.nn.Linear(64, 64), torch.nn.Linear(64, 64)
+        self.second.weight = self.first.weight
+
+    def forward(self, x):
+        return self.second(self.first(self.flatten(x)))
+
+
+def test_fedbat_refuses_subclassed_layers_and_tied_weights():
+    """Without DP-SGD too: FedBAT trains through BatLinear/BatConv2d, which replace plain layers only."""
+    x, y = _random_digits(32)
+    subclass = torch.nn.Sequential(torch.nn.Flatten(), NonDynamicallyQuantizableLinear(64, 10))
+    with pytest.raises(ConfigurationError, match="not subclasses"):
+        fedbat_local_train(subclass, x, y, **_GOOD)
+    with pytest.raises(ConfigurationError, match="tied"):
+        fedbat_local_train(_Tied(), x, y, **_GOOD)
+    shared = torch.nn.Linear(64, 10)  # the same layer twice is not a tie: it is replaced once
+    twice = torch.nn.Sequential(torch.nn.Flatten(), shared, torch.nn.ReLU(), torch.nn.Linear(10, 64), shared)
+    result = fedbat_local_train(twice, x, y, **_GOOD)
+    assert set(result.alphas) == {"1.weight", "3.weight"}

@@ -1,4 +1,5 @@
-"""Tests of secfl.fl.dpsgd: shapes, determinism, accounting, clipping, noise scale, modes, validation."""
+"""Tests of secfl.training.dpsgd (the DpSgd wrapper around SgdTrainer): shapes, determinism, accounting, clipping,
+noise scale, modes, validation."""
 
 import copy
 import math
@@ -12,10 +13,9 @@ from opacus.accountants import PRVAccountant, RDPAccountant
 from torch import nn
 
 from secfl.exceptions import ConfigurationError
-from secfl.fl.client import evaluate
-from secfl.fl.dpsgd import DpSgdConfig, dp_local_train
 from secfl.fl.models import build_model
 from secfl.fl.params import flatten, num_params, unflatten
+from secfl.training import DpSgd, DpSgdConfig, Hyper, SgdTrainer, Task, evaluate
 
 MODES = ["hooks", "functorch", "ghost"]
 SMALL = {
@@ -48,9 +48,11 @@ def _model(kind, classes=2):
     return build_model(kind, input_shape=shape, num_classes=classes, seed=0, **options), shape
 
 
-def _train(model, x, y, config, **kw):
-    args = {"epochs": 1, "batch_size": 16, "lr": 0.1, "seed": 7, **kw}
-    return dp_local_train(model, x, y, config=config, **args)
+def _train(model, x, y, config, *, seed=7, accountant_state=None, **kw):
+    """SgdTrainer under DpSgd(config); ``accountant_state`` is the client's earlier ``state["dp_sgd"]``."""
+    hyper = Hyper(**{"epochs": 1, "batch_size": 16, "lr": 0.1, **kw})
+    state = {} if accountant_state is None else {"dp_sgd": accountant_state}
+    return SgdTrainer().train(Task(model, x, y, seed, hyper, state=state), DpSgd(config))
 
 
 @pytest.mark.parametrize("kind", list(SMALL))
@@ -64,9 +66,10 @@ def test_delta_shape_model_untouched_and_deterministic(kind):
     assert a.delta.shape == (num_params(model),) and a.delta.dtype == np.float32
     assert np.all(np.isfinite(a.delta)) and np.any(a.delta != 0)
     assert np.array_equal(flatten(model), before)
-    assert np.array_equal(a.delta, b.delta) and a.loss == b.loss and a.epsilon == b.epsilon
+    assert np.array_equal(a.delta, b.delta) and a.loss == b.loss and a.state == b.state
     assert not np.array_equal(a.delta, other.delta)
     assert a.num_examples == 64 and math.isfinite(a.loss) and a.loss > 0
+    assert set(a.state) == {"dp_sgd", "epsilon"} and 0 < a.state["epsilon"] < math.inf
 
 
 def test_epsilon_matches_independent_rdp_and_accumulates_across_calls():
@@ -74,16 +77,16 @@ def test_epsilon_matches_independent_rdp_and_accumulates_across_calls():
     x, y = _data(shape)
     config = DpSgdConfig(noise_multiplier=1.1, max_grad_norm=1.0, delta=1e-5)
     first = _train(model, x, y, config, epochs=2)
-    state = copy.deepcopy(first.accountant_state)
-    second = _train(model, x, y, config, epochs=2, accountant_state=first.accountant_state)
-    assert first.accountant_state == state  # the passed-back state is not mutated
+    state = copy.deepcopy(first.state["dp_sgd"])
+    second = _train(model, x, y, config, epochs=2, accountant_state=first.state["dp_sgd"])
+    assert first.state["dp_sgd"] == state  # the passed-back state is not mutated
     for result, steps in [(first, 8), (second, 16)]:  # 64 examples, batch 16: 4 steps per epoch, q = 0.25
         reference = RDPAccountant()
         for _ in range(steps):
             reference.step(noise_multiplier=1.1, sample_rate=16 / 64)
-        assert result.epsilon == pytest.approx(reference.get_epsilon(delta=1e-5), rel=1e-9)
-    assert 0 < first.epsilon < second.epsilon < math.inf
-    assert second.accountant_state == {"history": [(1.1, 0.25, 16)], "mechanism": "rdp"}
+        assert result.state["epsilon"] == pytest.approx(reference.get_epsilon(delta=1e-5), rel=1e-9)
+    assert 0 < first.state["epsilon"] < second.state["epsilon"] < math.inf
+    assert second.state["dp_sgd"] == {"history": [(1.1, 0.25, 16)], "mechanism": "rdp"}
     assert not np.array_equal(first.delta, second.delta)  # same seed, but the noise moves on with the steps
 
 
@@ -93,11 +96,11 @@ def test_prv_accountant_matches_independent_prv_and_zero_noise_is_infinite():
     result = _train(model, x, y, DpSgdConfig(noise_multiplier=1.0, max_grad_norm=1.0, accountant="prv"))
     reference = PRVAccountant()
     reference.history = [(1.0, 0.25, 4)]
-    assert result.epsilon == pytest.approx(reference.get_epsilon(delta=1e-5), rel=1e-6)
-    assert result.accountant_state["mechanism"] == "prv"
+    assert result.state["epsilon"] == pytest.approx(reference.get_epsilon(delta=1e-5), rel=1e-6)
+    assert result.state["dp_sgd"]["mechanism"] == "prv"
     for accountant in ["rdp", "prv"]:
         none = _train(model, x, y, DpSgdConfig(noise_multiplier=0.0, max_grad_norm=1.0, accountant=accountant))
-        assert none.epsilon == math.inf
+        assert none.state["epsilon"] == math.inf
 
 
 @pytest.mark.filterwarnings("ignore:Optimal order is the largest alpha")  # tiny epsilon at sigma = 1000
@@ -155,7 +158,7 @@ def test_poisson_flag_selects_the_batch_sampler(poisson):
     _BatchSizes.seen.clear()
     config = DpSgdConfig(noise_multiplier=1.0, max_grad_norm=1.0, poisson_sampling=poisson)
     result = _train(nn.Sequential(recorder, model), x, y, config, epochs=2)
-    assert len(_BatchSizes.seen) == 8 and result.accountant_state["history"] == [(1.0, 0.25, 8)]
+    assert len(_BatchSizes.seen) == 8 and result.state["dp_sgd"]["history"] == [(1.0, 0.25, 8)]
     if poisson:  # each example joins each batch independently with q = 0.25
         assert len(set(_BatchSizes.seen)) > 1
     else:
@@ -173,7 +176,7 @@ def test_every_mode_learns_a_separable_problem_with_small_noise(mode):
     x_test, y_test = _data(shape, n=400, seed=2)
     accuracy, _ = evaluate(trained, x_test, y_test)
     assert evaluate(model, x_test, y_test)[0] < 0.8 < accuracy  # chance is 0.5
-    assert 0 < result.epsilon < math.inf
+    assert 0 < result.state["epsilon"] < math.inf
 
 
 @pytest.mark.parametrize(
@@ -207,8 +210,8 @@ def test_bad_arguments_state_and_batchnorm_model_raise():
     with pytest.raises(ConfigurationError):
         _train(model, x, y[:10], config)
     with pytest.raises(ConfigurationError, match="DpSgdConfig"):
-        dp_local_train(model, x, y, epochs=1, batch_size=16, lr=0.1, seed=0, config={"noise_multiplier": 1.0})
-    rdp_state = _train(model, x, y, config).accountant_state
+        DpSgd({"noise_multiplier": 1.0})
+    rdp_state = _train(model, x, y, config).state["dp_sgd"]
     for bad in [rdp_state, {"history": [("a", 1, 1)], "mechanism": "prv"}, {"history": []}, [1, 2]]:
         with pytest.raises(ConfigurationError, match="accountant_state"):
             _train(model, x, y, DpSgdConfig(1.0, 1.0, accountant="prv"), accountant_state=bad)
@@ -224,5 +227,5 @@ def test_silences_only_its_own_known_warnings():
         warnings.simplefilter("always")
         _train(model, x, y, DpSgdConfig(noise_multiplier=1.0, max_grad_norm=1.0))
         assert not any("Secure RNG" in str(w.message) or "backward hook" in str(w.message) for w in caught)
-        opacus.PrivacyEngine(accountant="rdp")  # outside dp_local_train the warning still shows
+        opacus.PrivacyEngine(accountant="rdp")  # outside DpSgd the warning still shows
         assert any("Secure RNG" in str(w.message) for w in caught)

@@ -1,14 +1,15 @@
-"""Tests of secfl.fl.client: deterministic local SGD returning a delta, and evaluation."""
+"""Tests of secfl.training.sgd and secfl.training.evaluate: deterministic local SGD returning a delta (through
+``local_train`` and ``SgdTrainer``/``Task``), and evaluation."""
 
 import numpy as np
 import pytest
 import torch
 
 from secfl.exceptions import ConfigurationError
-from secfl.fl.client import LocalResult, evaluate, local_train
 from secfl.fl.data import load_dataset
 from secfl.fl.models import build_model
 from secfl.fl.params import flatten, unflatten
+from secfl.training import Hyper, LocalResult, SgdTrainer, Task, Trainer, evaluate, local_train
 
 
 def _blobs(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -119,3 +120,28 @@ def test_evaluate_bad_arguments_raise_configuration_error():
         evaluate(model, _X, _Y, batch_size=0)
     with pytest.raises(ConfigurationError, match="non-empty"):
         evaluate(model, _X[:0], _Y[:0])
+
+
+def test_local_train_is_the_sgd_trainer_on_a_task():
+    x, y = _blobs(60)
+    model = build_model("mlp", input_shape=(5,), num_classes=2, hidden=8, seed=0)
+    hyper = Hyper(epochs=2, batch_size=7, lr=0.1, momentum=0.5, weight_decay=1e-3)
+    trainer = SgdTrainer()
+    assert isinstance(trainer, Trainer) and trainer.supports_dp and trainer.name == "sgd"
+    result = trainer.train(Task(model, x, y, 5, hyper))
+    reference = local_train(model, x, y, epochs=2, batch_size=7, lr=0.1, seed=5, momentum=0.5, weight_decay=1e-3)
+    assert isinstance(result, LocalResult) and np.array_equal(result.delta, reference.delta)
+    assert result.loss == reference.loss and result.num_examples == 60
+    assert dict(result.state) == {} and dict(result.metrics) == {} and result.detail is None
+    assert result.loss_examples is None  # the loss is over all num_examples
+
+
+def test_sgd_trainer_rejects_a_non_task_and_a_seed_beyond_64_bits():
+    x, y = _blobs(20)
+    model = build_model("logreg", input_shape=(5,), num_classes=2, seed=0)
+    with pytest.raises(ConfigurationError, match="Task"):
+        SgdTrainer().train((model, x, y))
+    with pytest.raises(ConfigurationError, match="seed"):
+        SgdTrainer().train(Task(model, x, y, 2**64))
+    with pytest.raises(ConfigurationError, match="lr"):
+        Hyper(lr=-1.0)
