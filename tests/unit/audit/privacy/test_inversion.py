@@ -16,7 +16,7 @@ from secfl.audit.privacy.inversion import (
     inverting_gradients, model_gradient, observed_vector,
 )
 from secfl.exceptions import ConfigurationError
-from secfl.fl.client import local_train
+from secfl.training import local_train
 from secfl.fl.data import load_dataset
 from secfl.fl.models import build_model
 from secfl.fl.params import num_params

@@ -14,7 +14,7 @@ from secfl.audit.privacy.membership import (
     per_example_loss, roc_metrics, train_shadow_models,
 )
 from secfl.exceptions import ConfigurationError
-from secfl.fl.client import evaluate, local_train
+from secfl.training import evaluate, local_train
 from secfl.fl.data import load_dataset
 from secfl.fl.models import build_model
 from secfl.fl.params import flatten, unflatten
