@@ -46,9 +46,9 @@ def run(scenario: Scenario, run_dir: RunDir, *, resume: bool = False,
     setup = RunSetup(scenario)
     if scenario.attack is not None and fixed_updates:
         raise ConfigurationError("fixed updates (audit canaries) and [attack] cannot be combined in one run")
-    extra = [*([FixedUpdates(fixed_updates, scenario.data.num_clients)] if fixed_updates else []),
-             *([Observer(observer)] if observer is not None else []), *hooks]
-    setup.hooks = [*extra[:1], *setup.hooks, *extra[1:]]  # canaries answer before anyone else
+    canaries = [FixedUpdates(fixed_updates, scenario.data.num_clients)] if fixed_updates else []
+    watchers = [Observer(observer)] if observer is not None else []
+    setup.hooks = [*canaries, *setup.hooks, *watchers, *hooks]  # canaries answer first; callers' hooks last
     done, checkpoint = run_dir.resume(setup.config) if resume else (0, None)
     if not resume:
         run_dir.start(setup.config, seed=setup.seed)
@@ -137,7 +137,7 @@ def _round(setup: RunSetup, round_: int) -> dict[str, Any]:
         if ledger is not None:  # accounted as a full round anyway (conservative)
             row.update(account(ledger, pipeline, None, None, sampled))
         return row
-    ctx = RoundContext(round_, setup.seed, model, sampled, data, setup.shards, pipeline)
+    ctx = RoundContext(round_, setup.seed, model, sampled, data, setup.shards, pipeline, hooks=setup.hooks)
     for hook in setup.hooks:
         hook.before_round(ctx)
     setup.client_metrics = {}

@@ -43,6 +43,7 @@ class RoundContext:
         public: public state the clients receive with the model (e.g. FedBAT's ``alpha0``).
         reference: a reference update for aggregators that need one (e.g. FLTrust's root-data update).
         output: the pipeline's ``RoundOutput`` once the secure sum ran.
+        hooks: every hook of the run, in order (a hook that makes a side release offers it to the others).
     """
 
     round: int
@@ -55,6 +56,7 @@ class RoundContext:
     public: dict[str, Any] = field(default_factory=dict)
     reference: np.ndarray | None = None
     output: Any = None
+    hooks: list[RoundHook] = field(default_factory=list)
 
 
 class RoundHook:
@@ -85,6 +87,13 @@ class RoundHook:
 
     def after_sum(self, ctx: RoundContext) -> None:
         """Called once ``ctx.output`` holds the pipeline's result, before the server step."""
+
+    def side_release(self, ctx: RoundContext, name: str, updates: list[Update], *, bound: float,
+                     recompute: Callable[[int, np.ndarray, np.ndarray], np.ndarray]) -> list[Update]:
+        """What clients send in a release outside the round's training (``name``, e.g. ``"autoflip/explore"``),
+        possibly rewritten (a Byzantine client lies). ``bound``: the L2 norm the release clips each vector to;
+        ``recompute(cid, x, y)``: what client ``cid`` would send had it held data (x, y)."""
+        return updates
 
     def server_delta(self, ctx: RoundContext, delta: np.ndarray) -> np.ndarray:
         """The model delta of the server step, from the aggregate (``delta``: what earlier hooks made)."""

@@ -89,6 +89,8 @@ class DpSgd:
 
     def open(self, task: Task) -> _Session:
         """Check the model for Opacus and continue this client's accountant (``task.state["dp_sgd"]``)."""
+        if not isinstance(task.model, torch.nn.Module):
+            raise ConfigurationError(f"model is a {type(task.model).__name__}; pass a torch.nn.Module")
         if problems := ModuleValidator.validate(task.model, strict=False):
             raise ConfigurationError(
                 f"model is incompatible with Opacus DP-SGD: {'; '.join(map(str, problems))}. Replace BatchNorm with "

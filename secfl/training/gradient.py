@@ -33,6 +33,8 @@ class GradientTrainer:
             raise ConfigurationError("the gradient trainer takes one step per round; DP-SGD does not wrap it")
         inputs, targets = tensors(task.x, task.y)
         h, seed = task.hyper, check_int("seed", task.seed, 0)
+        if seed >= 2**64:
+            raise ConfigurationError(f"seed={seed!r} is invalid; pass an integer in [0, 2**64)")
         model = task.model
         batch = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))[:h.batch_size]
         model.zero_grad(set_to_none=True)
@@ -46,7 +48,7 @@ class GradientTrainer:
         if h.weight_decay:
             grad += h.weight_decay * flatten(model).astype(np.float64)
         buffer = task.state.get("momentum")
-        m = grad if buffer is None else h.momentum * buffer.numpy() + (1.0 - h.momentum) * grad
+        m = grad if buffer is None else h.momentum * np.asarray(buffer, dtype=np.float32) + (1.0 - h.momentum) * grad
         m = m.astype(np.float32)
         return LocalResult(delta=(-h.lr * m).astype(np.float32), num_examples=len(targets), loss=float(loss.item()),
                            loss_examples=min(len(targets), h.batch_size), state={"momentum": torch.from_numpy(m)})

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from secfl.checks import check_number
+from secfl.exceptions import ConfigurationError
 from secfl.methods.fedbat.binarize import STREAM_TAG, check_alphas, check_clamp, sample_bits
 from secfl.methods.fedbat.layers import bat_model
 from secfl.training import DpSgd, DpSgdConfig, Hyper, LocalResult, LoopTrainer, Setup, Task
@@ -57,7 +58,7 @@ class FedBatResult:
     loss: float
     raw: np.ndarray | None = None
     warmup_mean_abs: dict[str, float] | None = None
-    state: Mapping[str, Any] | None = None
+    state: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def num_binarized(self) -> int:
@@ -81,6 +82,13 @@ class FedBatTrainer(LoopTrainer):
         check_number("rho", rho, lambda v: v >= 0, ">= 0, e.g. 6.0")
         check_number("phi", phi, lambda v: 0 <= v < 1, "in [0, 1), e.g. 0.5 (phi = 1 never binarizes)")
         self.rho, self.phi, self.alpha_clamp = float(rho), float(phi), check_clamp(alpha_clamp)
+
+    def train(self, task: Task, privacy: Any = None) -> LocalResult:
+        if privacy is not None and privacy.config.grad_sample_mode == "ghost":
+            raise ConfigurationError(
+                "grad_sample_mode='ghost' is invalid here: ghost clipping needs a per-layer norm sampler, which FedBAT's "
+                "BatLinear/BatConv2d layers lack; use 'functorch' or 'hooks' (per-sample gradients via torch.func)")
+        return super().train(task, privacy)
 
     def setup(self, task: Task, inputs: torch.Tensor, targets: torch.Tensor, stream: tuple[int, ...]) -> Setup:
         trained, layers = bat_model(task.model, rho=self.rho, alpha_clamp=self.alpha_clamp)
@@ -147,8 +155,10 @@ def fedbat_local_train(
     state from this client's previous result (``result.state["dp_sgd"]``). Raises ``ConfigurationError`` for a
     hyper-parameter out of range, bad data, or a model with nothing to binarize (or that Opacus cannot handle).
     """
+    if accountant_state is not None and config is None:
+        raise ConfigurationError("accountant_state continues DP-SGD: pass config= too (or drop accountant_state)")
     hyper = Hyper(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    task = Task(model, x, y, seed, hyper, state={"dp_sgd": accountant_state} if accountant_state else {},
+    task = Task(model, x, y, seed, hyper, state={"dp_sgd": accountant_state} if accountant_state is not None else {},
                 public={"alpha0": alpha0} if alpha0 is not None else {})
     trainer = FedBatTrainer(rho=rho, phi=phi, alpha_clamp=alpha_clamp)
     local = trainer.train(task, DpSgd(config) if config is not None else None)

@@ -266,17 +266,10 @@ class _Tied(torch.nn.Module):
         return self.second(self.first(x))
 
 
-def _regression(reason: str) -> pytest.MarkDecorator:
-    """A ConfigurationError the removed fedbat_dp_local_train raised and the new route does not (yet)."""
-    return pytest.mark.xfail(strict=True, raises=AttributeError, reason=reason)
-
-
 @pytest.mark.parametrize(
     "overrides",
     [
-        pytest.param({"config": DpSgdConfig(1.0, 1.0, grad_sample_mode="ghost")}, marks=_regression(
-            "FedBatTrainer does not refuse ghost clipping (only FedBat.check does, for scenarios): Opacus fails "
-            "with AttributeError '_norm_sample' on the BAT layers")),
+        {"config": DpSgdConfig(1.0, 1.0, grad_sample_mode="ghost")},
         {"config": {"noise_multiplier": 1.0}},
         {"accountant_state": {"history": [("a", 1, 1)], "mechanism": "rdp"}},
         {"accountant_state": {"mechanism": "rdp"}},
@@ -292,8 +285,7 @@ def _regression(reason: str) -> pytest.MarkDecorator:
         {"alpha_clamp": (0.0, 0.1)},
         {"momentum": 1.0},
         {"weight_decay": -1.0},
-        pytest.param({"model": "mlp"}, marks=_regression(
-            "DpSgd.open validates task.model with Opacus before the trainer checks it is a torch.nn.Module")),
+        {"model": "mlp"},
         {"model": torch.nn.Sequential(torch.nn.Flatten(), torch.nn.ReLU())},
         {"model": torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Flatten())},
         {"model": torch.nn.Sequential(torch.nn.Flatten(), NonDynamicallyQuantizableLinear(64, 10))},
