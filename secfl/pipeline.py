@@ -3,6 +3,11 @@
 Read it left to right: each client's update passes through the stages (clip, noise, quantize ...),
 is weighted by its public relative weight, goes through the protocol's per-group secure sum, the
 server decodes each group's sum into a group mean, and the aggregator combines the group means.
+
+The checks read only the capabilities each component declares (``secfl.types.Stage``, ``SecureSum``,
+``Aggregator``); component-specific pairings (e.g. EWWA's stage and rule) are the components' own
+``check_pipeline``. Binding (stages to bounds and group sizes, the protocol to the ring) makes new
+objects: the components passed in are never modified.
 """
 
 from __future__ import annotations
@@ -16,12 +21,11 @@ import dp_accounting
 import numpy as np
 
 from secfl.aggregators import Mean
-from secfl.aggregators.chain import takes_ids
-from secfl.aggregators.ewwa import check_pairing
 from secfl.exceptions import ConfigurationError, IncompatibleStagesError, InsufficientParticipantsError
 from secfl.grouping import Individual
 from secfl.protocols import Plaintext
-from secfl.types import NO_DROPOUTS, Aggregator, Bounds, DropoutSchedule, Grouping, RoundResult, SecureSum, Stage, Update
+from secfl.types import (INPUT_KINDS, NO_DROPOUTS, Aggregator, Bounds, DropoutSchedule, Grouping, RoundResult,
+                         SecureSum, Stage, Update)
 
 
 @dataclass(frozen=True)
@@ -62,14 +66,21 @@ class Pipeline:
     its example count) would otherwise scale its sensitivity and leak through the group's total. So
     does a stage with ``uniform_weights = True`` (e.g. one that sends bits).
 
-    Distributed noise (``GaussianNoise(placement="distributed")``, ``DistributedDiscreteGaussian``)
-    protects a client against the server only inside a secure sum: over ``Plaintext`` with groups of
-    more than one client the pipeline refuses it unless the stage says ``trust="simulation"``.
+    Distributed noise (a stage with ``placement = "distributed"``: ``GaussianNoise``,
+    ``DistributedDiscreteGaussian``) protects a client against the server only inside a secure sum:
+    over a protocol that is not ``secure`` (``Plaintext``) with groups of more than one client the
+    pipeline refuses it unless the stage says ``trust="simulation"``.
+
+    The protocol is bound to the stages' output (``protocol.bind(bits=...)``, a new object); the
+    bound one is ``self.protocol``, the stages bound to their bounds and group sizes ``self.stages``.
 
     Raises:
         IncompatibleStagesError: the aggregator needs more inputs than the grouping yields, a
-            real-valued stage follows a ring stage, a stage cannot be sized (e.g. too few bits), or
-            distributed noise would go through ``Plaintext`` without ``trust="simulation"``.
+            real-valued stage follows a ring stage, a stage cannot be sized (e.g. too few bits), the
+            stages' output is not the protocol's ``input_kind`` (or is ``packed`` and the protocol
+            does not accept it), groups are smaller than the protocol's ``min_group_size``, a
+            component's ``check_pipeline`` refuses the others, or distributed noise would go through
+            a protocol that is not ``secure`` without ``trust="simulation"``.
         ConfigurationError: a component does not have the interface its slot needs.
     """
 
@@ -99,25 +110,26 @@ class Pipeline:
                 raise ConfigurationError(f"{value!r} cannot be used as a {slot}: it lacks the {kind.__name__} interface")
         self._check_groups()
         self.stages = self._bind(list(stages))
-        check_pairing(self.stages, self.aggregator, grouping=self.grouping)
+        for stage in self.stages:  # pairings the components own (e.g. EwwaContribution with Ewwa(mode="secure"))
+            stage.check_pipeline(self.stages, self.aggregator, self.grouping)
+        self.aggregator.check_pipeline(self.stages, self.grouping)
         self.private = not isinstance(self.dp_event(), dp_accounting.NoOpDpEvent)
         # DP stages and bit-level ring stages (which pack r = 1 as one bit) need every client to weigh 1
-        self.uniform = self.private or any(getattr(s, "uniform_weights", False) for s in self.stages)
-        self._check_protocol()
+        self.uniform = self.private or any(s.uniform_weights for s in self.stages)
+        self.protocol = self._bind_protocol(self.protocol)
         self._check_noise_trust()
 
     @property
     def secure_sum(self) -> bool:
-        """Whether the server sees only group sums (any protocol but ``Plaintext``, or groups of one)."""
-        return (not isinstance(self.protocol, Plaintext)
-                or self.grouping.max_group_size(self.clients_per_round) <= 1)
+        """Whether the server sees only group sums (a ``secure`` protocol, or groups of one)."""
+        return self.protocol.secure or self.grouping.max_group_size(self.clients_per_round) <= 1
 
     def _check_noise_trust(self) -> None:
         """Distributed noise over Plaintext is local DP at z / sqrt(m) against the server: only on request."""
         if self.secure_sum:
             return
         for stage in self.stages:
-            if (getattr(stage, "placement", None) == "distributed" and getattr(stage, "trust", None) == "secure_sum"
+            if (stage.placement == "distributed" and stage.trust == "secure_sum"
                     and not isinstance(stage.dp_event(), dp_accounting.NoOpDpEvent)):
                 size = self.grouping.max_group_size(self.clients_per_round)
                 raise IncompatibleStagesError(
@@ -139,32 +151,34 @@ class Pipeline:
                 f"{groups} group(s); {fix}, or use an aggregator that needs fewer inputs (e.g. Mean)"
             )
 
-    def _check_protocol(self) -> None:
-        """A secure protocol sums ring words only, in groups big enough to hide an individual input."""
+    def _bind_protocol(self, protocol: SecureSum) -> SecureSum:
+        """The protocol bound to the stages' output, after checking it sums that kind of input in
+        groups big enough to hide an individual one (a new object if binding changes anything)."""
         ring = bool(self.stages) and self.stages[-1].output == "ring"
-        if getattr(self.protocol, "needs_ring", False) and not ring:
+        kind = protocol.input_kind
+        if kind not in INPUT_KINDS:
+            raise ConfigurationError(f"{protocol!r} declares input_kind={kind!r}; it must be one of {INPUT_KINDS}")
+        if kind == "ring" and not ring:
             raise IncompatibleStagesError(
-                f"{self.protocol!r} sums ring elements: end the stages with Quantize "
+                f"{protocol!r} sums ring elements: end the stages with Quantize "
                 "(and put L2Clip before it to bound the values), or with BitPack for sign bits"
             )
-        if getattr(self.protocol, "needs_real", False) and ring:
-            raise IncompatibleStagesError(f"{self.protocol!r} sums real values: drop the ring stage (Quantize)")
-        if ring and hasattr(self.protocol, "for_ring"):  # e.g. HE lifts words to signed values mod 2^bits
-            if getattr(self.stages[-1], "packed", False):
-                raise IncompatibleStagesError(
-                    f"{self.stages[-1]!r} packs several fields per word and relies on word sums mod 2^32; "
-                    f"{self.protocol!r} needs each sum to fit the stage's bits: use Plaintext, SecAgg or SecAggPlus")
-            self.protocol = self.protocol.for_ring(self.stages[-1].bits)
-        need = getattr(self.protocol, "min_group_size", 1)
-        smallest = self.grouping.min_group_size(self.clients_per_round)
+        if kind == "real" and ring:
+            raise IncompatibleStagesError(f"{protocol!r} sums real values: drop the ring stage (Quantize)")
+        if ring and self.stages[-1].packed and not protocol.accepts_packed:
+            raise IncompatibleStagesError(
+                f"{self.stages[-1]!r} packs several fields per word and relies on word sums mod 2^32; "
+                f"{protocol!r} needs each sum to fit the stage's bits: use Plaintext, SecAgg or SecAggPlus")
+        bound = protocol.bind(bits=self.stages[-1].bits if ring else None)  # e.g. HE: signed values mod 2^bits
+        need, smallest = bound.min_group_size, self.grouping.min_group_size(self.clients_per_round)
         if smallest < need:
             raise IncompatibleStagesError(
-                f"{self.protocol!r} needs groups of >= {need} clients but {self.grouping!r} over "
+                f"{bound!r} needs groups of >= {need} clients but {self.grouping!r} over "
                 f"{self.clients_per_round} clients makes groups of {smallest}; use larger buckets or one_group"
             )
-        if hasattr(self.protocol, "params"):  # parameters (and their overrides) for every group size used
-            for size in {smallest, self.grouping.max_group_size(self.clients_per_round)}:
-                self.protocol.params(size)
+        for size in {smallest, self.grouping.max_group_size(self.clients_per_round)}:
+            bound.check_group_size(size)  # parameters (and their overrides) for every group size used
+        return bound
 
     def _bind(self, stages: list[Stage]) -> list[Stage]:
         bound, out, in_ring = Bounds.UNBOUNDED, [], False
@@ -187,7 +201,7 @@ class Pipeline:
     @property
     def min_clients(self) -> int:
         """The fewest clients a round can have: enough groups for the aggregator, big enough for the protocol."""
-        need = getattr(self.protocol, "min_group_size", 1)
+        need = self.protocol.min_group_size
         for n in range(1, self.clients_per_round + 1):
             if (self.grouping.num_groups(n) >= self.aggregator.min_inputs
                     and self.grouping.min_group_size(n) >= need):
@@ -216,10 +230,9 @@ class Pipeline:
             event = stage.dp_event(contributors, shares)
             if isinstance(event, dp_accounting.NoOpDpEvent):
                 continue
-            placement = getattr(stage, "placement", None)
-            if placement == "central":
+            if stage.placement == "central":
                 event = dp_accounting.NonPrivateDpEvent()
-            elif placement == "distributed" and not self.secure_sum:
+            elif stage.placement == "distributed" and not self.secure_sum:
                 event = stage.dp_event(1, shares)  # the server sees the upload: one share of the noise
             events.append(event)
         if not events:
@@ -256,16 +269,27 @@ class Pipeline:
         return update.replace(values.astype(np.float32))
 
     def run_round(
-        self, updates: Sequence[Update], *, rng: np.random.Generator, dropouts: DropoutSchedule = NO_DROPOUTS
+        self, updates: Sequence[Update], *, rng: np.random.Generator, dropouts: DropoutSchedule = NO_DROPOUTS,
+        reference: np.ndarray | None = None,
     ) -> RoundOutput:
         """Encode every update, securely sum per group, decode, aggregate.
 
+        ``reference``: the server's own update of this round (e.g. FLTrust's g0, shape [d]), passed as
+        ``reference=`` to an aggregator that declares ``needs_reference``; other aggregators never see it.
+
         Raises:
-            ConfigurationError: more clients than ``clients_per_round``, or a non-finite update.
+            ConfigurationError: more clients than ``clients_per_round``, a non-finite update, or no
+                ``reference`` for an aggregator that needs one.
             InsufficientParticipantsError: fewer surviving groups than the aggregator needs.
             ProtocolError: from the protocol (dropouts below its threshold, bad messages ...).
         """
         start = time.perf_counter()
+        needs_reference = self.aggregator.needs_reference
+        if needs_reference and reference is None:
+            raise ConfigurationError(
+                f"{self.aggregator!r} needs the server's reference update of the round: pass "
+                "run_round(..., reference=g0), g0 of shape [d] (e.g. the server's update on its root data)"
+            )
         if len(updates) > self.clients_per_round:
             raise ConfigurationError(
                 f"round has {len(updates)} clients but the pipeline was built for at most {self.clients_per_round}"
@@ -300,7 +324,9 @@ class Pipeline:
             )
         group_means, group_weights_arr = np.stack(means), np.asarray(group_weights)
         extra = {"ids": [alive[0] if len(alive) == 1 else tuple(alive) for alive in result.survivors]} \
-            if takes_ids(self.aggregator) else {}
+            if self.aggregator.takes_ids else {}
+        if needs_reference:
+            extra["reference"] = reference
         aggregate = self.aggregator(group_means, weights=group_weights_arr, **extra)
         measurements = dict(result.measurements)
         for stage in self.stages:

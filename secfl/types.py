@@ -13,7 +13,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from secfl.exceptions import ConfigurationError
+from secfl.exceptions import ConfigurationError, IncompatibleStagesError
 
 __all__ = [
     "Update",
@@ -24,6 +24,9 @@ __all__ = [
     "RoundResult",
     "Stage",
     "SecureSum",
+    "BaseSecureSum",
+    "INPUT_KINDS",
+    "PreAggregator",
     "Aggregator",
     "Grouping",
 ]
@@ -150,10 +153,33 @@ class Stage(Protocol):
     Inside a Pipeline, ring stages (and every ``decode``) see the client's relative weight appended
     as the last coordinate: ``[r x, r]`` on the client, ``[sum r x, sum r]`` on the server. A stage
     that treats coordinates differently (noise, rotation) leaves that last coordinate exact.
+
+    Capabilities (declared, never probed; ``secfl.stages.BaseStage`` gives every default):
+        output: ``"real"`` (float32; default) or ``"ring"`` (Z_2^b in uint32/uint64 words).
+        uniform_weights: True if every client must weigh 1 (e.g. a stage that sends the weight as one
+            bit); the pipeline then gives every client the relative weight 1. Default False.
+        placement: where the stage's DP noise is added: ``"client"`` (each client, in full),
+            ``"distributed"`` (split over the clients of a group), ``"central"`` (by the server,
+            at decode), or None (no noise; default).
+        trust: distributed noise only: ``"secure_sum"`` (its shares protect a client only inside a
+            secure sum: the pipeline refuses it over a protocol that is not ``secure``) or
+            ``"simulation"`` (run in the clear knowingly). None for a stage without noise (default).
+        packed: a ring stage packing several fields per word, relying on word sums mod the word size
+            (only a protocol with ``accepts_packed`` carries it). Default False.
+        bits: a ring stage's ring Z_2^bits once bound (a non-packed stage's group sums fit it): what
+            the pipeline binds the protocol to. Read for ring stages only; default None.
+        check_pipeline(stages, aggregator, grouping): raise IncompatibleStagesError if the stage
+            cannot work with the rest of the pipeline (e.g. a stage whose decode only one aggregator
+            understands); a no-op by default.
     """
 
     name: ClassVar[str]
-    output: ClassVar[str]  # "real" (float32) or "ring" (Z_2^b in uint32/uint64 words)
+    output: ClassVar[str]
+    uniform_weights: bool
+    placement: str | None
+    trust: str | None
+    packed: bool
+    bits: int | None
 
     def encode(self, update: Update, *, rng: np.random.Generator) -> Update: ...
     def decode(self, total: np.ndarray, *, count: int) -> np.ndarray: ...
@@ -162,14 +188,39 @@ class Stage(Protocol):
     def value_bound(self, bound_in: Bounds) -> Bounds: ...
     def bind(self, *, bound_in: Bounds, group_size: int, min_group_size: int | None = None) -> Stage: ...
     def measurements(self) -> dict[str, float]: ...
+    def check_pipeline(self, stages: Sequence[Stage], aggregator: Aggregator,
+                       grouping: Grouping | None = None) -> None: ...
+
+
+INPUT_KINDS = ("ring", "real", "any")
 
 
 @runtime_checkable
 class SecureSum(Protocol):
-    """A secure-sum protocol: one sum per group over the survivors, never an individual input."""
+    """A secure-sum protocol: one sum per group over the survivors, never an individual input.
+
+    Capabilities (declared, never probed; ``BaseSecureSum`` gives every default):
+        input_kind: what it sums: ``"ring"`` (words of a ring stage), ``"real"`` (float32 values) or
+            ``"any"`` (default).
+        min_group_size: the smallest group it may sum (default 1).
+        secure: True if the server learns only group sums, never an upload. Default False (the
+            conservative answer: distributed noise over it needs ``trust="simulation"``).
+        accepts_packed: True if ring words are summed mod the word size, so a ``packed`` stage's
+            fields add up (default); False if each sum must fit the ring stage's ``bits`` (HE).
+        bind(bits=...): the protocol configured for the stages' output (``bits``: the ring stage's
+            width, None for real values), a NEW object whenever anything changes: ``self`` is never
+            modified. Default: ``self``.
+        check_group_size(size): raise ConfigurationError if groups of ``size`` clients cannot be
+            summed (parameters derived and overrides checked for that size); by default only
+            ``min_group_size`` is checked.
+    """
 
     name: ClassVar[str]
     stages: ClassVar[tuple[str, ...]]
+    input_kind: str
+    min_group_size: int
+    secure: bool
+    accepts_packed: bool
 
     def run(
         self,
@@ -178,6 +229,26 @@ class SecureSum(Protocol):
         groups: Sequence[Sequence[int]],
         dropouts: DropoutSchedule = NO_DROPOUTS,
     ) -> RoundResult: ...
+    def bind(self, *, bits: int | None = None) -> SecureSum: ...
+    def check_group_size(self, size: int) -> None: ...
+
+
+class BaseSecureSum:
+    """Defaults of every ``SecureSum`` capability: a protocol overrides only what differs."""
+
+    input_kind: ClassVar[str] = "any"
+    min_group_size: ClassVar[int] = 1
+    secure: ClassVar[bool] = False
+    accepts_packed: ClassVar[bool] = True
+
+    def bind(self, *, bits: int | None = None) -> BaseSecureSum:
+        """The protocol for the stages' output (``bits``: the ring's width, or None): unchanged by default."""
+        return self
+
+    def check_group_size(self, size: int) -> None:
+        """Raise IncompatibleStagesError if ``size`` is below ``min_group_size``."""
+        if size < self.min_group_size:
+            raise IncompatibleStagesError(f"{self!r} needs groups of >= {self.min_group_size} clients, got {size}")
 
 
 @runtime_checkable
@@ -193,12 +264,28 @@ class PreAggregator(Protocol):
 
 @runtime_checkable
 class Aggregator(Protocol):
-    """A rule over vectors [n, d] -> [d]; hyper-parameters in __init__, data in __call__."""
+    """A rule over vectors [n, d] -> [d]; hyper-parameters in __init__, data in __call__.
+
+    Capabilities (declared, never probed; ``secfl.aggregators.BaseAggregator`` gives every default):
+        min_inputs: the fewest rows it accepts (default 1).
+        takes_ids: True if the call takes ``ids=`` (one client id, or a tuple of a group's ids, per
+            row) to key per-client state. Default False.
+        needs_reference: True if the call needs ``reference=`` (the server's own update of the round,
+            e.g. FLTrust's g0; the pipeline forwards ``run_round(reference=...)``). Default False.
+        needs_stage: the ``name`` of the client stage whose encoding the rows must carry (its
+            partner stage checks this), or None for plain group means (default).
+        check_pipeline(stages, grouping): raise IncompatibleStagesError if the rule cannot work with
+            these stages or this grouping (None: check the stages only); a no-op by default.
+    """
 
     name: ClassVar[str]
     min_inputs: int
+    takes_ids: bool
+    needs_reference: bool
+    needs_stage: str | None
 
     def __call__(self, vectors: np.ndarray, *, weights: np.ndarray | None = None) -> np.ndarray: ...
+    def check_pipeline(self, stages: Sequence[Stage], grouping: Grouping | None = None) -> None: ...
 
 
 @runtime_checkable

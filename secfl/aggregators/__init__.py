@@ -2,8 +2,10 @@
 
 Pre-aggregators (``StaticClip``, ``AdaptiveClip``, ``NearestNeighborMixing``) map [n, d] -> [n, d]
 and go in front of a rule through ``Chain(rule, pre=[...])`` (scenario key ``pre = [...]``).
+A third-party rule inherits ``BaseAggregator`` for the defaults of the declared capabilities.
 """
 
+from secfl.aggregators.base import BaseAggregator
 from secfl.aggregators.bulyan import Bulyan
 from secfl.aggregators.centered_clip import CenteredClip
 from secfl.aggregators.chain import Chain
@@ -22,5 +24,5 @@ from secfl.aggregators.trimmed_mean import TrimmedMean
 
 __all__ = [
     "Mean", "Median", "TrimmedMean", "Krum", "MultiKrum", "GeometricMedian", "Bulyan", "CenteredClip", "DnC",
-    "FLTrust", "MajorityVote", "NearestNeighborMixing", "StaticClip", "AdaptiveClip", "Ewwa", "Chain",
+    "FLTrust", "MajorityVote", "NearestNeighborMixing", "StaticClip", "AdaptiveClip", "Ewwa", "Chain", "BaseAggregator",
 ]

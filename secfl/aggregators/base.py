@@ -1,10 +1,33 @@
-"""Input checks shared by every aggregator."""
+"""What every aggregator shares: the defaults of its declared capabilities, and the input checks."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from secfl.exceptions import ConfigurationError, IncompatibleStagesError
+
+if TYPE_CHECKING:
+    from secfl.types import Grouping, Stage
+
+
+class BaseAggregator:
+    """Defaults of every ``Aggregator`` capability (``secfl.types.Aggregator`` documents each).
+
+    A rule over plain group means: at least one input, no ids, no server reference, no partner stage,
+    nothing to check against the pipeline. A rule overrides only what differs.
+    """
+
+    name: ClassVar[str]
+    min_inputs: int = 1
+    takes_ids: ClassVar[bool] = False
+    needs_reference: ClassVar[bool] = False
+    needs_stage: ClassVar[str | None] = None
+
+    def check_pipeline(self, stages: Sequence[Stage], grouping: Grouping | None = None) -> None:
+        """Raise IncompatibleStagesError if the rule cannot work with these stages or grouping (no-op)."""
 
 
 def check_inputs(

@@ -6,13 +6,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from secfl.aggregators.base import check_inputs
+from secfl.aggregators.base import BaseAggregator, check_inputs
 from secfl.aggregators.distances import squared_distances
 from secfl.aggregators.krum import krum_scores
 from secfl.exceptions import ConfigurationError
 
 
-class Bulyan:
+class Bulyan(BaseAggregator):
     """out_j = mean of the β values x_ij (i ∈ S) closest to median_{i ∈ S} x_ij.
 
     Selection: S starts empty and R = all rows; θ = n − 2f times, the Krum winner of R (score =

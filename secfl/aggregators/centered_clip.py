@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from secfl.aggregators.base import check_inputs
+from secfl.aggregators.base import BaseAggregator, check_inputs
 from secfl.exceptions import ConfigurationError
 
 _STARTS = ("median", "zero")
@@ -42,7 +42,7 @@ def _coordinate_median(vectors: np.ndarray, weights: np.ndarray | None) -> np.nd
     return out
 
 
-class CenteredClip:
+class CenteredClip(BaseAggregator):
     """v_{t+1} = v_t + sum_i w_i (x_i - v_t) min(1, tau / ||x_i - v_t||) / sum_i w_i, L times.
 
     Stateless: every call starts afresh from v_0 = the coordinate-wise median of the rows

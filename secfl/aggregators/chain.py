@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from secfl.aggregators.base import BaseAggregator
 from secfl.exceptions import ConfigurationError
 from secfl.types import Aggregator, PreAggregator
+
+if TYPE_CHECKING:
+    from secfl.types import Grouping, Stage
 
 
 def is_pre(component: object) -> bool:
     """True for a pre-aggregator ([n, d] -> [n, d]), False for a rule ([n, d] -> [d])."""
-    return bool(getattr(component, "pre", False))
+    return isinstance(component, PreAggregator) and bool(component.pre)
 
 
-def takes_ids(rule: object) -> bool:
-    """True if the rule keys per-client state by id (its call accepts ``ids=``)."""
-    if isinstance(rule, Chain):
-        return takes_ids(rule.rule)
-    return "ids" in inspect.signature(rule.__call__).parameters
-
-
-class Chain:
+class Chain(BaseAggregator):
     """Apply the pre-aggregators in order, then the rule; weights pass through unchanged.
 
     Args:
@@ -32,7 +28,9 @@ class Chain:
         pre: pre-aggregators applied first, in order (e.g. ``[StaticClip(2.0), NearestNeighborMixing(1)]``).
 
     Guarantee: whatever the rule guarantees on the transformed inputs; min_inputs is the largest
-    requirement of the chain. Inputs are never modified (every component copies).
+    requirement of the chain. Inputs are never modified (every component copies). The rule's other
+    capabilities (``takes_ids``, ``needs_reference``, ``needs_stage``, ``check_pipeline``) are the
+    chain's, and keyword arguments of a call (``ids=``, ``reference=``) go to the rule.
 
     References: Allouah et al., Fixing by Mixing, AISTATS 2023 (NNM in front of a rule); ByzFL's
         RobustAggregator (pre-aggregators then a rule).
@@ -48,6 +46,21 @@ class Chain:
                 raise ConfigurationError(f"{component!r} in pre=[...] is not a pre-aggregator")
         self.rule, self.pre = rule, tuple(pre)
         self.min_inputs = max([rule.min_inputs, *(p.min_inputs for p in self.pre)])
+
+    @property
+    def takes_ids(self) -> bool:
+        return self.rule.takes_ids
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.rule.needs_reference
+
+    @property
+    def needs_stage(self) -> str | None:
+        return self.rule.needs_stage
+
+    def check_pipeline(self, stages: Sequence[Stage], grouping: Grouping | None = None) -> None:
+        self.rule.check_pipeline(stages, grouping)
 
     def __call__(self, vectors: np.ndarray, *, weights: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
         for component in self.pre:

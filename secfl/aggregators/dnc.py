@@ -9,11 +9,11 @@ from typing import ClassVar
 import numpy as np
 import scipy.linalg
 
-from secfl.aggregators.base import check_inputs
+from secfl.aggregators.base import BaseAggregator, check_inputs
 from secfl.exceptions import ConfigurationError
 
 
-class DnC:
+class DnC(BaseAggregator):
     """The (weighted) mean of the rows that survive every filtering iteration.
 
     Each iteration: sample b = min(sub_dim, d) coordinates without replacement, centre the

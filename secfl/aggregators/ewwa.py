@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from secfl.aggregators.base import check_inputs
+from secfl.aggregators.base import BaseAggregator, check_inputs
 from secfl.exceptions import ConfigurationError, IncompatibleStagesError
 from secfl.stages.ewwa import (VARIANTS, EwwaContribution, adaptive_contribution, check_hyperparameters,
                                second_moment)
+
+if TYPE_CHECKING:
+    from secfl.types import Aggregator, Grouping, Stage
 
 __all__ = ["Ewwa", "MODES", "VARIANTS", "adaptive_contribution", "check_hyperparameters", "check_pairing"]
 
@@ -37,7 +40,7 @@ MODES = ("paper", "code", "secure")
 LOG_FLOOR = 1e-8  # the official code's additive constant after the log-shift
 
 
-class Ewwa:
+class Ewwa(BaseAggregator):
     """EWWA-FL: out = sum_c p_c ⊙ x_c with element-wise weights p_c >= 0, sum_c p_c = 1 per element.
 
     Args:
@@ -74,8 +77,8 @@ class Ewwa:
     softmax-weighted average sum_c (r_c e_c / sum r e) ⊙ x_c; this mode averages those group results
     like ``Mean`` (weights honoured; the hyper-parameters here are unused: the stage's govern). It is
     exact with ``OneGroup``; with buckets it is the weighted mean of per-bucket softmax averages;
-    with ``Individual`` it is plain FedAvg (rejected by ``check_pairing``). It needs that stage:
-    ``check_stages`` / ``check_pairing`` raise IncompatibleStagesError without it.
+    with ``Individual`` it is plain FedAvg (rejected by ``check_pipeline``). It needs that stage
+    (``needs_stage`` is ``"ewwa"``): ``check_pipeline`` raises IncompatibleStagesError without it.
 
     State: the server-side moments live in this object, so one instance is one training run: create a
     new instance (or call ``reset()``) for another run. A change of the vector length is an error.
@@ -91,6 +94,7 @@ class Ewwa:
 
     name: ClassVar[str] = "ewwa"
     min_inputs: int = 1
+    takes_ids: ClassVar[bool] = True  # paper mode keys moments by client id
 
     def __init__(self, mode: str = "paper", beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  scale: float = 1.0, variant: str = "adam") -> None:
@@ -115,7 +119,41 @@ class Ewwa:
         """True if the rows must be single clients identified by ``ids`` (paper mode)."""
         return self.mode == "paper"
 
-    def check_stages(self, stages: Sequence[object]) -> None:
+    @property
+    def needs_stage(self) -> str | None:
+        """``"ewwa"`` in the secure mode: the rows must come from ``EwwaContribution``; None otherwise."""
+        return EwwaContribution.name if self.mode == "secure" else None
+
+    def check_pipeline(self, stages: Sequence[Stage], grouping: Grouping | None = None) -> None:
+        """Raise IncompatibleStagesError if ``stages`` or ``grouping`` do not fit this mode.
+
+        The secure mode averages group results that are only EWWA-weighted if ``EwwaContribution``
+        produced them; with ``grouping`` (None: the stages only), ``"paper"``/``"code"`` need one client
+        per row (``Individual``) and ``"secure"`` needs groups of several clients (with ``Individual``
+        each softmax is over one client: plain FedAvg). The stage checks its side itself.
+        """
+        secure = self.mode == "secure"
+        if secure and not any(isinstance(stage, EwwaContribution) for stage in stages):
+            raise IncompatibleStagesError(
+                "Ewwa(mode='secure') averages group results that the EwwaContribution stage must have weighted "
+                "on the clients; add EwwaContribution(...) to the stages (before Quantize), or use "
+                "Ewwa(mode='paper') without secure aggregation"
+            )
+        if grouping is None:
+            return
+        individual = grouping.name == "individual"
+        if secure and individual:
+            raise IncompatibleStagesError(
+                "Ewwa(mode='secure') with Individual grouping takes each softmax over a single client, which is "
+                "plain FedAvg; use one_group (exact) or buckets"
+            )
+        if not secure and not individual:
+            raise IncompatibleStagesError(
+                f"Ewwa(mode={self.mode!r}) keeps per-client state and needs one client per row, but {grouping!r} "
+                "mixes clients; use Individual grouping, or Ewwa(mode='secure') with EwwaContribution"
+            )
+
+    def check_stages(self, stages: Sequence[Stage]) -> None:
         """Raise IncompatibleStagesError if ``stages`` do not pair with this mode (see ``check_pairing``)."""
         check_pairing(stages, self)
 
@@ -183,46 +221,16 @@ class Ewwa:
                 f"scale={self.scale}, variant={self.variant!r})")
 
 
-def check_pairing(stages: Sequence[object], aggregator: object, grouping: object | None = None) -> None:
-    """Check that ``EwwaContribution`` and ``Ewwa(mode="secure")`` come together (a no-op otherwise).
+def check_pairing(stages: Sequence[Stage], aggregator: Aggregator, grouping: Grouping | None = None) -> None:
+    """Run the pairing checks a Pipeline runs: every stage's ``check_pipeline``, then the aggregator's.
 
-    The stage turns each update into [e ⊙ x, e] and its decode yields each group's softmax-weighted
-    average, which only the secure mode's averaging expects; the secure mode in turn averages group
-    results that are only EWWA-weighted if that stage produced them. With ``grouping`` also check it:
-    ``"paper"``/``"code"`` modes need one client per row (``Individual``), and the ``"secure"`` mode
-    needs groups of several clients (with ``Individual`` each softmax is over one client: plain FedAvg).
+    For EWWA: ``EwwaContribution`` and ``Ewwa(mode="secure")`` must come together (see
+    ``Ewwa.check_pipeline`` and ``EwwaContribution.check_pipeline``); a no-op for other components.
 
     Raises:
         IncompatibleStagesError: the stage without the secure mode, the secure mode without the stage,
             the stage twice, or a grouping that does not fit the mode.
     """
-    rule = getattr(aggregator, "rule", aggregator)  # look through a Chain of pre-aggregators
-    count = sum(isinstance(stage, EwwaContribution) for stage in stages)
-    secure = isinstance(rule, Ewwa) and rule.mode == "secure"
-    if count > 1:
-        raise IncompatibleStagesError("EwwaContribution appears more than once in the stages; keep one")
-    if count and not secure:
-        raise IncompatibleStagesError(
-            f"EwwaContribution sends [e*x, e] and decodes each group into its softmax-weighted average, "
-            f"which only Ewwa(mode='secure') expects, not {aggregator!r}; use aggregator "
-            "{ kind = \"ewwa\", mode = \"secure\" } or drop the EwwaContribution stage"
-        )
-    if secure and not count:
-        raise IncompatibleStagesError(
-            "Ewwa(mode='secure') averages group results that the EwwaContribution stage must have weighted "
-            "on the clients; add EwwaContribution(...) to the stages (before Quantize), or use "
-            "Ewwa(mode='paper') without secure aggregation"
-        )
-    if grouping is None or not isinstance(rule, Ewwa):
-        return
-    individual = getattr(grouping, "name", None) == "individual"
-    if secure and individual:
-        raise IncompatibleStagesError(
-            "Ewwa(mode='secure') with Individual grouping takes each softmax over a single client, which is "
-            "plain FedAvg; use one_group (exact) or buckets"
-        )
-    if not secure and not individual:
-        raise IncompatibleStagesError(
-            f"Ewwa(mode={rule.mode!r}) keeps per-client state and needs one client per row, but {grouping!r} "
-            "mixes clients; use Individual grouping, or Ewwa(mode='secure') with EwwaContribution"
-        )
+    for stage in stages:
+        stage.check_pipeline(stages, aggregator, grouping)
+    aggregator.check_pipeline(stages, grouping)

@@ -6,18 +6,30 @@ from typing import ClassVar
 
 import numpy as np
 
-from secfl.aggregators.base import check_inputs
+from secfl.aggregators.base import BaseAggregator, check_inputs
 from secfl.exceptions import ConfigurationError
 
 _TINY_NORM = 1e-150  # below this a row's squared entries may have underflowed
 
 
-class FLTrust:
+def _checked(reference: np.ndarray, where: str) -> np.ndarray:
+    """A read-only float64 copy of ``reference``, or ConfigurationError if it is not a finite vector [d]."""
+    reference = np.array(reference, dtype=np.float64)  # a private copy
+    if reference.ndim != 1 or reference.shape[0] == 0 or not np.all(np.isfinite(reference)):
+        raise ConfigurationError(f"{where}: must be a finite vector of shape [d], got shape {reference.shape}")
+    reference.setflags(write=False)
+    return reference
+
+
+class FLTrust(BaseAggregator):
     """Σ_i TS_i · (||g0|| / ||x_i||) x_i / Σ_i TS_i, with TS_i = ReLU(cos(x_i, g0)).
 
-    g0 is the server's reference update, computed on its small clean root dataset each round; set
-    it through the constructor or ``with_reference(g0)``, which returns a new configured instance
-    (the rule itself is stateless). Every client update is rescaled to ||g0|| before averaging.
+    g0 is the server's reference update, computed on its small clean root dataset each round; pass it
+    at call time, ``rule(vectors, reference=g0)`` (a Pipeline forwards ``run_round(..., reference=g0)``),
+    or fix it through the constructor or ``with_reference(g0)``, which returns a new configured
+    instance (the rule itself is stateless). ``needs_reference`` is True exactly when no reference is
+    fixed; giving one at call time to an instance with a fixed one is an error (which would win is
+    ambiguous). Every client update is rescaled to ||g0|| before averaging.
     Conventions pinned here: a zero row, or a zero g0, has trust 0 (the cosine is undefined; the
     original code reaches the same value through a +1e-9 in its denominators); when every trust
     score is 0 the output is the zero vector (no update this round). Weights are validated but
@@ -25,7 +37,7 @@ class FLTrust:
 
     Args:
         reference: g0, shape [d], finite; it is copied, so later changes to the caller's array
-            have no effect. Calling the rule without one raises ConfigurationError.
+            have no effect. Calling the rule without one (here or at call time) raises ConfigurationError.
 
     Guarantee: the output is a convex combination of vectors of norm ||g0||, so ||out|| <= ||g0||
         whatever the number of malicious clients; an update at an angle >= 90° from g0 (e.g. a
@@ -44,14 +56,12 @@ class FLTrust:
         if isinstance(root_size, bool) or not isinstance(root_size, int) or root_size < 1:
             raise ConfigurationError(f"FLTrust(root_size={root_size!r}): must be an int >= 1")
         self.root_size = root_size  # the engine's root dataset: this many training examples held by the server
-        if reference is not None:
-            reference = np.array(reference, dtype=np.float64)  # a private copy
-            if reference.ndim != 1 or reference.shape[0] == 0 or not np.all(np.isfinite(reference)):
-                raise ConfigurationError(
-                    f"FLTrust(reference=...): must be a finite vector of shape [d], got shape {reference.shape}"
-                )
-            reference.setflags(write=False)
-        self.reference = reference
+        self.reference = None if reference is None else _checked(reference, "FLTrust(reference=...)")
+
+    @property
+    def needs_reference(self) -> bool:
+        """True if each call needs ``reference=g0`` (no reference was fixed at construction)."""
+        return self.reference is None
 
     def with_reference(self, reference: np.ndarray) -> FLTrust:
         """A new FLTrust using ``reference`` as the server update g0 (this instance is unchanged)."""
@@ -59,14 +69,20 @@ class FLTrust:
             raise ConfigurationError("FLTrust.with_reference(None): pass the server's update g0 of shape [d]")
         return FLTrust(reference, self.root_size)
 
-    def __call__(self, vectors: np.ndarray, *, weights: np.ndarray | None = None) -> np.ndarray:
-        if self.reference is None:
+    def __call__(self, vectors: np.ndarray, *, weights: np.ndarray | None = None,
+                 reference: np.ndarray | None = None) -> np.ndarray:
+        if reference is not None and self.reference is not None:
             raise ConfigurationError(
-                "FLTrust has no server reference update g0: build it with FLTrust(reference=g0) "
-                "or use rule.with_reference(g0) each round"
+                f"{self!r} has a fixed reference update g0 and takes none per call; build FLTrust() without "
+                "reference=... to pass g0 each round"
+            )
+        if reference is None and self.reference is None:
+            raise ConfigurationError(
+                "FLTrust has no server reference update g0: pass it each round (rule(vectors, reference=g0), "
+                "Pipeline.run_round(..., reference=g0)) or build it with FLTrust(reference=g0)"
             )
         vectors, _ = check_inputs(self.name, self.min_inputs, vectors, weights)
-        g0 = self.reference
+        g0 = self.reference if reference is None else _checked(reference, "FLTrust(..., reference=...)")
         if vectors.shape[1] != g0.shape[0]:
             raise ConfigurationError(
                 f"FLTrust reference has d={g0.shape[0]} but the updates have d={vectors.shape[1]}; "

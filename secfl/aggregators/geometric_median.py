@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from secfl.aggregators.base import check_inputs
+from secfl.aggregators.base import BaseAggregator, check_inputs
 from secfl.exceptions import ConfigurationError
 
 _CHUNK_BYTES = 1 << 26  # columns per chunk of the explicit centring pass: about 64 MB of rows at a time
@@ -44,7 +44,7 @@ def _centered_gram(vectors: np.ndarray, coef: np.ndarray) -> np.ndarray:
     return centred
 
 
-class GeometricMedian:
+class GeometricMedian(BaseAggregator):
     """argmin_z sum_i w_i max(||x_i - z||_2, nu), by smoothed Weiszfeld iterations.
 
     From z_0 = sum_i w_i x_i / sum_i w_i (the weighted mean), repeat

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from secfl.aggregators.base import check_inputs
+from secfl.aggregators.base import BaseAggregator, check_inputs
 from secfl.aggregators.distances import squared_distances
 from secfl.exceptions import ConfigurationError
 
@@ -51,7 +51,7 @@ def krum_scores(sq_dists: np.ndarray, k: int) -> np.ndarray:
     return np.sort(others, axis=1)[:, :k].sum(axis=1)
 
 
-class Krum:
+class Krum(BaseAggregator):
     """x_{i*} with i* = argmin_i score_i, score_i = Σ_{j ∈ N_i} ||x_i − x_j||².
 
     N_i is the set of the n − f − 2 rows closest to x_i among the OTHER rows (Blanchard et al.).

@@ -6,12 +6,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from secfl.aggregators.base import check_inputs
+from secfl.aggregators.base import BaseAggregator, check_inputs
 
 _CHUNK_BYTES = 1 << 22  # about 4 MB of rows per chunk: the sign temporary stays in cache
 
 
-class MajorityVote:
+class MajorityVote(BaseAggregator):
     """out_j = sign(sum_i w_i sign(x_ij)), in {-1, 0, +1}; 0 on an exact tie (and where all x_ij = 0).
 
     Meant for sign / binarized updates (signSGD): a zero coordinate abstains. A tie is exact in

@@ -6,10 +6,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from secfl.aggregators.base import check_inputs
+from secfl.aggregators.base import BaseAggregator, check_inputs
 
 
-class Mean:
+class Mean(BaseAggregator):
     """sum_i w_i x_i / sum_i w_i (plain mean without weights).
 
     Guarantee: none against Byzantine inputs (one input moves the result arbitrarily far); it is

@@ -6,11 +6,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from secfl.aggregators.base import check_inputs
+from secfl.aggregators.base import BaseAggregator, check_inputs
 from secfl.exceptions import ConfigurationError
 
 
-class Median:
+class Median(BaseAggregator):
     """out_j = median_i x_ij (weights are ignored: the rule is rank-based).
 
     Args:

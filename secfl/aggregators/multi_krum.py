@@ -6,13 +6,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from secfl.aggregators.base import check_inputs
+from secfl.aggregators.base import BaseAggregator, check_inputs
 from secfl.aggregators.distances import squared_distances
 from secfl.aggregators.krum import check_neighbours, krum_min_inputs, krum_scores, neighbour_count
 from secfl.exceptions import ConfigurationError
 
 
-class MultiKrum:
+class MultiKrum(BaseAggregator):
     """Σ_{i ∈ S} w_i x_i / Σ_{i ∈ S} w_i, S = the m rows with the smallest Krum scores.
 
     score_i = Σ_{j ∈ N_i} ||x_i − x_j||², N_i the n − f − 2 rows closest to x_i among the other

@@ -6,11 +6,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from secfl.aggregators.base import check_inputs
+from secfl.aggregators.base import BaseAggregator, check_inputs
 from secfl.exceptions import ConfigurationError
 
 
-class TrimmedMean:
+class TrimmedMean(BaseAggregator):
     """out_j = (1 / (n - 2f)) * sum of the n - 2f middle values of {x_1j, ..., x_nj}.
 
     Per coordinate, the f largest and the f smallest values are dropped and the rest averaged

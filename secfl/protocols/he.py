@@ -52,13 +52,13 @@ from secfl.protocols import he_messages as m
 from secfl.protocols.directory import Identities, KeyDirectory
 from secfl.protocols.he_params import DEFAULT_PLAIN_MODULUS, HeGroupParams, HeParams
 from secfl.protocols.rounds import check_round
-from secfl.types import NO_DROPOUTS, DropoutSchedule, RoundResult, ServerView, Update
+from secfl.types import NO_DROPOUTS, BaseSecureSum, DropoutSchedule, RoundResult, ServerView, Update
 
 MAX_ID = 2**32 - 1
 STAGES = ("upload",)
 
 
-class HeSum:
+class HeSum(BaseSecureSum):
     """Secure sum by homomorphic encryption: a separate key holder decrypts group sums only.
 
     Args:
@@ -68,7 +68,7 @@ class HeSum:
         plain_modulus: BFV's t, a prime = 1 mod 2N (ignored for CKKS).
         scale_bits: CKKS's log2 scale, below the data prime (ignored for BFV).
         grid_bits: CKKS: decrypted sums are rounded to multiples of 2^-grid_bits (ignored for BFV).
-        bits: BFV: inputs are words holding v mod 2^bits (default: the word size); see ``for_ring``.
+        bits: BFV: inputs are words holding v mod 2^bits (default: the word size); see ``bind``.
         threads: TenSEAL threads for every context.
         min_contributors: the fewest uploads a group sum may hold (>= 2); a group with fewer after
             dropouts fails the round, and the pipeline refuses groupings with smaller groups. The key
@@ -95,8 +95,9 @@ class HeSum:
     name: ClassVar[str] = "he"
     stages: ClassVar[tuple[str, ...]] = STAGES
     input_stage: ClassVar[str] = "upload"
-    needs_ring: bool
-    needs_real: bool
+    input_kind: str  # "ring" (BFV) or "real" (CKKS)
+    secure: ClassVar[bool] = True
+    accepts_packed: ClassVar[bool] = False  # each group sum must fit the ring stage's bits
 
     def __init__(self, scheme: str = "bfv", *, poly_modulus_degree: int = 8192,
                  coeff_mod_bit_sizes: Sequence[int] = (60, 40), plain_modulus: int = DEFAULT_PLAIN_MODULUS,
@@ -113,9 +114,9 @@ class HeSum:
             raise ConfigurationError(f"HeSum(min_contributors={min_contributors!r}) must be an int >= 2: the key "
                                      "holder must never decrypt a single client's upload")
         self.min_group_size = self.min_contributors = min_contributors
-        self.needs_ring, self.needs_real = bfv, not bfv
+        self.input_kind = "ring" if bfv else "real"
         self.bits = self._check_bits(bits)
-        self.sum_fits = False  # set by for_ring: the ring stage guarantees group sums fit in `bits` bits
+        self.sum_fits = False  # True once bound to a ring stage: group sums fit in `bits` bits
         self.directory = KeyDirectory()
         self._identities = Identities(self.directory)
         from secfl.protocols.he_roles import KeyHolder  # TenSEAL loads when an HeSum is made, not with secfl
@@ -133,17 +134,32 @@ class HeSum:
             raise ConfigurationError(f"HeSum(bits={bits!r}) must be an int in 1..62 or 64 (the Quantize stage's bits)")
         return bits
 
-    def for_ring(self, bits: int) -> HeSum:
-        """A copy summing the words of a ring stage (the pipeline passes its bits).
+    def bind(self, *, bits: int | None = None) -> HeSum:
+        """A new HeSum summing the words of a ring stage of ``bits`` bits (the pipeline passes them);
+        ``self`` unchanged (itself for ``bits=None``: real values, or words of the default width).
 
         The ring stage sizes Z_2^bits so that a group's sum never wraps (``Quantize``): each lifted
         value and the exact integer sum then lie in [-2^(bits-1), 2^(bits-1)), so BFV only needs
         2^bits <= t - 1, whatever the group size (up to the noise budget).
+
+        Raises:
+            ConfigurationError: ``bits`` with CKKS, or not an int in 1..62 or 64.
         """
+        if bits is None:
+            return self
         configured = copy.copy(self)
         configured.bits = self._check_bits(bits)
         configured.sum_fits = True
         return configured
+
+    def for_ring(self, bits: int) -> HeSum:
+        """``bind(bits=bits)`` (the former name)."""
+        return self.bind(bits=bits)
+
+    def check_group_size(self, size: int) -> None:
+        """Raise if a group of ``size`` is below ``min_contributors`` or does not fit the parameters."""
+        super().check_group_size(size)
+        self.params(size)
 
     def params(self, group_size: int, *, bits: int | None = None) -> HeGroupParams:
         """What the parameters guarantee for a group of ``group_size``; refuses groups that do not fit.

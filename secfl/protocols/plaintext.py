@@ -17,14 +17,16 @@ from secfl.exceptions import InsufficientParticipantsError
 from secfl.hazmat import wire
 from secfl.hazmat.ring import ring_sum
 from secfl.protocols.rounds import check_round
-from secfl.types import NO_DROPOUTS, DropoutSchedule, RoundResult, ServerView, Update
+from secfl.types import NO_DROPOUTS, BaseSecureSum, DropoutSchedule, RoundResult, ServerView, Update
 
 
-class Plaintext:
+class Plaintext(BaseSecureSum):
     """Sum the clients' vectors per group, in the clear.
 
     Vectors travel as wire-format bytes, exactly as a real deployment would send them. Real values
     are summed in float64; ring elements (uint32/uint64 words) are summed mod 2^32 / 2^64, which the ring stage reduces.
+
+    Capabilities: sums any input kind, groups of any size; ``secure`` is False (the server sees every upload).
 
     Guarantee: none for privacy. Correctness: ``sums[g]`` is the exact sum over the group's survivors.
     Raises ``InsufficientParticipantsError`` if every client of some group dropped.
@@ -36,6 +38,8 @@ class Plaintext:
     name: ClassVar[str] = "plaintext"
     stages: ClassVar[tuple[str, ...]] = ("upload",)
     input_stage: ClassVar[str] = "upload"
+    input_kind: ClassVar[str] = "any"
+    secure: ClassVar[bool] = False
 
     def run(
         self,

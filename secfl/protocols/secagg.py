@@ -33,10 +33,10 @@ from secfl.protocols.secagg_params import MIN_GROUP, SecAggParams, derive
 from secfl.protocols.secagg_record import ContributionRecord
 from secfl.protocols.secagg_round import run_instance
 from secfl.protocols.secagg_server import SecAggServer
-from secfl.types import NO_DROPOUTS, DropoutSchedule, RoundResult, ServerView, Update
+from secfl.types import NO_DROPOUTS, BaseSecureSum, DropoutSchedule, RoundResult, ServerView, Update
 
 
-class SecAggPlus:
+class SecAggPlus(BaseSecureSum):
     """Masked secure sum with a sparse neighbour graph (SecAgg+).
 
     Args:
@@ -60,8 +60,9 @@ class SecAggPlus:
     name: ClassVar[str] = "secagg+"
     stages: ClassVar[tuple[str, ...]] = STAGES
     input_stage: ClassVar[str] = "masked_input"
-    needs_ring: ClassVar[bool] = True
+    input_kind: ClassVar[str] = "ring"  # masks cancel mod 2^32 / 2^64: ring words only
     min_group_size: ClassVar[int] = MIN_GROUP
+    secure: ClassVar[bool] = True
     complete: ClassVar[bool] = False
 
     def __init__(self, *, neighbours: int | None = None, threshold: int | None = None, dropout_rate: float = 0.05,
@@ -92,6 +93,11 @@ class SecAggPlus:
                       security_bits=self.security_bits, failure_bits=self.failure_bits, complete=self.complete,
                       neighbours=self.neighbours if self.neighbours is not None and self.neighbours < n else None,
                       threshold=self.threshold)
+
+    def check_group_size(self, size: int) -> None:
+        """Raise if a group of ``size`` is below the minimum or its parameters (and overrides) do not hold."""
+        super().check_group_size(size)
+        self.params(size)
 
     def identity(self, client: int) -> bytes:
         """This simulation's long-term signing key of ``client`` (made and registered on first use)."""

@@ -8,13 +8,17 @@ softmax-weighted average of ``Ewwa(mode="paper")``, as the common factor exp(-B)
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from secfl.exceptions import ConfigurationError
+from secfl.exceptions import ConfigurationError, IncompatibleStagesError
 from secfl.stages.base import BaseStage
 from secfl.types import Bounds, Update
+
+if TYPE_CHECKING:
+    from secfl.types import Aggregator, Grouping, Stage
 
 MAX_BOUND = 40.0  # e >= exp(-2 B) must stay a normal float32 (exp(-80) ~ 1.8e-35 > 1.2e-38)
 
@@ -89,7 +93,9 @@ class EwwaContribution(BaseStage):
     last); ``decode`` returns [(sum r e x / sum r e) * sum r, sum r], so the pipeline's division by the
     last coordinate yields sum_c (r_c e_c / sum r e) ⊙ x_c, the softmax-weighted average with
     p_c ∝ r_c exp(b_c). Use it with ``Ewwa(mode="secure")`` and ``one_group`` (exact) or buckets, put it
-    after L2Clip and before Quantize. Outside a pipeline a bare sum [N, D] (even length) decodes to N / D.
+    after L2Clip and before Quantize: ``check_pipeline`` refuses an aggregator that does not declare
+    ``needs_stage == "ewwa"``, and the stage twice. Outside a pipeline a bare sum [N, D] (even length)
+    decodes to N / D.
 
     Guarantee: decoded exactly (up to float32 rounding) when nothing is clipped and no quantization
     intervenes; |output| <= max(B_in, 1) per coordinate. The server learns the per-element total
@@ -117,6 +123,19 @@ class EwwaContribution(BaseStage):
     def reset(self) -> None:
         """Forget every client's moments (start a new training run)."""
         self._clients: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+
+    def check_pipeline(self, stages: Sequence[Stage], aggregator: Aggregator, grouping: Grouping | None = None) -> None:
+        """Raise IncompatibleStagesError if the stage appears twice or ``aggregator`` does not expect its
+        decode (the group's softmax-weighted average): only an aggregator declaring ``needs_stage == "ewwa"``
+        (``Ewwa(mode="secure")``, alone or in a Chain) does."""
+        if sum(isinstance(stage, EwwaContribution) for stage in stages) > 1:
+            raise IncompatibleStagesError("EwwaContribution appears more than once in the stages; keep one")
+        if aggregator.needs_stage != self.name:
+            raise IncompatibleStagesError(
+                f"EwwaContribution sends [e*x, e] and decodes each group into its softmax-weighted average, "
+                f"which only Ewwa(mode='secure') expects, not {aggregator!r}; use aggregator "
+                "{ kind = \"ewwa\", mode = \"secure\" } or drop the EwwaContribution stage"
+            )
 
     def encode(self, update: Update, *, rng: np.random.Generator) -> Update:
         if update.values.dtype.kind != "f":

@@ -61,6 +61,7 @@ class FedBatPack(BaseStage):
 
     name: ClassVar[str] = "fedbat_pack"
     output: ClassVar[str] = "ring"
+    packed: ClassVar[bool] = True  # bits and float32 bit patterns in words: only a protocol summing raw words
 
     def __init__(self, segments: Sequence[Sequence[int]]) -> None:
         self.segments = check_segments(segments, "FedBatPack")

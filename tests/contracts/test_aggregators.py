@@ -9,11 +9,11 @@ import pytest
 from secfl import registry
 from secfl.aggregators import Chain, Ewwa, FLTrust, MajorityVote, Median, NearestNeighborMixing, StaticClip, TrimmedMean
 from secfl.exceptions import IncompatibleStagesError
-from secfl.grouping import Buckets
+from secfl.grouping import Buckets, Individual, OneGroup
 from secfl.pipeline import Pipeline
 from secfl.protocols import SecAggPlus
 from secfl.stages import L2Clip, Quantize
-from secfl.types import Update
+from secfl.types import Aggregator, Update
 
 
 def reference(d):
@@ -45,6 +45,18 @@ def rows(rule, rng, d=5, extra=3):
 def test_every_registered_component_is_covered():
     assert set(registry.AGGREGATORS) <= set(RULES) and set(registry.PRE_AGGREGATORS) == set(PRE)
     assert set(RULES) == MULTIPLICITY | IGNORE | {"multi_krum", "dnc", "dnc-f1"}
+
+
+@pytest.mark.parametrize("kind", sorted(RULES))
+def test_capabilities_are_declared(kind):
+    rule = RULES[kind](3)
+    assert isinstance(rule, Aggregator) and isinstance(rule.min_inputs, int) and rule.min_inputs >= 1
+    assert isinstance(rule.takes_ids, bool) and isinstance(rule.needs_reference, bool)
+    assert rule.takes_ids == (kind == "ewwa") and not rule.needs_reference  # FLTrust here has a fixed g0
+    assert rule.needs_stage is None  # the registry's defaults all combine plain group means
+    rule.check_pipeline([L2Clip(1.0)], Individual())
+    if kind != "ewwa":  # Ewwa's default (paper) mode needs one client per row
+        rule.check_pipeline([L2Clip(1.0)], OneGroup())
 
 
 @pytest.mark.parametrize("kind", sorted(RULES))

@@ -7,7 +7,7 @@ from secfl import registry
 from secfl.exceptions import ConfigurationError, MalformedMessageError
 from secfl.hazmat import wire
 from secfl.protocols import Plaintext
-from secfl.types import DropoutSchedule, Update
+from secfl.types import INPUT_KINDS, DropoutSchedule, SecureSum, Update
 
 # factories; HE sums signed values mod 2^bits: 32 bits hold these words (< 2^16) and their sums as they are
 PROTOCOLS = {kind: cls for kind, cls in registry.PROTOCOLS.items()}
@@ -25,7 +25,7 @@ def ring_updates(rng, n, d):
 
 @pytest.mark.parametrize("groups", [[[0, 1, 2, 3, 4, 5]], [[0], [1], [2], [3], [4], [5]], [[5, 0, 3], [1, 4, 2]]])
 def test_equals_plaintext_and_numpy(protocol, rng, groups):
-    if min(map(len, groups)) < getattr(protocol, "min_group_size", 1):
+    if min(map(len, groups)) < protocol.min_group_size:
         with pytest.raises(ConfigurationError, match="groups of"):
             protocol.run(ring_updates(rng, 6, 33), groups=groups)
         return
@@ -35,6 +35,21 @@ def test_equals_plaintext_and_numpy(protocol, rng, groups):
     assert np.array_equal(result.sums, oracle.sums)
     for g, members in enumerate(groups):
         assert np.array_equal(result.sums[g], np.sum([ups[c].values for c in members], axis=0, dtype=np.uint64))
+
+
+def test_capabilities_are_declared_and_bind_never_mutates(protocol):
+    assert isinstance(protocol, SecureSum)
+    assert protocol.input_kind in INPUT_KINDS
+    assert isinstance(protocol.min_group_size, int) and protocol.min_group_size >= 1
+    assert isinstance(protocol.secure, bool) and isinstance(protocol.accepts_packed, bool)
+    assert protocol.secure == (protocol.name != "plaintext")
+    before = dict(vars(protocol))
+    bound = protocol.bind(bits=None if protocol.input_kind == "real" else 16)
+    assert isinstance(bound, SecureSum) and type(bound) is type(protocol)
+    assert vars(protocol) == before  # binding makes a new object (or returns this one unchanged)
+    protocol.check_group_size(max(protocol.min_group_size, 3))
+    with pytest.raises(ConfigurationError, match=">= "):
+        protocol.check_group_size(protocol.min_group_size - 1)
 
 
 def test_equals_plaintext_under_dropouts(protocol, rng):

@@ -9,7 +9,7 @@ import pytest
 from secfl import registry
 from secfl.stages import (BitPack, DistributedDiscreteGaussian, EwwaContribution, FedBatBits, FedBatPack, GaussianNoise,
                           L2Clip, LowBitQuantize, Quantize, SignBinarize)
-from secfl.types import Bounds, Update
+from secfl.types import Bounds, Stage, Update
 
 C = 1.0
 # (stage, documented max |decode(encode(x)) - f(x)| where f is the stage's ideal map), per kind
@@ -63,6 +63,21 @@ def ideal(kind, x):
 
 def test_every_registered_stage_is_covered():
     assert set(CASES) == set(registry.STAGES)
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_capabilities_are_declared(kind):
+    stage, _ = CASES[kind]
+    bound = stage.bind(bound_in=Bounds(linf=C, l2=C), group_size=1)
+    for s in (stage, bound):
+        assert isinstance(s, Stage) and s.output in ("real", "ring")
+        assert isinstance(s.uniform_weights, bool) and isinstance(s.packed, bool)
+        assert s.placement in (None, "client", "distributed", "central")
+        assert s.trust in (None, "secure_sum", "simulation") and (s.trust is None) == (s.placement is None)
+        assert not s.packed or s.output == "ring"  # only ring words are packed
+    if bound.output == "ring" and not bound.packed:  # what the pipeline binds the protocol to
+        assert isinstance(bound.bits, int) and 1 <= bound.bits <= 64
+    assert (stage.placement is not None) == (kind in {"gaussian_noise", "ddgauss"})
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from secfl.aggregators import Ewwa
+from secfl.aggregators import Chain, Ewwa, StaticClip
 from secfl.exceptions import IncompatibleStagesError
 from secfl.grouping import Individual, OneGroup
 from secfl.pipeline import Pipeline
@@ -23,7 +23,22 @@ def test_secure_ewwa_through_secagg_plus_equals_plaintext_ewwa(rng):
 
 
 def test_ewwa_modes_need_their_grouping_and_stage():
-    with pytest.raises(IncompatibleStagesError):
+    with pytest.raises(IncompatibleStagesError, match="needs one client per row.*use Individual grouping"):
         Pipeline(clients_per_round=4, grouping=OneGroup(), aggregator=Ewwa())
-    with pytest.raises(IncompatibleStagesError):
+    with pytest.raises(IncompatibleStagesError, match=r"which only Ewwa\(mode='secure'\) expects, not Mean\(\)"):
         Pipeline(clients_per_round=4, stages=[EwwaContribution()], grouping=OneGroup())
+    with pytest.raises(IncompatibleStagesError, match=r"add EwwaContribution\(...\) to the stages"):
+        Pipeline(clients_per_round=4, grouping=OneGroup(), aggregator=Ewwa(mode="secure"))
+    with pytest.raises(IncompatibleStagesError, match="plain FedAvg"):
+        Pipeline(clients_per_round=4, stages=[EwwaContribution()], aggregator=Ewwa(mode="secure"))
+    with pytest.raises(IncompatibleStagesError, match="more than once"):
+        Pipeline(clients_per_round=4, stages=[EwwaContribution(), EwwaContribution()], grouping=OneGroup(),
+                 aggregator=Ewwa(mode="secure"))
+
+
+def test_the_secure_mode_pairs_through_a_chain():
+    chained = Chain(Ewwa(mode="secure"), [StaticClip(5.0)])
+    assert chained.needs_stage == "ewwa" and chained.takes_ids
+    Pipeline(clients_per_round=4, stages=[EwwaContribution()], grouping=OneGroup(), aggregator=chained)
+    with pytest.raises(IncompatibleStagesError, match="EwwaContribution"):
+        Pipeline(clients_per_round=4, grouping=OneGroup(), aggregator=chained)

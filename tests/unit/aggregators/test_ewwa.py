@@ -250,6 +250,24 @@ def test_pairing_of_stage_and_secure_mode():
         check_pairing([], Ewwa(), grouping=OneGroup())
 
 
+def test_pairing_is_declared_and_checked_by_each_component():
+    stage, secure = EwwaContribution(), Ewwa(mode="secure")
+    assert secure.needs_stage == "ewwa" == stage.name and Ewwa().needs_stage is None
+    assert Ewwa().takes_ids and Ewwa(mode="code").takes_ids and not Mean().takes_ids
+    stage.check_pipeline([stage], secure, OneGroup())
+    secure.check_pipeline([stage], OneGroup())
+    with pytest.raises(IncompatibleStagesError, match="mode='secure'"):
+        stage.check_pipeline([stage], Ewwa(), Individual())
+    with pytest.raises(IncompatibleStagesError, match="more than once"):
+        stage.check_pipeline([stage, stage], secure)
+    with pytest.raises(IncompatibleStagesError, match="EwwaContribution"):
+        secure.check_pipeline([L2Clip(1.0)])
+    with pytest.raises(IncompatibleStagesError, match="FedAvg"):
+        secure.check_pipeline([stage], Individual())
+    Ewwa(mode="code").check_pipeline([], Individual())
+    Ewwa().check_pipeline([], None)  # no grouping: the stages only
+
+
 # ---------------------------------------------------------------- state
 
 def test_instances_do_not_share_state(rng):

@@ -73,8 +73,24 @@ def test_weights_ignored_and_inputs_untouched(rng):
 
 
 def test_missing_reference_names_the_fix(rng):
-    with pytest.raises(ConfigurationError, match="with_reference"):
+    with pytest.raises(ConfigurationError, match=r"reference=g0"):
         FLTrust()(rng.normal(size=(3, 4)))
+
+
+def test_reference_at_call_time(rng):
+    g0 = rng.normal(size=4)
+    x = rng.normal(size=(3, 4)) + g0
+    rule = FLTrust()
+    assert rule.needs_reference and not FLTrust(g0).needs_reference
+    assert np.allclose(rule(x, reference=g0), slow_fltrust(x, g0), rtol=1e-12)
+    assert np.array_equal(rule(x, reference=g0), FLTrust(g0)(x))
+    assert rule.reference is None  # nothing kept between calls
+    with pytest.raises(ConfigurationError, match="fixed reference"):
+        FLTrust(g0)(x, reference=g0)
+    with pytest.raises(ConfigurationError, match="finite vector"):
+        rule(x, reference=np.array([1.0, np.nan, 0.0, 0.0]))
+    with pytest.raises(ConfigurationError, match="d=3"):
+        rule(x, reference=g0[:3])
 
 
 def test_with_reference_returns_a_new_instance(rng):

@@ -99,7 +99,7 @@ def resigned(rnd, cid, vector, group=0):
 def test_bfv_sums_equal_plaintext_modulo_2_bits(groups, dropped):
     ups, bits = quantized(6, group_size=max(map(len, groups)))
     dropouts = DropoutSchedule(dropped)
-    result = HeSum().for_ring(bits).run(ups, groups=groups, dropouts=dropouts)
+    result = HeSum().bind(bits=bits).run(ups, groups=groups, dropouts=dropouts)
     plain = Plaintext().run(ups, groups=groups, dropouts=dropouts)
     assert result.sums.dtype == np.uint32 and result.sums.shape == (len(groups), D)
     assert np.array_equal(ring.lift(result.sums, bits), ring.lift(plain.sums, bits))

@@ -74,7 +74,24 @@ def test_bad_ckks_parameters_are_refused(kwargs, match):
 
 def test_ckks_cannot_be_configured_for_a_ring():
     with pytest.raises(ConfigurationError, match="real values"):
-        HeSum("ckks").for_ring(20)
+        HeSum("ckks").bind(bits=20)
+
+
+def test_bind_returns_a_new_protocol_and_leaves_the_original_unchanged():
+    he = HeSum()
+    assert (he.input_kind, he.secure, he.accepts_packed, he.min_group_size) == ("ring", True, False, 2)
+    assert HeSum("ckks").input_kind == "real"
+    bound = he.bind(bits=20)
+    assert bound is not he and isinstance(bound, HeSum)
+    assert (bound.bits, bound.sum_fits) == (20, True) and (he.bits, he.sum_fits) == (None, False)
+    assert he.bind(bits=None) is he  # nothing to bind: the same protocol
+    assert he.for_ring(20).bits == 20  # the former name
+    he.check_group_size(15)
+    with pytest.raises(ConfigurationError, match=">= 2"):
+        he.check_group_size(1)
+    with pytest.raises(ConfigurationError, match="at most 15 clients"):
+        he.check_group_size(16)  # unbound: any 32-bit words
+    bound.check_group_size(16)  # bound: the ring stage's sums fit 20 bits
 
 
 def test_the_default_plain_modulus_batches_at_8192():
@@ -87,11 +104,11 @@ def test_a_group_too_big_for_the_plain_modulus_is_refused():
     assert he.params(63).max_group_size == 63  # 63 x 2^29 < t / 2 ~ 2^35
     with pytest.raises(ConfigurationError, match="plain_modulus"):
         he.params(64)
-    ring = HeSum().for_ring(30)  # a ring stage guarantees the sum fits 30 bits: only the noise budget limits
+    ring = HeSum().bind(bits=30)  # a ring stage guarantees the sum fits 30 bits: only the noise budget limits
     assert ring.params(2048).max_group_size == ring.parameters.bfv_noise_max_group() >= 2048
-    HeSum().for_ring(35).params(2)  # 2^35 <= t - 1 (t is a 36-bit prime just below 2^36)
+    HeSum().bind(bits=35).params(2)  # 2^35 <= t - 1 (t is a 36-bit prime just below 2^36)
     with pytest.raises(ConfigurationError, match="plain modulus holds 35"):
-        HeSum().for_ring(36).params(2)
+        HeSum().bind(bits=36).params(2)
     words = HeSum()  # bits = the word size; the pipeline's params() call assumes uint32 (32 bits)
     words.params(15)
     with pytest.raises(ConfigurationError, match=r"at most 15 clients"):
