@@ -39,7 +39,8 @@ AGGREGATORS: dict[str, type] = {cls.name: cls for cls in (Mean, Median, TrimmedM
                                                           Bulyan, CenteredClip, DnC, FLTrust, MajorityVote, Ewwa)}
 PRE_AGGREGATORS: dict[str, type] = {cls.name: cls for cls in (StaticClip, AdaptiveClip, NearestNeighborMixing)}
 
-METHODS: dict[str, Any] = {"fedavg": "secfl.methods.fedavg:FedAvg", "fedbat": "secfl.methods.fedbat:FedBat"}
+METHODS: dict[str, Any] = {"fedavg": "secfl.methods.fedavg:FedAvg", "fedbat": "secfl.methods.fedbat:FedBat",
+                           "autoflip": "secfl.methods.autoflip:AutoFlip"}
 
 #: Components built by ``build`` from a ``{kind = ...}`` table (their constructor keys are the table's keys).
 SLOTS: dict[str, dict[str, Any]] = {

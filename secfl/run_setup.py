@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import dp_accounting
 import numpy as np
 import torch
 
@@ -71,6 +72,7 @@ class RunSetup:
         if client.dp_sgd is not None and not self.trainer.supports_dp:
             raise ConfigurationError(f"client.dp_sgd: the {self.trainer.name!r} trainer cannot run under DP-SGD")
         self.hooks: list[RoundHook] = list(method.hooks())
+        self._account_releases(method.releases())
         if scenario.attack is not None:
             self.hooks.append(Adversary(scenario.attack, num_clients=scenario.data.num_clients, seed=self.seed,
                                         num_classes=data.num_classes, trigger_value=float(data.x_train.max())))
@@ -80,6 +82,15 @@ class RunSetup:
             self.hooks.insert(0, ServerReference(aggregator.root_size, self.hyper, lambda r: client_seed(self.seed, r, server_id)))
         self.client_state: dict[int, dict[str, Any]] = {}
         self.client_metrics: dict[str, list[float]] = {}
+
+    def _account_releases(self, releases: list[Any]) -> None:
+        """One-time releases join the ledger (a ledger is opened for a private one even without DP rounds)."""
+        private = [e for e in releases if not isinstance(e, dp_accounting.NonPrivateDpEvent)]
+        if self.ledger is None and private:
+            self.ledger = self.scenario.ledger(self.pipeline, force=True)
+        if self.ledger is not None:
+            for event in releases:
+                self.ledger.record_once(event)
 
     def checkpoint(self, round_: int) -> dict[str, Any]:
         """The resume point after ``round_`` (tensors, numbers, lists and dicts only: loaded with weights_only)."""

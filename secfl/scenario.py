@@ -118,6 +118,12 @@ class AttackSection(_Strict):
     poison_fraction: float = Field(0.5, gt=0, le=1, description="backdoor: share of a Byzantine client's examples")
     boost: float = Field(1.0, gt=0, description="backdoor/label_flip: scale of the Byzantine update "
                          "(model replacement: about the number of clients per round)")
+    explore: Literal["none", "inflate", "deflate"] = Field(
+        "none", description="AutoFLIP's exploration: Byzantine explorers report a large D on the coordinates "
+        "their (poisoned) training moves most (inflate: protect them from pruning), or zero D on the ones their "
+        "honest training moves most (deflate: get them pruned)")
+    explore_fraction: float = Field(0.01, gt=0, le=1, description="share of the coordinates an exploration "
+                                    "attack targets")
 
 
 class ServerSection(_Strict):
@@ -292,9 +298,9 @@ class Scenario(_Strict):
         stages[index].update(changes)
         return self.model_copy(update={"stages": stages})
 
-    def ledger(self, pipeline: Pipeline) -> Ledger | None:
-        """The run's privacy ledger, or None when the pipeline adds no DP noise."""
-        if not pipeline.private:
+    def ledger(self, pipeline: Pipeline, *, force: bool = False) -> Ledger | None:
+        """The run's privacy ledger, or None when the pipeline adds no DP noise (``force``: a ledger anyway)."""
+        if not pipeline.private and not force:
             if self.privacy.target_epsilon is not None or self.privacy.budget is not None:
                 raise ConfigurationError("privacy.target_epsilon / budget need a noise stage in stages")
             return None

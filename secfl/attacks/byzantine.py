@@ -26,7 +26,7 @@ from secfl.exceptions import ConfigurationError
 from secfl.hooks import RoundContext, RoundHook
 from secfl.types import Update
 
-DATA_ATTACKS = ("label_flip", "backdoor")
+DATA_ATTACKS = ("label_flip", "backdoor", "none")  # none: honest training (e.g. only an exploration attack)
 
 
 def check_attack(kind: str, options: dict[str, Any]) -> None:
@@ -115,3 +115,37 @@ class Adversary(RoundHook):
     def metrics(self, ctx: RoundContext, row: dict[str, Any]) -> None:
         row["byzantine"] = sum(self.is_byzantine(cid) for cid in ctx.sampled)
         row.update(self.metrics_of(ctx.model, ctx.data.x_test, ctx.data.y_test))
+
+    def side_release(self, ctx: RoundContext, name: str, updates: list[Update], *, bound: float,
+                     recompute: Callable[[int, np.ndarray, np.ndarray], np.ndarray]) -> list[Update]:
+        """AutoFLIP's exploration (``spec.explore``): each Byzantine explorer spends its whole L2 budget."""
+        kind = getattr(self.spec, "explore", "none")
+        if name != "autoflip/explore" or kind == "none":
+            return updates
+        out = []
+        for update in updates:
+            cid = update.client_id
+            if not self.is_byzantine(cid):
+                out.append(update)
+                continue
+            idx = ctx.shards[cid]
+            x, y = ctx.data.x_train[idx], ctx.data.y_train[idx]
+            if kind == "inflate":  # the coordinates its poisoned training moves most
+                x, y = self.poison(cid, x, y, np.random.default_rng([ctx.seed, 6, 0, cid]))
+                source = recompute(cid, x, y)
+            else:
+                source = update.values
+            out.append(update.replace(lie(kind, source, fraction=self.spec.explore_fraction, bound=bound)))
+        return out
+
+
+def lie(kind: str, deviation: np.ndarray, *, fraction: float, bound: float) -> np.ndarray:
+    """A lying explorer's D: ``inflate`` puts the whole budget ``bound`` (L2) evenly on the top ``fraction`` of
+    ``deviation``'s coordinates; ``deflate`` reports 0 there and spreads the budget over the bottom ones."""
+    d = deviation.size
+    k = max(1, int(round(fraction * d)))
+    order = np.argsort(-deviation, kind="stable")
+    out = np.zeros(d, dtype=np.float32)
+    chosen = order[:k] if kind == "inflate" else order[-k:]
+    out[chosen] = bound / np.sqrt(k)
+    return out

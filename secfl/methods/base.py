@@ -44,3 +44,8 @@ class Method:
 
     def hooks(self) -> list[RoundHook]:
         return []
+
+    def releases(self) -> list[Any]:
+        """DP events of one-time releases outside the rounds that every client is in (the ledger composes
+        them once, unamplified); ``NonPrivateDpEvent`` for a release without noise."""
+        return []

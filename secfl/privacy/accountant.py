@@ -129,31 +129,37 @@ class Accountant:
         return high
 
     def epsilon_of(
-        self, rounds: Sequence[tuple[dp_accounting.DpEvent, int]], *, sample_rate: float, delta: float
+        self, rounds: Sequence[tuple[dp_accounting.DpEvent, int]], *, sample_rate: float, delta: float,
+        unsampled: Sequence[tuple[dp_accounting.DpEvent, int]] = (),
     ) -> float:
         """Epsilon of a composition: ``(event of one round, number of such rounds)`` pairs.
 
         Each event is what one round releases about one client if it is sampled; the sampling
         (rate ``sample_rate``) is applied here. ``sample_rate=1`` prices the bare events (no
-        amplification), under the same neighbouring relation.
+        amplification), under the same neighbouring relation. ``unsampled`` events are releases every
+        client takes part in for sure (e.g. a one-time exploration): composed bare, never amplified.
+
+        Raises:
+            ConfigurationError: bad rate or delta, or ``unsampled`` events beside discrete-noise rounds.
         """
-        counts: Counter[dp_accounting.DpEvent] = Counter()
-        for event, count in rounds:
-            counts[event] += int(count)
-        total = sum(counts.values())
-        self._check_common(sample_rate, max(total, 1), delta)
-        counts = Counter({e: c for e, c in counts.items()
-                          if c > 0 and not isinstance(e, dp_accounting.NoOpDpEvent)})
-        if not counts:
+        counts = _counted(rounds)
+        once = _counted(unsampled)
+        self._check_common(sample_rate, max(sum(counts.values()), 1), delta)
+        if not counts and not once:
             return 0.0
-        if any(isinstance(e, dp_accounting.NonPrivateDpEvent) for e in counts):
+        if any(isinstance(e, dp_accounting.NonPrivateDpEvent) for e in [*counts, *once]):
             return math.inf
-        if any(_has_discrete(e) for e in counts):
+        if any(_has_discrete(e) for e in [*counts, *once]):
+            if once:
+                raise ConfigurationError("a one-time release beside discrete-noise rounds (ddgauss) cannot be "
+                                         "composed here; use Gaussian noise (gaussian_noise) for the rounds")
             return self._discrete_epsilon(counts, sample_rate, delta)
         accountant = self._fresh()
         with _quiet_absl():  # dp-accounting's RDP logs "failed to converge" for orders it then skips
             for event, count in counts.items():
                 accountant.compose(self._sampled(event, sample_rate), count)
+            for event, count in once.items():
+                accountant.compose(self._sampled(event, 1.0), count)
             return float(accountant.get_epsilon(delta))
 
     def _fresh(self) -> dp_accounting.PrivacyAccountant:
@@ -243,3 +249,11 @@ def _rdp_curve(event: dp_accounting.DpEvent, orders: np.ndarray, sampling: str) 
     if isinstance(event, dp_accounting.NoOpDpEvent):
         return np.zeros_like(orders)
     raise ConfigurationError(f"cannot account for {event!r}")
+
+
+def _counted(pairs: Sequence[tuple[dp_accounting.DpEvent, int]]) -> Counter:
+    """``(event, count)`` pairs as a Counter without empty counts or no-op events."""
+    counts: Counter[dp_accounting.DpEvent] = Counter()
+    for event, count in pairs:
+        counts[event] += int(count)
+    return Counter({e: c for e, c in counts.items() if c > 0 and not isinstance(e, dp_accounting.NoOpDpEvent)})

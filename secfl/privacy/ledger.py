@@ -49,6 +49,7 @@ class Ledger:
             raise ConfigurationError(f"budget={budget!r} must be a number > 0 (epsilon)")
         self.accountant, self.sample_rate, self.delta, self.budget = accountant, sample_rate, delta, budget
         self.events: Counter[dp_accounting.DpEvent] = Counter()
+        self.once: Counter[dp_accounting.DpEvent] = Counter()  # releases every client is in (no sampling)
         self._everyone: Counter[dp_accounting.DpEvent] = Counter()  # server events of rounds with unknown participants
         self._taken: dict[int, Counter[dp_accounting.DpEvent]] = {}  # client -> server events of its rounds
         self._priced: dict[frozenset, float] = {}
@@ -61,7 +62,14 @@ class Ledger:
     def epsilon(self, *extra: dp_accounting.DpEvent) -> float:
         """Epsilon of the recorded rounds, plus ``extra`` prospective rounds."""
         pending = list(self.events.items()) + [(e, 1) for e in extra]
-        return self.accountant.epsilon_of(pending, sample_rate=self.sample_rate, delta=self.delta)
+        return self.accountant.epsilon_of(pending, sample_rate=self.sample_rate, delta=self.delta,
+                                          unsampled=list(self.once.items()))
+
+    def record_once(self, event: dp_accounting.DpEvent) -> None:
+        """Add a release every client took part in for sure (e.g. AutoFLIP's exploration): composed with
+        the rounds without amplification, against the released models and the server alike."""
+        self.once[event] += 1
+        self._everyone[event] += 1
 
     def check(self, event: dp_accounting.DpEvent) -> float:
         """The epsilon one more round with ``event`` would reach; raise if that exceeds the budget.

@@ -1,0 +1,108 @@
+"""AutoFLIP's one-time federated loss exploration: explorers' squared deviations, summed securely.
+
+Every explorer k trains its own copy of the same base model theta_b (here theta_b = the initial global model:
+no client's data is baked into it) with Adam on its data for up to ``epochs`` epochs, stopping early when the
+epoch-mean training loss has not improved for ``patience`` epochs. It clips its deviation to
+||theta_k - theta_b||_2 <= C_e and sends D_k = (theta_k - theta_b)^2 (element-wise), so ||D_k||_2 <= C_e^2.
+
+The server learns only the sum of the D_k: they go through a pipeline with the scenario's secure-sum
+protocol (Quantize to the ring, then SecAgg / SecAgg+ / HE / Plaintext), one group of all explorers, or, as a
+defence against explorers who lie, buckets of explorers whose bucket means are combined by a robust rule
+(median or trimmed mean). With ``noise_multiplier`` z > 0 Gaussian noise of std z C_e^2 is split over the
+explorers inside the sum (distributed DP; ``central`` over Plaintext), and the release is one DP event,
+charged once to every explorer (no sampling).
+
+Threat model: as the secure sum's; D_k is the leakiest upload of the method (a model trained long on one
+client's data), which is why only its sum is released and why DP on that release is offered.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional
+
+from secfl import registry
+from secfl.fl.params import flatten
+from secfl.grouping import Buckets, OneGroup
+from secfl.pipeline import Pipeline
+from secfl.stages import GaussianNoise, L2Clip, Quantize
+from secfl.training.trainer import tensors
+from secfl.types import Update
+
+__all__ = ["ExplorationConfig", "explore_deviation", "guidance_pipeline", "secure_guidance"]
+
+
+@dataclass(frozen=True)
+class ExplorationConfig:
+    """epochs (max), patience (epochs without improvement), Adam lr, batch size, clip C_e, DP noise multiplier."""
+
+    epochs: int = 20
+    patience: int = 5
+    lr: float = 3e-4
+    batch_size: int = 32
+    clip: float = 1.0
+    noise_multiplier: float = 0.0
+
+
+def explore_deviation(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, config: ExplorationConfig,
+                      seed: int) -> np.ndarray:
+    """One explorer: train a copy of ``model`` (Adam, early stopping) and return its clipped D_k (float32 [d])."""
+    inputs, targets = tensors(x, y)
+    trained = copy.deepcopy(model).train()
+    optimizer = torch.optim.Adam(trained.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(seed)
+    best, waited = math.inf, 0
+    for _ in range(config.epochs):
+        total = 0.0
+        for batch in torch.randperm(len(targets), generator=generator).split(config.batch_size):
+            optimizer.zero_grad(set_to_none=True)
+            loss = functional.cross_entropy(trained(inputs[batch]), targets[batch])
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        mean = total / len(targets)  # the epoch-mean loss (not the last batch's, which is noisy)
+        if mean < best - 1e-6:
+            best, waited = mean, 0
+        else:
+            waited += 1
+            if waited >= config.patience:
+                break
+    deviation = flatten(trained).astype(np.float64) - flatten(model).astype(np.float64)
+    norm = float(np.linalg.norm(deviation))
+    if norm > config.clip:
+        deviation *= config.clip / norm
+    return (deviation**2).astype(np.float32)
+
+
+def guidance_pipeline(explorers: int, *, protocol: dict, config: ExplorationConfig, buckets: int = 0,
+                      rule: str = "median") -> Pipeline:
+    """The pipeline that sums the explorers' D_k: clip to C_e^2 (a no-op for honest D_k, a bound for liars),
+    optional Gaussian noise, Quantize to the ring, the scenario's protocol, one group or ``buckets`` buckets
+    combined by ``rule``. Its ``dp_event()`` prices the release."""
+    bound = config.clip**2
+    placement = "central" if protocol.get("kind") == "plaintext" else "distributed"
+    stages = [L2Clip(bound)]
+    if config.noise_multiplier > 0:
+        stages.append(GaussianNoise(config.noise_multiplier, placement=placement))
+    stages.append(Quantize(scale=2.0**22 / bound))
+    if buckets:
+        grouping, aggregator = Buckets(size=max(1, explorers // buckets)), registry.build("aggregator", {"kind": rule})
+    else:
+        grouping, aggregator = OneGroup(), registry.build("aggregator", {"kind": "mean"})
+    return Pipeline(clients_per_round=explorers, stages=stages, protocol=registry.build("protocol", protocol),
+                    grouping=grouping, aggregator=aggregator)
+
+
+def secure_guidance(deviations: Sequence[Update], *, protocol: dict, config: ExplorationConfig,
+                    rng: np.random.Generator, buckets: int = 0, rule: str = "median") -> np.ndarray:
+    """The mean of the explorers' D_k as a secure sum releases it (or the robust rule over ``buckets``
+    bucket means); negative values (noise) are set to 0."""
+    pipeline = guidance_pipeline(len(deviations), protocol=protocol, config=config, buckets=buckets, rule=rule)
+    out = pipeline.run_round(list(deviations), rng=rng)
+    return np.maximum(np.asarray(out.aggregate, dtype=np.float64), 0.0)

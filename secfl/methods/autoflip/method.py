@@ -1,0 +1,150 @@
+"""AutoFLIP as a method: options (the scenario's ``[autoflip]`` table), the masked trainer, and the hook that
+runs the one-time exploration before round 1, holds the public mask, compacts what clients send and expands
+the aggregate (see docs/methods/autoflip.md)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import dp_accounting
+import numpy as np
+import torch
+from pydantic import Field
+
+from secfl.exceptions import ConfigurationError
+from secfl.fl.params import num_params
+from secfl.hooks import RoundContext, RoundHook
+from secfl.methods.autoflip.explore import ExplorationConfig, explore_deviation, guidance_pipeline, secure_guidance
+from secfl.methods.autoflip.flops import flops_per_step
+from secfl.methods.autoflip.guidance import Mask, hybrid_mask, normalized_scores, random_scores
+from secfl.methods.autoflip.trainer import MaskedTrainer
+from secfl.methods.base import Method, MethodOptions
+from secfl.training import LocalResult, Trainer
+from secfl.types import Update
+
+__all__ = ["AutoFlip", "AutoFlipOptions"]
+
+
+class AutoFlipOptions(MethodOptions):
+    q: float = Field(0.3, ge=0, lt=1, description="fraction of all parameters pruned")
+    q_structured: float = Field(0.2, ge=0, lt=1, description="quantile of hidden-unit scores removed as whole units")
+    mask: Literal["autoflip", "random"] = Field("autoflip", description="random: the baseline at the same ratio")
+    explorers: float = Field(1.0, gt=0, le=1, description="fraction of the clients that explore")
+    explore_epochs: int = Field(20, ge=1)
+    patience: int = Field(5, ge=1, description="early stopping on the epoch-mean training loss")
+    explore_lr: float = Field(3e-4, gt=0, description="the explorers' Adam learning rate")
+    explore_batch_size: int = Field(32, ge=1)
+    clip: float = Field(1.0, gt=0, description="C_e: ||theta_k - theta_b||_2 is clipped to it before squaring")
+    noise_multiplier: float = Field(0.0, ge=0, description="DP on the summed D_k: noise std z * C_e^2")
+    buckets: int = Field(0, ge=0, description="defence: robust rule over this many bucket sums (0: one secure sum)")
+    rule: Literal["median", "trimmed_mean"] = Field("median", description="the robust rule over bucket means")
+
+
+class AutoFlip(Method):
+    """AutoFLIP (Internò et al., arXiv 2405.10271): federated loss exploration, then hybrid pruning."""
+
+    name: ClassVar[str] = "autoflip"
+    Options: ClassVar[type[AutoFlipOptions]] = AutoFlipOptions
+
+    @classmethod
+    def check(cls, scenario: Any, options: AutoFlipOptions) -> None:
+        if scenario.client.mode != "fedavg":
+            raise ValueError("method 'autoflip' trains local epochs: it needs client.mode = \"fedavg\"")
+        if any(s.get("kind") in ("ddgauss", "fedbat_pack", "fedbat_bits", "ewwa") for s in scenario.stages):
+            raise ValueError("method 'autoflip' sends a compacted vector: stages that need the model's dimension "
+                             "(ddgauss, fedbat_*, ewwa) do not apply")
+        if options.buckets and options.buckets < 3:
+            raise ValueError("autoflip.buckets: a robust rule needs >= 3 buckets (or 0 for one secure sum)")
+
+    def trainer(self) -> Trainer:
+        return MaskedTrainer()
+
+    def hooks(self) -> list[RoundHook]:
+        return [Pruning(self.scenario, self.options)]
+
+    def releases(self) -> list[dp_accounting.DpEvent]:
+        """The exploration's one-time release (non-private without noise: then every DP claim is void)."""
+        o, n = self.options, _explorer_count(self.scenario, self.options)
+        if o.noise_multiplier == 0:
+            return [dp_accounting.NonPrivateDpEvent()]
+        return [guidance_pipeline(n, protocol=self.scenario.protocol, config=_config(o), buckets=o.buckets,
+                                  rule=o.rule).dp_event()]
+
+
+def _config(o: AutoFlipOptions) -> ExplorationConfig:
+    return ExplorationConfig(epochs=o.explore_epochs, patience=o.patience, lr=o.explore_lr,
+                             batch_size=o.explore_batch_size, clip=o.clip, noise_multiplier=o.noise_multiplier)
+
+
+def _explorer_count(scenario: Any, o: AutoFlipOptions) -> int:
+    return max(1, round(o.explorers * scenario.data.num_clients))
+
+
+class Pruning(RoundHook):
+    """Explores once (before round 1), then keeps the public mask: clients get it with the model, send only
+    the kept coordinates, and the server expands the aggregate back (pruned coordinates never move)."""
+
+    def __init__(self, scenario: Any, options: AutoFlipOptions) -> None:
+        self.scenario, self.options = scenario, options
+        self.mask: Mask | None = None
+        self.flops_full = 0.0
+
+    def before_round(self, ctx: RoundContext) -> None:
+        if self.mask is None:
+            self.mask = self._explore(ctx)
+            with torch.no_grad():  # the server prunes its model once; zero steps keep it pruned
+                offset = 0
+                for param in ctx.model.parameters():
+                    keep = self.mask.keep[offset:offset + param.numel()]
+                    param.mul_(torch.from_numpy(keep.astype(np.float32)).view_as(param))
+                    offset += param.numel()
+        if not self.flops_full:
+            shape = tuple(ctx.data.input_shape)
+            self.flops_full = float(flops_per_step(ctx.model, shape, self.scenario.client.batch_size))
+        ctx.public["autoflip"] = self.mask
+
+    def _explore(self, ctx: RoundContext) -> Mask:
+        o, n = self.options, _explorer_count(self.scenario, self.options)
+        rng = np.random.default_rng([ctx.seed, 11])
+        if o.mask == "random":
+            return hybrid_mask(ctx.model, random_scores(ctx.model, rng), q=o.q, q_structured=o.q_structured)
+        explorers = sorted(int(c) for c in rng.choice(self.scenario.data.num_clients, size=n, replace=False))
+        config = _config(o)
+        deviations = []
+        for cid in explorers:
+            idx = ctx.shards[cid]
+            seed = int(np.random.SeedSequence([ctx.seed, 12, cid]).generate_state(1)[0])
+            deviation = explore_deviation(ctx.model, ctx.data.x_train[idx], ctx.data.y_train[idx], config, seed)
+            deviations.append(Update(cid, deviation))
+        def recompute(cid: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            seed = int(np.random.SeedSequence([ctx.seed, 14, cid]).generate_state(1)[0])
+            return explore_deviation(ctx.model, x, y, config, seed)
+
+        for hook in ctx.hooks:  # Byzantine explorers rewrite their D_k
+            deviations = hook.side_release(ctx, "autoflip/explore", deviations, bound=o.clip**2, recompute=recompute)
+        guidance = secure_guidance(deviations, protocol=self.scenario.protocol, config=config,
+                                      rng=np.random.default_rng([ctx.seed, 13]), buckets=o.buckets, rule=o.rule)
+        return hybrid_mask(ctx.model, normalized_scores(ctx.model, guidance), q=o.q, q_structured=o.q_structured)
+
+    def client_vector(self, ctx: RoundContext, cid: int, result: LocalResult, vector: np.ndarray) -> np.ndarray:
+        return vector[self.mask.keep]
+
+    def server_delta(self, ctx: RoundContext, delta: np.ndarray) -> np.ndarray:
+        d = num_params(ctx.model)
+        if delta.shape != (int(np.count_nonzero(self.mask.keep)),):
+            raise ConfigurationError(f"the aggregate has {delta.size} values, the mask keeps "
+                                     f"{int(np.count_nonzero(self.mask.keep))} of {d}")
+        full = np.zeros(d, dtype=np.float64)
+        full[self.mask.keep] = delta
+        return full
+
+    def metrics(self, ctx: RoundContext, row: dict[str, Any]) -> None:
+        row["sparsity"] = self.mask.sparsity
+        row["kept_parameters"] = int(np.count_nonzero(self.mask.keep))
+        row["client_flops_full"] = self.flops_full
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return None if self.mask is None else self.mask.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mask = Mask.from_state(state)

@@ -1,0 +1,112 @@
+"""AutoFLIP: the guidance and mask maths, the lying explorers, the one-time DP release, and runs end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dp_accounting
+import numpy as np
+import pytest
+import torch
+
+from secfl import engine, scenario
+from secfl.attacks.byzantine import lie
+from secfl.fl.models import build_model
+from secfl.fl.params import flatten
+from secfl.methods.autoflip.guidance import hybrid_mask, normalized_scores
+from secfl.privacy import Accountant, Ledger
+from secfl.runs import RunDir, load_checkpoint
+
+
+def _mlp(hidden: int = 16) -> torch.nn.Module:
+    return build_model("mlp", input_shape=(8,), num_classes=3, seed=0, hidden=hidden)
+
+
+def test_scores_are_min_max_normalised_per_tensor():
+    model = _mlp()
+    d = flatten(model).size
+    g = np.random.default_rng(0).random(d) * 5 + 1
+    s = normalized_scores(model, g)
+    offset = 0
+    for p in model.parameters():
+        chunk = s[offset:offset + p.numel()]
+        assert chunk.min() == pytest.approx(0.0) and chunk.max() == pytest.approx(1.0)
+        offset += p.numel()
+
+
+@pytest.mark.parametrize("q", [0.1, 0.3, 0.5])
+@pytest.mark.parametrize("q_structured", [0.0, 0.25])
+def test_the_mask_prunes_a_fraction_q_and_keeps_the_highest_scores(q, q_structured):
+    model = _mlp(32)
+    scores = np.random.default_rng(1).random(flatten(model).size)
+    mask = hybrid_mask(model, scores, q=q, q_structured=q_structured)
+    assert mask.sparsity == pytest.approx(q, abs=0.02)
+    if q_structured == 0:  # unstructured only: every kept score beats every pruned one
+        assert scores[mask.keep].min() >= scores[~mask.keep].max()
+    else:  # some hidden units are gone entirely
+        assert sum((~u).sum() for u in mask.keep_units) > 0
+
+
+def test_an_inflating_liar_spends_its_budget_on_its_top_coordinates():
+    dev = np.arange(100, dtype=np.float32)
+    out = lie("inflate", dev, fraction=0.05, bound=2.0)
+    assert np.linalg.norm(out) == pytest.approx(2.0, rel=1e-5)
+    assert set(np.flatnonzero(out)) == set(range(95, 100))
+    low = lie("deflate", dev, fraction=0.05, bound=2.0)
+    assert set(np.flatnonzero(low)) == set(range(5)) and low[95:].sum() == 0
+
+
+def test_a_one_time_release_composes_unamplified_and_a_non_private_one_voids_the_claim():
+    ledger = Ledger(Accountant("rdp", "poisson"), sample_rate=0.1, delta=1e-5)
+    ledger.record(dp_accounting.GaussianDpEvent(1.0), participants=[1])
+    before = ledger.epsilon()
+    ledger.record_once(dp_accounting.GaussianDpEvent(4.0))
+    alone = Accountant("rdp", "poisson").epsilon_of([(dp_accounting.GaussianDpEvent(4.0), 1)], sample_rate=1.0,
+                                                     delta=1e-5)
+    assert ledger.epsilon() > max(before, alone)  # composed, and not amplified by the sampling rate
+    assert ledger.epsilon_server() >= ledger.epsilon()
+    ledger.record_once(dp_accounting.NonPrivateDpEvent())
+    assert ledger.epsilon() == float("inf") and ledger.epsilon_server() == float("inf")
+
+
+SCENARIO = {
+    "name": "autoflip-test", "method": "autoflip",
+    "autoflip": {"q": 0.3, "q_structured": 0.2, "explore_epochs": 3, "patience": 2, "explore_lr": 0.01},
+    "run": {"rounds": 2, "seed": 1, "clients_per_round": 4},
+    "data": {"dataset": "digits", "num_clients": 8},
+    "model": {"kind": "mlp", "options": {"hidden": 16}},
+    "client": {"epochs": 1, "batch_size": 16, "lr": 0.1},
+}
+
+
+def _run(tmp_path: Path, name: str, **changes) -> tuple[list[dict], dict]:
+    data = json.loads(json.dumps(SCENARIO))
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    spec = scenario.validate(data)
+    engine.run(spec, RunDir(tmp_path / name))
+    rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    return rows, load_checkpoint(tmp_path / name / "checkpoint.pt")
+
+
+def test_pruned_coordinates_stay_zero_and_only_kept_ones_travel(tmp_path):
+    rows, checkpoint = _run(tmp_path, "plain")
+    keep = checkpoint["hooks"][0]["keep"].numpy()
+    model = build_model("mlp", input_shape=(64,), num_classes=10, hidden=16)
+    model.load_state_dict(checkpoint["model"])
+    assert np.all(flatten(model)[~keep] == 0)  # the server's model never regrew a pruned weight
+    assert rows[-1]["sparsity"] == pytest.approx(0.3, abs=0.02)
+    assert rows[-1]["client_flops"] < rows[-1]["client_flops_full"]  # whole units are gone
+    fedavg, _ = _run(tmp_path, "fedavg", method="fedavg", autoflip=None)
+    assert rows[-1]["bytes_up"] < 0.8 * fedavg[-1]["bytes_up"]
+
+
+def test_the_mask_through_secagg_plus_is_identical_to_plaintext(tmp_path):
+    _, plain = _run(tmp_path, "plain")
+    stages = [{"kind": "l2clip", "norm": 5.0}, {"kind": "quantize", "scale": 65536.0}]
+    _, secure = _run(tmp_path, "secure", protocol={"kind": "secagg+"}, stages=stages, grouping={"kind": "one_group"})
+    assert torch.equal(plain["hooks"][0]["keep"], secure["hooks"][0]["keep"])
