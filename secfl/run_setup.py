@@ -79,7 +79,7 @@ class RunSetup:
         aggregator = self.pipeline.aggregator
         if aggregator.needs_reference:  # e.g. FLTrust: the server's own update on its root data, from a client id no client has
             server_id = scenario.data.num_clients
-            self.hooks.insert(0, ServerReference(aggregator.root_size, self.hyper, lambda r: client_seed(self.seed, r, server_id)))
+            self.hooks.insert(0, ServerReference(aggregator.reference_size, self.hyper, lambda r: client_seed(self.seed, r, server_id)))
         self.client_state: dict[int, dict[str, Any]] = {}
         self.client_metrics: dict[str, list[float]] = {}
 

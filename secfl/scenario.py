@@ -368,7 +368,7 @@ def _describe(error: Mapping[str, Any], source: str) -> str:
         fields = list(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
         return f"{source}: unknown key {loc!r}{registry.suggest(str(error['loc'][-1]), fields)}"
     if error["type"] == "value_error":
-        return f"{source}: {loc}: {error['msg'].removeprefix('Value error, ')}"
+        return f"{source}: {loc + ': ' if loc else ''}{error['msg'].removeprefix('Value error, ')}"
     return f"{source}: {loc}: {error['msg']} (got {error.get('input')!r})"
 
 

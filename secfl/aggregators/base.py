@@ -24,6 +24,7 @@ class BaseAggregator:
     min_inputs: int = 1
     takes_ids: ClassVar[bool] = False
     needs_reference: ClassVar[bool] = False
+    reference_size: int = 0  # with needs_reference: the server's root examples its reference update trains on
     needs_stage: ClassVar[str | None] = None
 
     def check_pipeline(self, stages: Sequence[Stage], grouping: Grouping | None = None) -> None:

@@ -56,6 +56,10 @@ class Chain(BaseAggregator):
         return self.rule.needs_reference
 
     @property
+    def reference_size(self) -> int:
+        return self.rule.reference_size
+
+    @property
     def needs_stage(self) -> str | None:
         return self.rule.needs_stage
 

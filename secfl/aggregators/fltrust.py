@@ -56,6 +56,7 @@ class FLTrust(BaseAggregator):
         if isinstance(root_size, bool) or not isinstance(root_size, int) or root_size < 1:
             raise ConfigurationError(f"FLTrust(root_size={root_size!r}): must be an int >= 1")
         self.root_size = root_size  # the engine's root dataset: this many training examples held by the server
+        self.reference_size = root_size
         self.reference = None if reference is None else _checked(reference, "FLTrust(reference=...)")
 
     @property

@@ -108,8 +108,9 @@ class Adversary(RoundHook):
         byzantine = [cid for cid in ctx.sampled if not self.trains(cid)]
         honest = [updates[cid] for cid in ctx.sampled if not self.is_byzantine(cid)]
         rule = ctx.pipeline.aggregator
+        extra = {"reference": ctx.reference} if rule.needs_reference else {}  # e.g. FLTrust: this round's g0
         forged = self.forge(honest, byzantine, rng=np.random.default_rng([ctx.seed, 7, ctx.round]),
-                            aggregator=lambda v: copy.deepcopy(rule)(v))
+                            aggregator=lambda v: copy.deepcopy(rule)(v, **extra))
         return {**updates, **{u.client_id: u for u in forged}}
 
     def metrics(self, ctx: RoundContext, row: dict[str, Any]) -> None:

@@ -44,17 +44,17 @@ def test_bucketed_secure_robust_run_learns(tmp_path):
 def test_fltrust_gets_a_fresh_server_reference_every_round(tmp_path):
     spec = scenario.validate(with_(aggregator={"kind": "fltrust", "root_size": 50}))
     seen = []
-    original = FLTrust.with_reference
+    original = FLTrust.__call__
 
-    def spy(self, reference):
-        seen.append(np.array(reference))
-        return original(self, reference)
+    def spy(self, vectors, **kwargs):
+        seen.append(np.array(kwargs["reference"]))
+        return original(self, vectors, **kwargs)
 
-    FLTrust.with_reference = spy
+    FLTrust.__call__ = spy
     try:
         summary = server.run(spec, RunDir(tmp_path / "a"))
     finally:
-        FLTrust.with_reference = original
+        FLTrust.__call__ = original
     assert len(seen) == 3 and not np.allclose(seen[0], seen[1])
     assert summary["final_accuracy"] > 0.5
 
