@@ -35,12 +35,14 @@ from secfl.stages import GaussianNoise, L2Clip, Quantize
 from secfl.training.trainer import tensors
 from secfl.types import Update
 
-__all__ = ["ExplorationConfig", "explore_deviation", "guidance_pipeline", "secure_guidance"]
+__all__ = ["ExplorationConfig", "explore_deviation", "guidance_pipeline", "secure_guidance", "secure_support"]
 
 
 @dataclass(frozen=True)
 class ExplorationConfig:
-    """epochs (max), patience (epochs without improvement), Adam lr, batch size, clip C_e, DP noise multiplier."""
+    """epochs (max), patience (epochs without improvement), Adam lr, batch size, clip C_e, DP noise multiplier,
+    and ``d_clip``: the L2 bound the release enforces on each D_k (None: C_e^2, which honest D_k meet by
+    construction; smaller is a defence against explorers who concentrate their budget, and less DP noise)."""
 
     epochs: int = 20
     patience: int = 5
@@ -48,6 +50,12 @@ class ExplorationConfig:
     batch_size: int = 32
     clip: float = 1.0
     noise_multiplier: float = 0.0
+    d_clip: float | None = None
+
+    @property
+    def bound(self) -> float:
+        """The L2 norm every D_k is clipped to in the release (its DP sensitivity)."""
+        return self.clip**2 if self.d_clip is None else self.d_clip
 
 
 def explore_deviation(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, config: ExplorationConfig,
@@ -85,12 +93,12 @@ def guidance_pipeline(explorers: int, *, protocol: dict, config: ExplorationConf
     """The pipeline that sums the explorers' D_k: clip to C_e^2 (a no-op for honest D_k, a bound for liars),
     optional Gaussian noise, Quantize to the ring, the scenario's protocol, one group or ``buckets`` buckets
     combined by ``rule``. Its ``dp_event()`` prices the release."""
-    bound = config.clip**2
+    bound = config.bound
     placement = "central" if protocol.get("kind") == "plaintext" else "distributed"
     stages = [L2Clip(bound)]
     if config.noise_multiplier > 0:
         stages.append(GaussianNoise(config.noise_multiplier, placement=placement))
-    stages.append(Quantize(scale=2.0**22 / bound))
+    stages.append(Quantize(scale=2.0**36 / bound))  # ~2^-36 relative resolution: honest D_k are tiny
     if buckets:
         grouping, aggregator = Buckets(size=max(1, explorers // buckets)), registry.build("aggregator", {"kind": rule})
     else:
@@ -106,3 +114,17 @@ def secure_guidance(deviations: Sequence[Update], *, protocol: dict, config: Exp
     pipeline = guidance_pipeline(len(deviations), protocol=protocol, config=config, buckets=buckets, rule=rule)
     out = pipeline.run_round(list(deviations), rng=rng)
     return np.maximum(np.asarray(out.aggregate, dtype=np.float64), 0.0)
+
+
+def secure_support(deviations: Sequence[Update], *, q: float, protocol: dict, rng: np.random.Generator) -> np.ndarray:
+    """How many explorers put each coordinate in their own top (1 - q) of D_k: a second secure sum, of 0/1
+    indicators (no noise: ``AutoFlip.check`` refuses it beside a DP exploration). One explorer adds at most 1
+    to any coordinate's count, whatever it reports."""
+    indicators = []
+    for update in deviations:
+        cut = np.quantile(update.values, q)
+        indicators.append(update.replace((update.values > cut).astype(np.float32)))
+    config = ExplorationConfig(clip=1.0, d_clip=float(np.sqrt(deviations[0].values.size)))
+    pipeline = guidance_pipeline(len(indicators), protocol=protocol, config=config)
+    out = pipeline.run_round(indicators, rng=rng)
+    return np.rint(np.asarray(out.aggregate, dtype=np.float64) * len(indicators))

@@ -14,7 +14,8 @@ from pydantic import Field
 from secfl.exceptions import ConfigurationError
 from secfl.fl.params import num_params
 from secfl.hooks import RoundContext, RoundHook
-from secfl.methods.autoflip.explore import ExplorationConfig, explore_deviation, guidance_pipeline, secure_guidance
+from secfl.methods.autoflip.explore import (ExplorationConfig, explore_deviation, guidance_pipeline, secure_guidance,
+                                            secure_support)
 from secfl.methods.autoflip.flops import flops_per_step
 from secfl.methods.autoflip.guidance import Mask, hybrid_mask, normalized_scores, random_scores
 from secfl.methods.autoflip.trainer import MaskedTrainer
@@ -35,7 +36,11 @@ class AutoFlipOptions(MethodOptions):
     explore_lr: float = Field(3e-4, gt=0, description="the explorers' Adam learning rate")
     explore_batch_size: int = Field(32, ge=1)
     clip: float = Field(1.0, gt=0, description="C_e: ||theta_k - theta_b||_2 is clipped to it before squaring")
-    noise_multiplier: float = Field(0.0, ge=0, description="DP on the summed D_k: noise std z * C_e^2")
+    d_clip: float | None = Field(None, gt=0, description="defence: the L2 bound on each D_k in the release "
+                                 "(default C_e^2); also the DP sensitivity")
+    noise_multiplier: float = Field(0.0, ge=0, description="DP on the summed D_k: noise std z * (d_clip or C_e^2)")
+    min_support: int = Field(0, ge=0, description="defence: prune coordinates fewer than this many explorers put "
+                             "in their own top (1 - q) (a second secure sum, of indicators)")
     buckets: int = Field(0, ge=0, description="defence: robust rule over this many bucket sums (0: one secure sum)")
     rule: Literal["median", "trimmed_mean"] = Field("median", description="the robust rule over bucket means")
 
@@ -53,6 +58,9 @@ class AutoFlip(Method):
         if any(s.get("kind") in ("ddgauss", "fedbat_pack", "fedbat_bits", "ewwa") for s in scenario.stages):
             raise ValueError("method 'autoflip' sends a compacted vector: stages that need the model's dimension "
                              "(ddgauss, fedbat_*, ewwa) do not apply")
+        if options.min_support and options.noise_multiplier:
+            raise ValueError("autoflip.min_support releases a second, un-noised sum: it cannot be combined with "
+                             "autoflip.noise_multiplier")
         if options.buckets and options.buckets < 3:
             raise ValueError("autoflip.buckets: a robust rule needs >= 3 buckets (or 0 for one secure sum)")
 
@@ -73,7 +81,8 @@ class AutoFlip(Method):
 
 def _config(o: AutoFlipOptions) -> ExplorationConfig:
     return ExplorationConfig(epochs=o.explore_epochs, patience=o.patience, lr=o.explore_lr,
-                             batch_size=o.explore_batch_size, clip=o.clip, noise_multiplier=o.noise_multiplier)
+                             batch_size=o.explore_batch_size, clip=o.clip, noise_multiplier=o.noise_multiplier,
+                             d_clip=o.d_clip)
 
 
 def _explorer_count(scenario: Any, o: AutoFlipOptions) -> int:
@@ -121,10 +130,16 @@ class Pruning(RoundHook):
             return explore_deviation(ctx.model, x, y, config, seed)
 
         for hook in ctx.hooks:  # Byzantine explorers rewrite their D_k
-            deviations = hook.side_release(ctx, "autoflip/explore", deviations, bound=o.clip**2, recompute=recompute)
+            deviations = hook.side_release(ctx, "autoflip/explore", deviations, bound=config.bound,
+                                           recompute=recompute)
         guidance = secure_guidance(deviations, protocol=self.scenario.protocol, config=config,
-                                      rng=np.random.default_rng([ctx.seed, 13]), buckets=o.buckets, rule=o.rule)
-        return hybrid_mask(ctx.model, normalized_scores(ctx.model, guidance), q=o.q, q_structured=o.q_structured)
+                                   rng=np.random.default_rng([ctx.seed, 13]), buckets=o.buckets, rule=o.rule)
+        scores = normalized_scores(ctx.model, guidance)
+        if o.min_support:
+            support = secure_support(deviations, q=o.q, protocol=self.scenario.protocol,
+                                     rng=np.random.default_rng([ctx.seed, 15]))
+            scores[support < o.min_support] = 0.0
+        return hybrid_mask(ctx.model, scores, q=o.q, q_structured=o.q_structured)
 
     def client_vector(self, ctx: RoundContext, cid: int, result: LocalResult, vector: np.ndarray) -> np.ndarray:
         return vector[self.mask.keep]

@@ -110,3 +110,36 @@ def test_the_mask_through_secagg_plus_is_identical_to_plaintext(tmp_path):
     stages = [{"kind": "l2clip", "norm": 5.0}, {"kind": "quantize", "scale": 65536.0}]
     _, secure = _run(tmp_path, "secure", protocol={"kind": "secagg+"}, stages=stages, grouping={"kind": "one_group"})
     assert torch.equal(plain["hooks"][0]["keep"], secure["hooks"][0]["keep"])
+
+
+def _keep(tmp_path: Path, name: str, **changes) -> np.ndarray:
+    _, checkpoint = _run(tmp_path, name, **changes)
+    return checkpoint["hooks"][0]["keep"].numpy()  # the method's hook comes before the attack's
+
+
+def test_lying_explorers_move_the_mask_and_min_support_pulls_it_back(tmp_path):
+    options = dict(SCENARIO["autoflip"], q_structured=0.0)
+    honest = _keep(tmp_path, "honest", autoflip=options)
+    attack = {"kind": "none", "num_byzantine": 2, "explore": "inflate", "explore_fraction": 0.05}
+    attacked = _keep(tmp_path, "attacked", autoflip=options, attack=attack)
+    defended = _keep(tmp_path, "defended", autoflip=dict(options, min_support=3), attack=attack)
+    moved, kept_back = np.sum(honest != attacked), np.sum(honest != defended)
+    assert moved > 0.05 * honest.size  # two liars of eight rewrite a sizeable part of the mask
+    assert kept_back < moved  # a coordinate needs three explorers' support: the liars alone cannot protect it
+
+
+def test_min_support_beside_exploration_noise_is_refused():
+    data = json.loads(json.dumps(SCENARIO))
+    data["autoflip"].update(min_support=2, noise_multiplier=1.0)
+    with pytest.raises(Exception, match="min_support"):
+        scenario.validate(data)
+
+
+def test_a_dp_exploration_is_charged_once_and_a_noiseless_one_voids_the_dp_claim(tmp_path):
+    stages = [{"kind": "l2clip", "norm": 1.0}, {"kind": "gaussian_noise", "noise_multiplier": 1.0,
+                                                 "placement": "central"}]
+    noisy = dict(SCENARIO["autoflip"], noise_multiplier=2.0)
+    rows, _ = _run(tmp_path, "dp", stages=stages, autoflip=noisy)
+    assert np.isfinite(rows[-1]["epsilon"]) and rows[-1]["epsilon"] > 0
+    rows, _ = _run(tmp_path, "void", stages=stages)
+    assert rows[-1]["epsilon"] == float("inf")
