@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from secfl import registry
 from secfl.exceptions import ConfigurationError
+from secfl.overrides import apply_overrides
 from secfl.aggregators.chain import Chain
 from secfl.attacks.byzantine import check_attack
 from secfl.fl.data import describe
@@ -319,42 +320,6 @@ def _drop_none(value: Any) -> Any:
         return {k: _drop_none(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
         return [_drop_none(v) for v in value]
-    return value
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"a.b=value"`` -> (["a", "b"], value); the value is read as TOML, else taken as a string."""
-    key, sep, raw = text.partition("=")
-    path = [part.strip() for part in key.split(".")]
-    if not sep or not all(path):
-        raise ConfigurationError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. client.lr=0.1")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return path, value
-
-
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Set each ``a.b=value`` in a copy of ``data`` (missing tables are created, then validated)."""
-    data = _deep_copy(data)
-    for text in overrides:
-        path, value = parse_override(text)
-        node = data
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigurationError(f"--set {text!r}: {part!r} is not a table")
-            node = child
-        node[path[-1]] = value
-    return data
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
     return value
 
 
