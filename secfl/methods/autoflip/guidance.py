@@ -6,9 +6,11 @@ is the q-quantile of all normalised scores: coordinates at or below it are prune
 explorer's loss landscape means unimportant), so about a fraction q of all parameters go.
 
 The hybrid step (the paper's intent; its public code has only the unstructured part) first removes whole
-hidden units: a unit's score is the mean normalised score of its incoming weights, and units at or below
-the ``q_structured``-quantile of all hidden-unit scores are removed with their bias, norm channels and the
-next layer's input slice (``structure.compact``), never output units. The unstructured threshold is then
+hidden units: a unit's score is the mean normalised score of its incoming weights. Under a GroupNorm only a
+whole norm group can go (its statistics mix the group's channels), scored by its units' mean. Blocks (units,
+or norm groups) at or below the ``q_structured``-quantile of all block scores are removed, lowest first while
+they fit in the budget q, with their bias, norm channels and the next layer's input slice
+(``structure.compact``); output units never are. The unstructured threshold is then
 chosen inside the surviving units so that the total sparsity (removed units' coordinates included) is
 about q.
 
@@ -91,14 +93,14 @@ def hybrid_mask(model: torch.nn.Module, scores: np.ndarray, *, q: float, q_struc
     groups, per_unit = prunable_units(model), unit_scores(model, scores)
     keep_units = [np.ones(len(s), dtype=bool) for s in per_unit]
     if q_structured > 0 and per_unit:
-        threshold = np.quantile(np.concatenate(per_unit), q_structured)
+        blocks = _blocks(groups, per_unit)
+        threshold = np.quantile([score for score, _, _ in blocks], q_structured)
         budget = q * d  # whole units go, lowest score first, while they fit in the pruning budget
-        candidates = sorted((s, g, u) for g, unit in enumerate(per_unit) for u, s in enumerate(unit) if s <= threshold)
-        for _, g, u in candidates:
-            size = groups[g].coords.shape[1]
-            if size > budget or keep_units[g].sum() == 1:  # every group keeps at least one unit
+        for _, g, units in sorted(b for b in blocks if b[0] <= threshold):
+            size = groups[g].coords.shape[1] * len(units)
+            if size > budget or keep_units[g].sum() <= len(units):  # every group keeps at least one unit
                 continue
-            keep_units[g][u], budget = False, budget - size
+            keep_units[g][list(units)], budget = False, budget - size
     structure = compact(model, keep_units)
     alive = np.zeros(d, dtype=bool)
     alive[structure.index] = True
@@ -111,3 +113,16 @@ def hybrid_mask(model: torch.nn.Module, scores: np.ndarray, *, q: float, q_struc
         keep = np.zeros(d, dtype=bool)
         keep[order[:max(target, 1)]] = True
     return Mask(tuple(np.asarray(k, dtype=bool) for k in structure.keep_units), keep)
+
+
+def _blocks(groups: list, per_unit: list[np.ndarray]) -> list[tuple[float, int, tuple[int, ...]]]:
+    """What can be removed, with its score: single units, or, under a GroupNorm, whole norm groups (a
+    GroupNorm's statistics mix the channels of a group, so only whole groups can go; a group's score is the
+    mean of its units'). ``q_structured`` is a quantile over these blocks."""
+    out = []
+    for g, (group, scores) in enumerate(zip(groups, per_unit)):
+        width = group.size // group.norm_groups if group.norm is not None else 1
+        for start in range(0, group.size, width):
+            units = tuple(range(start, start + width))
+            out.append((float(np.mean(scores[list(units)])), g, units))
+    return out
