@@ -46,6 +46,9 @@ def run(scenario: Scenario, run_dir: RunDir, *, resume: bool = False,
     setup = RunSetup(scenario)
     if scenario.attack is not None and fixed_updates:
         raise ConfigurationError("fixed updates (audit canaries) and [attack] cannot be combined in one run")
+    if fixed_updates and setup.reshapes:
+        raise ConfigurationError(f"fixed updates (audit canaries) are model deltas; method {scenario.method!r} sends "
+                                 "other vectors in this scenario")
     canaries = [FixedUpdates(fixed_updates, scenario.data.num_clients)] if fixed_updates else []
     watchers = [Observer(observer)] if observer is not None else []
     setup.hooks = [*canaries, *setup.hooks, *watchers, *hooks]  # canaries answer first; callers' hooks last
@@ -54,13 +57,15 @@ def run(scenario: Scenario, run_dir: RunDir, *, resume: bool = False,
         run_dir.start(setup.config, seed=setup.seed)
     if checkpoint is not None:
         setup.restore(checkpoint)
+    for record in run_dir.releases():  # one-time releases, re-runs after a resume included: each one counts
+        setup.charge(record)
     if setup.ledger is not None:  # the claim so far, rebuilt from what was written, not from memory
         for row in [*run_dir.replayed(), *run_dir.metrics()]:  # a replayed round was released twice: both count
             account(setup.ledger, setup.pipeline, row.get("dp_contributors"), row.get("dp_shares"),
                     sample_clients(setup.scenario, np.random.default_rng([setup.seed, 2, row["round"]])))
     try:
         for round_ in range(done + 1, setup.scenario.run.rounds + 1):
-            row = _round(setup, round_)
+            row = _round(setup, round_, run_dir)
             run_dir.append_metrics(row)
             run_dir.save_checkpoint(setup.checkpoint(round_))
             if on_round is not None:
@@ -120,7 +125,7 @@ def _updates(setup: RunSetup, ctx: RoundContext) -> tuple[list[Update], list[tup
     return [updates[cid] for cid in ctx.sampled], losses
 
 
-def _round(setup: RunSetup, round_: int) -> dict[str, Any]:
+def _round(setup: RunSetup, round_: int, run_dir: RunDir) -> dict[str, Any]:
     """Run one round (privacy budget checked first) and return its metrics row."""
     pipeline, ledger, model, data = setup.pipeline, setup.ledger, setup.model, setup.data
     start = time.perf_counter()
@@ -137,7 +142,13 @@ def _round(setup: RunSetup, round_: int) -> dict[str, Any]:
         if ledger is not None:  # accounted as a full round anyway (conservative)
             row.update(account(ledger, pipeline, None, None, sampled))
         return row
-    ctx = RoundContext(round_, setup.seed, model, sampled, data, setup.shards, pipeline, hooks=setup.hooks)
+    def release(name: str) -> None:
+        record = setup.released(name, round_)
+        run_dir.append_release(record)  # durable before the release happens: a crash cannot lose its cost
+        setup.charge(record)
+
+    ctx = RoundContext(round_, setup.seed, model, sampled, data, setup.shards, pipeline, hooks=setup.hooks,
+                       release=release)
     for hook in setup.hooks:
         hook.before_round(ctx)
     setup.client_metrics = {}

@@ -44,6 +44,8 @@ class RoundContext:
         reference: a reference update for aggregators that need one (e.g. FLTrust's root-data update).
         output: the pipeline's ``RoundOutput`` once the secure sum ran.
         hooks: every hook of the run, in order (a hook that makes a side release offers it to the others).
+        release: call ``release(name)`` right before a one-time release the method declared
+            (``Method.releases``): the engine records it durably and charges it to the privacy ledger.
     """
 
     round: int
@@ -57,6 +59,7 @@ class RoundContext:
     reference: np.ndarray | None = None
     output: Any = None
     hooks: list[RoundHook] = field(default_factory=list)
+    release: Callable[[str], None] = lambda name: None
 
 
 class RoundHook:

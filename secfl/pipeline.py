@@ -118,6 +118,15 @@ class Pipeline:
         self.uniform = self.private or any(s.uniform_weights for s in self.stages)
         self.protocol = self._bind_protocol(self.protocol)
         self._check_noise_trust()
+        self.stages = tuple(self.stages)
+        self._checked = True  # from here on the checked components cannot be swapped (see __setattr__)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        """A checked pipeline is immutable: a round hook (or anyone) replacing its aggregator, stages or
+        protocol would bypass every check above, and the privacy ledger reads its stages live."""
+        if self.__dict__.get("_checked", False):
+            raise ConfigurationError(f"Pipeline.{name} cannot change after the pipeline was checked; build a new one")
+        super().__setattr__(name, value)
 
     @property
     def secure_sum(self) -> bool:

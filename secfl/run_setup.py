@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import dp_accounting
 import numpy as np
 import torch
 
@@ -72,25 +71,35 @@ class RunSetup:
         if client.dp_sgd is not None and not self.trainer.supports_dp:
             raise ConfigurationError(f"client.dp_sgd: the {self.trainer.name!r} trainer cannot run under DP-SGD")
         self.hooks: list[RoundHook] = list(method.hooks())
-        self._account_releases(method.releases())
+        self.releases = method.releases(scenario, method.options)
         if scenario.attack is not None:
             self.hooks.append(Adversary(scenario.attack, num_clients=scenario.data.num_clients, seed=self.seed,
                                         num_classes=data.num_classes, trigger_value=float(data.x_train.max())))
         aggregator = self.pipeline.aggregator
-        if aggregator.needs_reference:  # e.g. FLTrust: the server's own update on its root data, from a client id no client has
-            server_id = scenario.data.num_clients
-            self.hooks.insert(0, ServerReference(aggregator.reference_size, self.hyper, lambda r: client_seed(self.seed, r, server_id)))
+        self.reshapes = method.reshapes(scenario, method.options)
+        if aggregator.needs_reference:  # e.g. FLTrust: the server's own update on its root data
+            server_id = scenario.data.num_clients  # its training seed: that of a client id no client has
+            self.hooks.insert(0, ServerReference(aggregator.reference_size, self.hyper,
+                                                 lambda r: client_seed(self.seed, r, server_id)))
         self.client_state: dict[int, dict[str, Any]] = {}
         self.client_metrics: dict[str, list[float]] = {}
 
-    def _account_releases(self, releases: list[Any]) -> None:
-        """One-time releases join the ledger (a ledger is opened for a private one even without DP rounds)."""
-        private = [e for e in releases if not isinstance(e, dp_accounting.NonPrivateDpEvent)]
-        if self.ledger is None and private:
-            self.ledger = self.scenario.ledger(self.pipeline, force=True)
+    def charge(self, record: dict[str, Any]) -> None:
+        """Put one recorded one-time release (a ``releases.jsonl`` line) in the ledger, if the run has one."""
+        if record["release"] not in self.releases:
+            raise ConfigurationError(f"the run directory records a release {record['release']!r} this method does "
+                                     "not make; start the run afresh (without --resume)")
         if self.ledger is not None:
-            for event in releases:
-                self.ledger.record_once(event)
+            self.ledger.record_once(*self.releases[record["release"]])
+
+    def released(self, name: str, round_: int) -> dict[str, Any]:
+        """The record of release ``name`` made in ``round_``, with its own epsilon (alone, at the run's delta)."""
+        if name not in self.releases:
+            raise ConfigurationError(f"a hook released {name!r}, which the method does not declare (Method.releases)")
+        event, server_event = self.releases[name]
+        accountant, delta = self.scenario.accountant(), self.scenario.privacy.delta
+        alone = [accountant.epsilon_of([], sample_rate=1.0, delta=delta, unsampled=[(e, 1)]) for e in (event, server_event)]
+        return {"round": round_, "release": name, "epsilon": alone[0], "epsilon_server": alone[1]}
 
     def checkpoint(self, round_: int) -> dict[str, Any]:
         """The resume point after ``round_`` (tensors, numbers, lists and dicts only: loaded with weights_only)."""
@@ -143,6 +152,8 @@ def summarize(setup: RunSetup, run_dir: RunDir, stopped: str | None = None) -> d
                         "epsilon_server": ledger.epsilon_server(),  # the aggregation server (knows the sample)
                         "epsilon_server_rounds": ledger.server_rounds, "delta": ledger.delta,
                         "accountant": repr(ledger.accountant), "sample_rate": ledger.sample_rate})
+    if releases := run_dir.releases():
+        summary["releases"] = releases
     if stopped is not None:
         summary["stopped"] = stopped
     run_dir.write_summary(summary)

@@ -109,6 +109,7 @@ class RunDir:
         self.env_path = self.path / "env.json"
         self.checkpoint_path = self.path / "checkpoint.pt"
         self.replayed_path = self.path / "replayed.jsonl"
+        self.releases_path = self.path / "releases.jsonl"
 
     def start(self, config: dict[str, Any], *, seed: int) -> None:
         """Create the directory for a new run.
@@ -158,6 +159,17 @@ class RunDir:
         """Rounds that finished and were released but are run again after a resume (their checkpoint was
         lost): their metrics lines, kept in ``replayed.jsonl``. Each release still costs privacy."""
         return _read_lines(self.replayed_path)
+
+    def append_release(self, record: dict[str, Any]) -> None:
+        """Record a one-time release (e.g. AutoFLIP's exploration) durably, before anything depends on it."""
+        with open(self.releases_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def releases(self) -> list[dict[str, Any]]:
+        """Every one-time release made so far, re-runs after a resume included (each costs privacy)."""
+        return _read_lines(self.releases_path)
 
     def metrics(self) -> list[dict[str, Any]]:
         """Every complete metrics line (a torn last line from a kill is ignored)."""

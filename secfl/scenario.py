@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import dp_accounting
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from secfl import registry
@@ -180,6 +181,8 @@ class Scenario(_Strict):
         """The method's table (``[fedbat]`` for ``method = "fedbat"``) becomes ``options``."""
         if isinstance(data, Mapping) and isinstance(data.get("method"), str) and data["method"] in data \
                 and data["method"] not in cls.model_fields:
+            if "options" in data:
+                raise ValueError(f"give the method's options either in [{data['method']}] or as options, not both")
             data = dict(data)
             data["options"] = data.pop(data["method"])
         return data
@@ -197,6 +200,16 @@ class Scenario(_Strict):
             where = ".".join([self.method, *map(str, error["loc"])])
             raise ValueError(f"{where}: {error['msg']}") from None
         method.check(self, options)
+        if method.reshapes(self, options) and self.build_aggregator().needs_reference:
+            raise ValueError(f"aggregator {self.aggregator.get('kind')!r} compares updates with the server's own model "
+                             f"update, but method {self.method!r} sends other vectors in this scenario")
+        releases = method.releases(self, options)
+        noiseless = any(isinstance(e, dp_accounting.NonPrivateDpEvent) for pair in releases.values() for e in pair[:1])
+        if noiseless and (self.privacy.target_epsilon is not None or self.privacy.budget is not None):
+            raise ValueError(f"method {self.method!r} makes a release without noise ({', '.join(releases)}): no "
+                             "epsilon target or budget can hold; add its noise (e.g. autoflip.noise_multiplier)")
+        if self.attack is not None and self.attack.explore != "none" and self.method != "autoflip":
+            raise ValueError("attack.explore lies in AutoFLIP's exploration: it needs method = \"autoflip\"")
         if self.attack is not None:
             check_attack(self.attack.kind, self.attack.options)
             if self.attack.num_byzantine >= self.data.num_clients:
@@ -279,7 +292,8 @@ class Scenario(_Strict):
         index, accountant = noisy[0], self.accountant()
         if "noise_multiplier" in self.stages[index]:  # both given (or solved before): they must agree
             eps = accountant.epsilon_of([(self.build_pipeline().dp_event(), self.run.rounds)],
-                                        sample_rate=self.sample_rate, delta=self.privacy.delta)
+                                        sample_rate=self.sample_rate, delta=self.privacy.delta,
+                                        unsampled=self._releases())
             if eps > target * (1 + 1e-9):
                 raise ConfigurationError(
                     f"stages[{index}]: noise_multiplier = {self.stages[index]['noise_multiplier']} gives epsilon "
@@ -291,8 +305,13 @@ class Scenario(_Strict):
             return self._with_stage(index, noise_multiplier=z).build_pipeline().dp_event()
 
         z = accountant.calibrate(event, target_epsilon=target, sample_rate=self.sample_rate,
-                                 rounds=self.run.rounds, delta=self.privacy.delta)
+                                 rounds=self.run.rounds, delta=self.privacy.delta, unsampled=self._releases())
         return self._with_stage(index, noise_multiplier=z)
+
+    def _releases(self) -> list[tuple[Any, int]]:
+        """The method's one-time releases, each charged once (what an uninterrupted run costs)."""
+        method = registry.resolve("method", self.method)
+        return [(event, 1) for event, _ in method.releases(self, self.method_options()).values()]
 
     def _with_stage(self, index: int, **changes: Any) -> Scenario:
         stages = [dict(s) for s in self.stages]

@@ -45,7 +45,15 @@ class Method:
     def hooks(self) -> list[RoundHook]:
         return []
 
-    def releases(self) -> list[Any]:
-        """DP events of one-time releases outside the rounds that every client is in (the ledger composes
-        them once, unamplified); ``NonPrivateDpEvent`` for a release without noise."""
-        return []
+    @classmethod
+    def releases(cls, scenario: Any, options: MethodOptions) -> dict[str, tuple[Any, Any]]:
+        """One-time releases outside the rounds that every client is in, by name: ``(event, server_event)``
+        (what the released result reveals, and what the server itself saw). The engine charges each
+        release every time a hook makes it (``RoundContext.release(name)``), unamplified."""
+        return {}
+
+    @classmethod
+    def reshapes(cls, scenario: Any, options: MethodOptions) -> bool:
+        """True if the vectors clients send are not model deltas (so a server reference update or a fixed
+        model-sized canary cannot be compared with them)."""
+        return False

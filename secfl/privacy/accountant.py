@@ -100,8 +100,10 @@ class Accountant:
                               sample_rate=sample_rate, rounds=rounds, delta=delta)
 
     def calibrate(self, event: Callable[[float], dp_accounting.DpEvent], *, target_epsilon: float,
-                  sample_rate: float, rounds: int, delta: float) -> float:
-        """The smallest z (to 0.1%) for which ``rounds`` rounds of ``event(z)`` stay within the target.
+                  sample_rate: float, rounds: int, delta: float,
+                  unsampled: Sequence[tuple[dp_accounting.DpEvent, int]] = ()) -> float:
+        """The smallest z (to 0.1%) for which ``rounds`` rounds of ``event(z)`` (plus the ``unsampled``
+        one-time releases, see ``epsilon_of``) stay within the target.
 
         ``event`` maps a noise multiplier to one round's event (e.g. a pipeline's); epsilon must
         fall as z grows. Bisection on log z over [1e-3, 1e4].
@@ -113,7 +115,7 @@ class Accountant:
         self._check_common(sample_rate, rounds, delta)
 
         def eps(z: float) -> float:
-            return self.epsilon_of([(event(z), rounds)], sample_rate=sample_rate, delta=delta)
+            return self.epsilon_of([(event(z), rounds)], sample_rate=sample_rate, delta=delta, unsampled=unsampled)
 
         low, high = 1e-3, 1.0
         while eps(high) > target:

@@ -50,6 +50,7 @@ class Ledger:
         self.accountant, self.sample_rate, self.delta, self.budget = accountant, sample_rate, delta, budget
         self.events: Counter[dp_accounting.DpEvent] = Counter()
         self.once: Counter[dp_accounting.DpEvent] = Counter()  # releases every client is in (no sampling)
+        self._once_server: Counter[dp_accounting.DpEvent] = Counter()  # the same as the server saw them
         self._everyone: Counter[dp_accounting.DpEvent] = Counter()  # server events of rounds with unknown participants
         self._taken: dict[int, Counter[dp_accounting.DpEvent]] = {}  # client -> server events of its rounds
         self._priced: dict[frozenset, float] = {}
@@ -65,11 +66,12 @@ class Ledger:
         return self.accountant.epsilon_of(pending, sample_rate=self.sample_rate, delta=self.delta,
                                           unsampled=list(self.once.items()))
 
-    def record_once(self, event: dp_accounting.DpEvent) -> None:
+    def record_once(self, event: dp_accounting.DpEvent, server_event: dp_accounting.DpEvent | None = None) -> None:
         """Add a release every client took part in for sure (e.g. AutoFLIP's exploration): composed with
-        the rounds without amplification, against the released models and the server alike."""
+        the rounds without amplification; ``server_event`` is what the server itself saw of it (default:
+        ``event``). Not counted in ``rounds`` or ``server_rounds``."""
         self.once[event] += 1
-        self._everyone[event] += 1
+        self._once_server[event if server_event is None else server_event] += 1
 
     def check(self, event: dp_accounting.DpEvent) -> float:
         """The epsilon one more round with ``event`` would reach; raise if that exceeds the budget.
@@ -124,8 +126,9 @@ class Ledger:
         clients (0 before any round). Exact over the maximal participation histories, or, when more
         than ``MAX_EXACT`` of them are incomparable, their pointwise maximum (an upper bound).
         """
-        histories = {frozenset((self._everyone + taken).items()) for taken in self._taken.values()}
-        histories.add(frozenset(self._everyone.items()))
+        common = self._everyone + self._once_server
+        histories = {frozenset((common + taken).items()) for taken in self._taken.values()}
+        histories.add(frozenset(common.items()))
         maximal = _maximal([Counter(dict(h)) for h in histories if h])
         if not maximal:
             return 0.0

@@ -15,7 +15,7 @@ parameters, and any extra coordinates the method appends), and
 
 Decode returns, per group, [2 S - n at the binarized coordinates, the sum of the other coordinates, n]:
 the pipeline's division by n gives the mean of the clients' signs (times alpha_l on the server, see
-``secfl.methods.fedbat_secure``) and the mean of the rest.
+``secfl.methods.fedbat.secure``) and the mean of the rest.
 
 Threat model: that of the secure sum underneath (SecAgg / SecAgg+ sum the words mod 2^32, masks
 included). The server learns per coordinate the group's vote count S and the rest's group sum, nothing

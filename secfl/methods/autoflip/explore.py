@@ -28,6 +28,7 @@ import torch
 from torch.nn import functional
 
 from secfl import registry
+from secfl.exceptions import ConfigurationError
 from secfl.fl.params import flatten
 from secfl.grouping import Buckets, OneGroup
 from secfl.pipeline import Pipeline
@@ -35,7 +36,8 @@ from secfl.stages import GaussianNoise, L2Clip, Quantize
 from secfl.training.trainer import tensors
 from secfl.types import Update
 
-__all__ = ["ExplorationConfig", "explore_deviation", "guidance_pipeline", "secure_guidance", "secure_support"]
+__all__ = ["ExplorationConfig", "explore_deviation", "guidance_pipeline", "indicators", "secure_guidance",
+           "secure_support", "support_pipeline"]
 
 
 @dataclass(frozen=True)
@@ -89,22 +91,35 @@ def explore_deviation(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, conf
 
 
 def guidance_pipeline(explorers: int, *, protocol: dict, config: ExplorationConfig, buckets: int = 0,
-                      rule: str = "median") -> Pipeline:
+                      rule: str = "median", unit: bool = False) -> Pipeline:
     """The pipeline that sums the explorers' D_k: clip to C_e^2 (a no-op for honest D_k, a bound for liars),
     optional Gaussian noise, Quantize to the ring, the scenario's protocol, one group or ``buckets`` buckets
-    combined by ``rule``. Its ``dp_event()`` prices the release."""
+    combined by ``rule``. Its ``dp_event()`` prices the release. ``unit``: every coordinate is clamped to
+    [-1, 1] too (0/1 indicators: a liar adds at most 1 to a coordinate's count). Raises ConfigurationError
+    when the explorers cannot go through the protocol (too few for its groups or the buckets)."""
     bound = config.bound
     placement = "central" if protocol.get("kind") == "plaintext" else "distributed"
-    stages = [L2Clip(bound)]
-    if config.noise_multiplier > 0:
-        stages.append(GaussianNoise(config.noise_multiplier, placement=placement))
-    stages.append(Quantize(scale=2.0**36 / bound))  # ~2^-36 relative resolution: honest D_k are tiny
+    noise = [GaussianNoise(config.noise_multiplier, placement=placement)] if config.noise_multiplier > 0 else []
     if buckets:
-        grouping, aggregator = Buckets(size=max(1, explorers // buckets)), registry.build("aggregator", {"kind": rule})
+        if explorers < 2 * buckets:
+            raise ConfigurationError(f"{explorers} explorers cannot fill {buckets} buckets of at least 2 (a bucket of "
+                                     "one would expose its explorer's D_k): lower autoflip.buckets")
+        grouping = Buckets(size=math.ceil(explorers / buckets))
+        aggregator = registry.build("aggregator", {"kind": rule})
     else:
         grouping, aggregator = OneGroup(), registry.build("aggregator", {"kind": "mean"})
-    return Pipeline(clients_per_round=explorers, stages=stages, protocol=registry.build("protocol", protocol),
-                    grouping=grouping, aggregator=aggregator)
+    error = None
+    for bits in (36, 28, 20):  # the finest resolution the protocol's ring holds (honest D_k are tiny)
+        stages = [L2Clip(bound), *noise, Quantize(scale=2.0**bits / bound, **({"bound": 1.0} if unit else {}))]
+        try:
+            return Pipeline(clients_per_round=explorers, stages=stages, protocol=registry.build("protocol", protocol),
+                            grouping=grouping, aggregator=aggregator)
+        except ConfigurationError as exc:
+            error = exc
+            if "bits" not in str(exc):  # not a ring-size problem: a finer or coarser scale will not help
+                break
+    raise ConfigurationError(f"AutoFLIP's exploration cannot go through {protocol.get('kind')!r} with "
+                             f"{explorers} explorers: {error}")
 
 
 def secure_guidance(deviations: Sequence[Update], *, protocol: dict, config: ExplorationConfig,
@@ -116,15 +131,20 @@ def secure_guidance(deviations: Sequence[Update], *, protocol: dict, config: Exp
     return np.maximum(np.asarray(out.aggregate, dtype=np.float64), 0.0)
 
 
-def secure_support(deviations: Sequence[Update], *, q: float, protocol: dict, rng: np.random.Generator) -> np.ndarray:
-    """How many explorers put each coordinate in their own top (1 - q) of D_k: a second secure sum, of 0/1
-    indicators (no noise: ``AutoFlip.check`` refuses it beside a DP exploration). One explorer adds at most 1
-    to any coordinate's count, whatever it reports."""
-    indicators = []
-    for update in deviations:
-        cut = np.quantile(update.values, q)
-        indicators.append(update.replace((update.values > cut).astype(np.float32)))
-    config = ExplorationConfig(clip=1.0, d_clip=float(np.sqrt(deviations[0].values.size)))
-    pipeline = guidance_pipeline(len(indicators), protocol=protocol, config=config)
-    out = pipeline.run_round(indicators, rng=rng)
-    return np.rint(np.asarray(out.aggregate, dtype=np.float64) * len(indicators))
+def indicators(deviations: Sequence[Update], *, q: float) -> list[Update]:
+    """Each explorer's 0/1 vector: 1 where its own D_k is in its top (1 - q)."""
+    return [u.replace((u.values > np.quantile(u.values, q)).astype(np.float32)) for u in deviations]
+
+
+def support_pipeline(explorers: int, dim: int, *, protocol: dict) -> Pipeline:
+    """The second secure sum of ``min_support``: indicators, every coordinate clamped to [-1, 1] (no noise:
+    ``AutoFlip.check`` refuses it beside a DP exploration)."""
+    config = ExplorationConfig(clip=1.0, d_clip=float(np.sqrt(dim)))
+    return guidance_pipeline(explorers, protocol=protocol, config=config, unit=True)
+
+
+def secure_support(updates: Sequence[Update], *, protocol: dict, rng: np.random.Generator) -> np.ndarray:
+    """How many explorers marked each coordinate (the sum of their indicators, rounded)."""
+    pipeline = support_pipeline(len(updates), updates[0].values.size, protocol=protocol)
+    out = pipeline.run_round(list(updates), rng=rng)
+    return np.rint(np.asarray(out.aggregate, dtype=np.float64) * len(updates))

@@ -14,8 +14,8 @@ from pydantic import Field
 from secfl.exceptions import ConfigurationError
 from secfl.fl.params import num_params
 from secfl.hooks import RoundContext, RoundHook
-from secfl.methods.autoflip.explore import (ExplorationConfig, explore_deviation, guidance_pipeline, secure_guidance,
-                                            secure_support)
+from secfl.methods.autoflip.explore import (ExplorationConfig, explore_deviation, guidance_pipeline, indicators,
+                                            secure_guidance, secure_support, support_pipeline)
 from secfl.methods.autoflip.flops import flops_per_step
 from secfl.methods.autoflip.guidance import Mask, hybrid_mask, normalized_scores, random_scores
 from secfl.methods.autoflip.trainer import MaskedTrainer
@@ -63,6 +63,17 @@ class AutoFlip(Method):
                              "autoflip.noise_multiplier")
         if options.buckets and options.buckets < 3:
             raise ValueError("autoflip.buckets: a robust rule needs >= 3 buckets (or 0 for one secure sum)")
+        n = _explorer_count(scenario, options)
+        if options.min_support > n:
+            raise ValueError(f"autoflip.min_support = {options.min_support} exceeds the {n} explorers: no coordinate "
+                             "could ever be supported")
+        try:  # the exploration's secure sums, built now so a protocol or bucket mismatch surfaces before training
+            guidance_pipeline(n, protocol=scenario.protocol, config=_config(options), buckets=options.buckets,
+                              rule=options.rule)
+            if options.min_support:
+                support_pipeline(n, 2, protocol=scenario.protocol)
+        except ConfigurationError as exc:
+            raise ValueError(f"autoflip: {exc}") from None
 
     def trainer(self) -> Trainer:
         return MaskedTrainer()
@@ -70,13 +81,24 @@ class AutoFlip(Method):
     def hooks(self) -> list[RoundHook]:
         return [Pruning(self.scenario, self.options)]
 
-    def releases(self) -> list[dp_accounting.DpEvent]:
-        """The exploration's one-time release (non-private without noise: then every DP claim is void)."""
-        o, n = self.options, _explorer_count(self.scenario, self.options)
-        if o.noise_multiplier == 0:
-            return [dp_accounting.NonPrivateDpEvent()]
-        return [guidance_pipeline(n, protocol=self.scenario.protocol, config=_config(o), buckets=o.buckets,
-                                  rule=o.rule).dp_event()]
+    @classmethod
+    def releases(cls, scenario: Any, options: AutoFlipOptions) -> dict[str, tuple[Any, Any]]:
+        """The exploration (non-private without noise: then every DP claim is void) and, with min_support,
+        the un-noised indicator sum."""
+        if options.mask == "random":  # the baseline explores nothing
+            return {}
+        out = {"exploration": (dp_accounting.NonPrivateDpEvent(), dp_accounting.NonPrivateDpEvent())}
+        if options.noise_multiplier:
+            pipeline = guidance_pipeline(_explorer_count(scenario, options), protocol=scenario.protocol,
+                                         config=_config(options), buckets=options.buckets, rule=options.rule)
+            out["exploration"] = (pipeline.dp_event(), pipeline.server_dp_event())
+        if options.min_support:
+            out["support"] = (dp_accounting.NonPrivateDpEvent(), dp_accounting.NonPrivateDpEvent())
+        return out
+
+    @classmethod
+    def reshapes(cls, scenario: Any, options: AutoFlipOptions) -> bool:
+        return True  # only the kept coordinates travel
 
 
 def _config(o: AutoFlipOptions) -> ExplorationConfig:
@@ -132,12 +154,18 @@ class Pruning(RoundHook):
         for hook in ctx.hooks:  # Byzantine explorers rewrite their D_k
             deviations = hook.side_release(ctx, "autoflip/explore", deviations, bound=config.bound,
                                            recompute=recompute)
+        ctx.release("exploration")
         guidance = secure_guidance(deviations, protocol=self.scenario.protocol, config=config,
                                    rng=np.random.default_rng([ctx.seed, 13]), buckets=o.buckets, rule=o.rule)
         scores = normalized_scores(ctx.model, guidance)
         if o.min_support:
-            support = secure_support(deviations, q=o.q, protocol=self.scenario.protocol,
-                                     rng=np.random.default_rng([ctx.seed, 15]))
+            marks = indicators(deviations, q=o.q)
+            for hook in ctx.hooks:  # Byzantine explorers may mark what they like (at most 1 per coordinate counts)
+                marks = hook.side_release(ctx, "autoflip/support", marks, bound=float(np.sqrt(marks[0].values.size)),
+                                          recompute=lambda cid, x, y: indicators(
+                                              [Update(cid, recompute(cid, x, y))], q=o.q)[0].values)
+            ctx.release("support")
+            support = secure_support(marks, protocol=self.scenario.protocol, rng=np.random.default_rng([ctx.seed, 15]))
             scores[support < o.min_support] = 0.0
         return hybrid_mask(ctx.model, scores, q=o.q, q_structured=o.q_structured)
 

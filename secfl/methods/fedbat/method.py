@@ -45,6 +45,10 @@ class FedBat(Method):
         if scenario.client.mode != "fedavg":
             raise ValueError("method 'fedbat' trains local epochs: client.mode = \"gradient\" works only with method \"fedavg\"")
 
+    @classmethod
+    def reshapes(cls, scenario: Any, options: FedBatOptions) -> bool:
+        return any(s.get("kind") == "fedbat_bits" for s in scenario.stages)  # m / alpha plus the proposals
+
     @property
     def secure(self) -> bool:
         """Whether the bits go through the secure sum (a ``fedbat_bits`` stage) with public step sizes."""

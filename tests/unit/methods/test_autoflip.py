@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from secfl import engine, scenario
+from secfl.exceptions import ConfigurationError
+from secfl.hooks import RoundHook
 from secfl.attacks.byzantine import lie
 from secfl.fl.models import build_model
 from secfl.fl.params import flatten
@@ -143,3 +145,86 @@ def test_a_dp_exploration_is_charged_once_and_a_noiseless_one_voids_the_dp_claim
     assert np.isfinite(rows[-1]["epsilon"]) and rows[-1]["epsilon"] > 0
     rows, _ = _run(tmp_path, "void", stages=stages)
     assert rows[-1]["epsilon"] == float("inf")
+
+
+# Found by an adversarial review: each of these failed before its fix.
+
+def test_a_noisy_exploration_does_not_make_non_private_rounds_look_private(tmp_path):
+    rows, _ = _run(tmp_path, "r", autoflip=dict(SCENARIO["autoflip"], noise_multiplier=1.0))
+    assert "epsilon" not in rows[-1]  # the rounds release updates in the clear: no epsilon is claimed
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert [r["release"] for r in summary["releases"]] == ["exploration"]
+    assert np.isfinite(summary["releases"][0]["epsilon"])  # the exploration's own epsilon
+    assert summary["releases"][0]["epsilon_server"] == float("inf")  # over Plaintext the server saw each D_k
+
+
+def test_an_exploration_run_again_after_a_crash_is_charged_twice(tmp_path):
+    stages = [{"kind": "l2clip", "norm": 1.0}, {"kind": "gaussian_noise", "noise_multiplier": 1.0,
+                                                 "placement": "central"}]
+    data = dict(json.loads(json.dumps(SCENARIO)), stages=stages)
+    data["autoflip"]["noise_multiplier"] = 2.0
+    spec = scenario.validate(data)
+
+    class Crash(RoundHook):
+        def client_data(self, ctx, cid, x, y):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        engine.run(spec, RunDir(tmp_path / "crashed"), hooks=[Crash()])
+    engine.run(spec, RunDir(tmp_path / "crashed"), resume=True)
+    engine.run(spec, RunDir(tmp_path / "clean"))
+    twice = [json.loads(line) for line in (tmp_path / "crashed" / "metrics.jsonl").read_text().splitlines()]
+    once = [json.loads(line) for line in (tmp_path / "clean" / "metrics.jsonl").read_text().splitlines()]
+    assert len(RunDir(tmp_path / "crashed").releases()) == 2
+    assert twice[-1]["epsilon"] > once[-1]["epsilon"]
+
+
+def test_the_checked_pipeline_cannot_be_swapped_by_a_hook(tmp_path):
+    class Swap(RoundHook):
+        def before_round(self, ctx):
+            ctx.pipeline.aggregator = None
+
+    with pytest.raises(ConfigurationError, match="cannot change"):
+        engine.run(scenario.validate({k: v for k, v in SCENARIO.items() if k not in ("method", "autoflip")}),
+                   RunDir(tmp_path / "s"), hooks=[Swap()])
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"autoflip": dict(SCENARIO["autoflip"], min_support=9)}, "exceeds the 8 explorers"),
+    ({"autoflip": dict(SCENARIO["autoflip"], buckets=5)}, "cannot fill 5 buckets"),
+    ({"aggregator": {"kind": "fltrust"}}, "sends other vectors"),
+    ({"options": {"q": 0.2}}, "either in"),
+    ({"privacy": {"budget": 5.0}, "stages": [{"kind": "l2clip", "norm": 1.0},
+                                             {"kind": "gaussian_noise", "noise_multiplier": 1.0}],
+      "protocol": {"kind": "secagg+"}, "grouping": {"kind": "one_group"}}, "release without noise"),
+])
+def test_exploration_setups_that_cannot_work_are_refused_before_training(change, match):
+    data = json.loads(json.dumps(SCENARIO))
+    data.update(change)
+    with pytest.raises(ConfigurationError, match=match):
+        scenario.validate(data)
+
+
+def test_an_exploration_attack_needs_autoflip():
+    data = {k: v for k, v in json.loads(json.dumps(SCENARIO)).items() if k not in ("method", "autoflip")}
+    data["attack"] = {"kind": "none", "num_byzantine": 1, "explore": "inflate"}
+    with pytest.raises(ConfigurationError, match="needs method"):
+        scenario.validate(data)
+
+
+def test_one_liar_adds_at_most_one_to_a_coordinates_support():
+    from secfl.methods.autoflip.explore import secure_support
+    from secfl.types import Update
+    honest = [Update(i, np.zeros(50, dtype=np.float32)) for i in range(4)]
+    liar = np.zeros(50, dtype=np.float32)
+    liar[7], liar[:3] = np.sqrt(50), 2.0
+    counts = secure_support([*honest, Update(4, liar)], protocol={"kind": "secagg+"},
+                            rng=np.random.default_rng(0))
+    assert counts.max() <= 1
+
+
+def test_autoflip_runs_over_the_homomorphic_sum(tmp_path):
+    stages = [{"kind": "l2clip", "norm": 5.0}, {"kind": "quantize", "scale": 4096.0}]
+    rows, _ = _run(tmp_path, "he", protocol={"kind": "he"}, stages=stages, grouping={"kind": "one_group"},
+                   run={"rounds": 1, "seed": 1, "clients_per_round": 4})
+    assert rows[-1]["sparsity"] == pytest.approx(0.3, abs=0.02)
