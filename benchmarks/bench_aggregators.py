@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from secfl.aggregators import (AdaptiveClip, Bulyan, CenteredClip, DnC, FLTrust, GeometricMedian, Krum, MajorityVote,
-                               Mean, Median, MultiKrum, NearestNeighborMixing, StaticClip, TrimmedMean)
+                               Median, MultiKrum, NearestNeighborMixing, StaticClip, TrimmedMean)
 from secfl.aggregators.chain import Chain
 
 

@@ -2,7 +2,7 @@ import dp_accounting
 import numpy as np
 import pytest
 
-from secfl.aggregators import Mean, Median
+from secfl.aggregators import Median
 from secfl.exceptions import ConfigurationError, IncompatibleStagesError, InsufficientParticipantsError
 from secfl.grouping import Buckets, Individual, OneGroup
 from secfl.pipeline import Pipeline

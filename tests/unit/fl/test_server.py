@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from secfl import scenario
 from secfl import engine as server
