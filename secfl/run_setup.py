@@ -50,8 +50,8 @@ class RunSetup:
         self.config, self.seed = scenario.resolved(), scenario.run.seed
         self.pipeline: Pipeline = scenario.build_pipeline()
         self.ledger: Ledger | None = scenario.ledger(self.pipeline)
-        data = self.data = load_dataset(scenario.data.dataset, seed=self.seed, test_fraction=scenario.data.test_fraction,
-                                        **scenario.data.options)
+        data = self.data = load_dataset(scenario.data.dataset, seed=self.seed,
+                                        test_fraction=scenario.data.test_fraction, **scenario.data.options)
         part = scenario.data.partition
         extra = {k: v for k, v in (("alpha", part.alpha), ("shards_per_client", part.shards_per_client))
                  if v is not None}
@@ -98,7 +98,8 @@ class RunSetup:
             raise ConfigurationError(f"a hook released {name!r}, which the method does not declare (Method.releases)")
         event, server_event = self.releases[name]
         accountant, delta = self.scenario.accountant(), self.scenario.privacy.delta
-        alone = [accountant.epsilon_of([], sample_rate=1.0, delta=delta, unsampled=[(e, 1)]) for e in (event, server_event)]
+        alone = [accountant.epsilon_of([], sample_rate=1.0, delta=delta, unsampled=[(e, 1)])
+                 for e in (event, server_event)]
         return {"round": round_, "release": name, "epsilon": alone[0], "epsilon_server": alone[1]}
 
     def checkpoint(self, round_: int) -> dict[str, Any]:
@@ -116,7 +117,7 @@ class RunSetup:
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.client_state = {int(c): dict(s) for c, s in checkpoint["clients"].items()}
-        for hook, state in zip(self.hooks, hooks):
+        for hook, state in zip(self.hooks, hooks, strict=True):
             if state is not None:
                 hook.load_state_dict(state)
 

@@ -43,7 +43,8 @@ def _registered(slot: str) -> Any:
     def check(value: str) -> str:
         choices = registry.names(slot)
         if value not in choices:
-            raise ValueError(f"unknown {slot} {value!r}{registry.suggest(str(value), choices)}; choose one of {choices}")
+            raise ValueError(f"unknown {slot} {value!r}{registry.suggest(str(value), choices)}; "
+                             f"choose one of {choices}")
         return value
 
     return field_validator("kind" if slot != "dataset" else "dataset")(check)

@@ -1,4 +1,4 @@
-"""The distributed-SGD client (as in ByzFL; Karimireddy, He, Jaggi ICLR'22): one minibatch gradient with worker momentum.
+"""The distributed-SGD client (as in ByzFL; Karimireddy, He, Jaggi ICLR'22): one gradient with worker momentum.
 
 Each round client i draws ``batch_size`` of its examples, computes g_i at the current global model (plus
 ``weight_decay`` * w), updates its momentum m_i <- beta m_i + (1 - beta) g_i (m_i = g_i in its first round) and

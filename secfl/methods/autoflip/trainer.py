@@ -56,5 +56,5 @@ class MaskedTrainer(LoopTrainer):
 def _apply(module: torch.nn.Module, factors: list[torch.Tensor]) -> None:
     """Zero the pruned weights in place."""
     with torch.no_grad():
-        for param, factor in zip(module.parameters(), factors):
+        for param, factor in zip(module.parameters(), factors, strict=True):
             param.mul_(factor)

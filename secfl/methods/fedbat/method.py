@@ -43,7 +43,8 @@ class FedBat(Method):
         if not options.alpha_min <= options.alpha_init <= options.alpha_max:
             raise ValueError("fedbat.alpha_init must lie in [fedbat.alpha_min, fedbat.alpha_max]")
         if scenario.client.mode != "fedavg":
-            raise ValueError("method 'fedbat' trains local epochs: client.mode = \"gradient\" works only with method \"fedavg\"")
+            raise ValueError("method 'fedbat' trains local epochs: client.mode = \"gradient\" works only with "
+                             "method \"fedavg\"")
 
     @classmethod
     def reshapes(cls, scenario: Any, options: FedBatOptions) -> bool:

@@ -86,8 +86,9 @@ class FedBatTrainer(LoopTrainer):
     def train(self, task: Task, privacy: Any = None) -> LocalResult:
         if privacy is not None and privacy.config.grad_sample_mode == "ghost":
             raise ConfigurationError(
-                "grad_sample_mode='ghost' is invalid here: ghost clipping needs a per-layer norm sampler, which FedBAT's "
-                "BatLinear/BatConv2d layers lack; use 'functorch' or 'hooks' (per-sample gradients via torch.func)")
+                "grad_sample_mode='ghost' is invalid here: ghost clipping needs a per-layer norm sampler, which "
+                "FedBAT's BatLinear/BatConv2d layers lack; use 'functorch' or 'hooks' (per-sample gradients via "
+                "torch.func)")
         return super().train(task, privacy)
 
     def setup(self, task: Task, inputs: torch.Tensor, targets: torch.Tensor, stream: tuple[int, ...]) -> Setup:
@@ -137,7 +138,8 @@ class FedBatTrainer(LoopTrainer):
         detail = FedBatResult(
             delta=np.concatenate(chunks).astype(np.float32), bits=bits, alphas=alphas,
             binarized_mask=np.concatenate(masks), num_examples=len(setup.targets), loss=loss,
-            raw=np.concatenate(raws).astype(np.float32), warmup_mean_abs={n: l.shared.warm for n, l in layers.items()})
+            raw=np.concatenate(raws).astype(np.float32),
+            warmup_mean_abs={n: layer.shared.warm for n, layer in layers.items()})
         return LocalResult(detail.delta, detail.num_examples, loss, metrics={"fedbat_uplink_bits": detail.uplink_bits},
                            detail=detail)
 
