@@ -1,13 +1,8 @@
-"""The audit tests train and invert tiny models: on a busy 2-core machine one torch thread runs them ~30x
-faster than two (measured on the inversion tests)."""
+"""The audit tests train tiny models: one torch thread (``one_torch_thread`` in tests/conftest.py) for each module."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(before)
