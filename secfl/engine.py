@@ -162,6 +162,8 @@ def _round(setup: RunSetup, round_: int, run_dir: RunDir) -> dict[str, Any]:
     setup.optimizer.zero_grad(set_to_none=True)
     set_pseudo_gradient(model, delta)
     setup.optimizer.step()
+    for hook in setup.hooks:
+        hook.after_step(ctx)
     row["accuracy"], row["loss"] = evaluate(model, data.x_test, data.y_test)
     seen = [(loss, n) for loss, n in losses if loss == loss]  # a DP-SGD client with no example drawn has NaN
     measure = out.measurements

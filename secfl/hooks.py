@@ -5,7 +5,7 @@ model, a reference update, canaries) -> for every sampled client: ``supplied`` (
 client's update itself, e.g. an audit canary) or ``skips_training`` (a Byzantine client whose update is forged
 later), else ``client_data`` -> the trainer -> ``client_vector`` -> ``round_updates`` (forged updates join) ->
 the pipeline (stages, secure sum, aggregator) -> ``after_sum`` (observers) -> ``server_delta`` (the method maps
-the aggregate to a model step) -> ``metrics``. ``state_dict``/``load_state_dict`` let a hook keep state in the
+the aggregate to a model step) -> the server step -> ``after_step`` -> ``metrics``. ``state_dict``/``load_state_dict`` let a hook keep state in the
 run's checkpoint. Hooks run in the order given; every method has a default that does nothing.
 
 What a hook cannot do: replace the pipeline or its aggregator. It may hand the aggregator a per-round reference
@@ -101,6 +101,10 @@ class RoundHook:
     def server_delta(self, ctx: RoundContext, delta: np.ndarray) -> np.ndarray:
         """The model delta of the server step, from the aggregate (``delta``: what earlier hooks made)."""
         return delta
+
+    def after_step(self, ctx: RoundContext) -> None:
+        """Called right after the server step, before evaluation (e.g. re-apply a pruning mask that the
+        server optimizer's momentum could otherwise move)."""
 
     def metrics(self, ctx: RoundContext, row: dict[str, Any]) -> None:
         """Add this hook's numbers to the round's metrics row (after the server step)."""

@@ -4,6 +4,7 @@ the aggregate (see docs/methods/autoflip.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import dp_accounting
@@ -43,6 +44,8 @@ class AutoFlipOptions(MethodOptions):
                              "in their own top (1 - q) (a second secure sum, of indicators)")
     buckets: int = Field(0, ge=0, description="defence: robust rule over this many bucket sums (0: one secure sum)")
     rule: Literal["median", "trimmed_mean"] = Field("median", description="the robust rule over bucket means")
+    adaptive: bool = Field(False, description="recompute the mask every round from that round's participating "
+                           "explorers (their D_k summed securely again: one more release each round)")
 
 
 class AutoFlip(Method):
@@ -58,6 +61,9 @@ class AutoFlip(Method):
         if any(s.get("kind") in ("ddgauss", "fedbat_pack", "fedbat_bits", "ewwa") for s in scenario.stages):
             raise ValueError("method 'autoflip' sends a compacted vector: stages that need the model's dimension "
                              "(ddgauss, fedbat_*, ewwa) do not apply")
+        if options.adaptive and (options.min_support or options.mask == "random"):
+            raise ValueError("autoflip.adaptive re-sums the explorers' D_k every round: it works with mask = "
+                             "\"autoflip\" and without min_support")
         if options.min_support and options.noise_multiplier:
             raise ValueError("autoflip.min_support releases a second, un-noised sum: it cannot be combined with "
                              "autoflip.noise_multiplier")
@@ -119,16 +125,18 @@ class Pruning(RoundHook):
         self.scenario, self.options = scenario, options
         self.mask: Mask | None = None
         self.flops_full = 0.0
+        self.deviations: list[Update] = []  # adaptive: every explorer's D_k (each explorer keeps its own)
+        self.changed = 0.0
 
     def before_round(self, ctx: RoundContext) -> None:
+        before = self.mask
         if self.mask is None:
             self.mask = self._explore(ctx)
-            with torch.no_grad():  # the server prunes its model once; zero steps keep it pruned
-                offset = 0
-                for param in ctx.model.parameters():
-                    keep = self.mask.keep[offset:offset + param.numel()]
-                    param.mul_(torch.from_numpy(keep.astype(np.float32)).view_as(param))
-                    offset += param.numel()
+        elif self.options.adaptive:
+            self.mask = self._adapt(ctx)
+        self.changed = 0.0 if before is None else float(np.mean(before.keep != self.mask.keep))
+        if self.mask is not before:
+            self.after_step(ctx)  # the server prunes its model
         if not self.flops_full:
             shape = tuple(ctx.data.input_shape)
             self.flops_full = float(flops_per_step(ctx.model, shape, self.scenario.client.batch_size))
@@ -147,6 +155,7 @@ class Pruning(RoundHook):
             seed = int(np.random.SeedSequence([ctx.seed, 12, cid]).generate_state(1)[0])
             deviation = explore_deviation(ctx.model, ctx.data.x_train[idx], ctx.data.y_train[idx], config, seed)
             deviations.append(Update(cid, deviation))
+
         def recompute(cid: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
             seed = int(np.random.SeedSequence([ctx.seed, 14, cid]).generate_state(1)[0])
             return explore_deviation(ctx.model, x, y, config, seed)
@@ -154,6 +163,34 @@ class Pruning(RoundHook):
         for hook in ctx.hooks:  # Byzantine explorers rewrite their D_k
             deviations = hook.side_release(ctx, "autoflip/explore", deviations, bound=config.bound,
                                            recompute=recompute)
+        if o.adaptive:
+            self.deviations = deviations
+            return self._adapt(ctx) if self._adapt(ctx, dry=True) else self._from_all(ctx, deviations, recompute)
+        return self._from_all(ctx, deviations, recompute)
+
+    def _adapt(self, ctx: RoundContext, dry: bool = False) -> Mask | bool:
+        """The mask from this round's participating explorers, or the current one if too few of them take
+        part for the protocol (``dry``: only whether enough do)."""
+        o, config = self.options, _config(self.options)
+        sampled = set(ctx.sampled)
+        taking_part = [u for u in self.deviations if u.client_id in sampled]
+        try:
+            guidance_pipeline(len(taking_part), protocol=self.scenario.protocol, config=config, buckets=o.buckets,
+                              rule=o.rule)
+        except ConfigurationError:
+            return False if dry else self.mask
+        if dry:
+            return True
+        ctx.release("exploration")
+        guidance = secure_guidance(taking_part, protocol=self.scenario.protocol, config=config,
+                                   rng=np.random.default_rng([ctx.seed, 13, ctx.round]), buckets=o.buckets,
+                                   rule=o.rule)
+        return hybrid_mask(ctx.model, normalized_scores(ctx.model, guidance), q=o.q, q_structured=o.q_structured)
+
+    def _from_all(self, ctx: RoundContext, deviations: list[Update],
+                  recompute: Callable[[int, np.ndarray, np.ndarray], np.ndarray]) -> Mask:
+        """The one-time mask from every explorer's D_k (plus min_support's count)."""
+        o, config = self.options, _config(self.options)
         ctx.release("exploration")
         guidance = secure_guidance(deviations, protocol=self.scenario.protocol, config=config,
                                    rng=np.random.default_rng([ctx.seed, 13]), buckets=o.buckets, rule=o.rule)
@@ -168,6 +205,16 @@ class Pruning(RoundHook):
             support = secure_support(marks, protocol=self.scenario.protocol, rng=np.random.default_rng([ctx.seed, 15]))
             scores[support < o.min_support] = 0.0
         return hybrid_mask(ctx.model, scores, q=o.q, q_structured=o.q_structured)
+
+    def after_step(self, ctx: RoundContext) -> None:
+        """Zero the pruned weights of the server's model (its optimizer's momentum, after a mask change,
+        would otherwise move them)."""
+        with torch.no_grad():
+            offset = 0
+            for param in ctx.model.parameters():
+                keep = self.mask.keep[offset:offset + param.numel()]
+                param.mul_(torch.from_numpy(keep.astype(np.float32)).view_as(param))
+                offset += param.numel()
 
     def client_vector(self, ctx: RoundContext, cid: int, result: LocalResult, vector: np.ndarray) -> np.ndarray:
         return vector[self.mask.keep]
@@ -185,9 +232,15 @@ class Pruning(RoundHook):
         row["sparsity"] = self.mask.sparsity
         row["kept_parameters"] = int(np.count_nonzero(self.mask.keep))
         row["client_flops_full"] = self.flops_full
+        if self.options.adaptive:
+            row["mask_changed"] = self.changed  # the fraction of decisions this round's mask changed
 
     def state_dict(self) -> dict[str, Any] | None:
-        return None if self.mask is None else self.mask.state_dict()
+        if self.mask is None:
+            return None
+        return {**self.mask.state_dict(), "deviations": {int(u.client_id): torch.from_numpy(u.values.copy())
+                                                         for u in self.deviations}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.mask = Mask.from_state(state)
+        self.deviations = [Update(int(c), v.numpy()) for c, v in sorted(state.get("deviations", {}).items())]

@@ -228,3 +228,24 @@ def test_autoflip_runs_over_the_homomorphic_sum(tmp_path):
     rows, _ = _run(tmp_path, "he", protocol={"kind": "he"}, stages=stages, grouping={"kind": "one_group"},
                    run={"rounds": 1, "seed": 1, "clients_per_round": 4})
     assert rows[-1]["sparsity"] == pytest.approx(0.3, abs=0.02)
+
+
+def test_the_adaptive_mask_follows_each_rounds_explorers_and_stays_enforced(tmp_path):
+    options = dict(SCENARIO["autoflip"], adaptive=True)
+    rows, checkpoint = _run(tmp_path, "adaptive", autoflip=options, run={"rounds": 3, "seed": 1,
+                                                                         "clients_per_round": 4},
+                            server={"lr": 1.0, "momentum": 0.9})  # momentum would regrow newly pruned weights
+    assert rows[0]["mask_changed"] == 0.0 and any(r["mask_changed"] > 0 for r in rows[1:])
+    keep = checkpoint["hooks"][0]["keep"].numpy()
+    model = build_model("mlp", input_shape=(64,), num_classes=10, hidden=16)
+    model.load_state_dict(checkpoint["model"])
+    assert np.all(flatten(model)[~keep] == 0)  # the last round's mask holds on the server's model
+    assert len(RunDir(tmp_path / "adaptive").releases()) == 3  # one release of the re-summed D_k per round
+    assert len(checkpoint["hooks"][0]["deviations"]) == 8  # every explorer keeps its D_k across a resume
+
+
+def test_adaptive_with_min_support_is_refused():
+    data = json.loads(json.dumps(SCENARIO))
+    data["autoflip"].update(adaptive=True, min_support=2)
+    with pytest.raises(ConfigurationError, match="adaptive"):
+        scenario.validate(data)
