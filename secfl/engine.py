@@ -144,6 +144,8 @@ def _round(setup: RunSetup, round_: int, run_dir: RunDir) -> dict[str, Any]:
         return row
     def release(name: str) -> None:
         record = setup.released(name, round_)
+        if ledger is not None:  # the release and this round together must fit the budget
+            ledger.check(pipeline.dp_event(), once=[setup.releases[name][0]])
         run_dir.append_release(record)  # durable before the release happens: a crash cannot lose its cost
         setup.charge(record)
 

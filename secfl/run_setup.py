@@ -90,13 +90,13 @@ class RunSetup:
             raise ConfigurationError(f"the run directory records a release {record['release']!r} this method does "
                                      "not make; start the run afresh (without --resume)")
         if self.ledger is not None:
-            self.ledger.record_once(*self.releases[record["release"]])
+            self.ledger.record_once(*self.releases[record["release"]][:2])
 
     def released(self, name: str, round_: int) -> dict[str, Any]:
         """The record of release ``name`` made in ``round_``, with its own epsilon (alone, at the run's delta)."""
         if name not in self.releases:
             raise ConfigurationError(f"a hook released {name!r}, which the method does not declare (Method.releases)")
-        event, server_event = self.releases[name]
+        event, server_event, _ = self.releases[name]
         accountant, delta = self.scenario.accountant(), self.scenario.privacy.delta
         alone = [accountant.epsilon_of([], sample_rate=1.0, delta=delta, unsampled=[(e, 1)])
                  for e in (event, server_event)]
@@ -149,7 +149,7 @@ def summarize(setup: RunSetup, run_dir: RunDir, stopped: str | None = None) -> d
         "pipeline": repr(setup.pipeline),
     }
     if ledger is not None:
-        summary.update({"epsilon": rows[-1].get("epsilon") if rows else 0.0,  # the released models
+        summary.update({"epsilon": ledger.epsilon(),  # the released models (rounds and one-time releases)
                         "epsilon_server": ledger.epsilon_server(),  # the aggregation server (knows the sample)
                         "epsilon_server_rounds": ledger.server_rounds, "delta": ledger.delta,
                         "accountant": repr(ledger.accountant), "sample_rate": ledger.sample_rate})

@@ -310,9 +310,9 @@ class Scenario(_Strict):
         return self._with_stage(index, noise_multiplier=z)
 
     def _releases(self) -> list[tuple[Any, int]]:
-        """The method's one-time releases, each charged once (what an uninterrupted run costs)."""
+        """The method's one-time releases, each as often as an uninterrupted run makes it at most."""
         method = registry.resolve("method", self.method)
-        return [(event, 1) for event, _ in method.releases(self, self.method_options()).values()]
+        return [(event, times) for event, _, times in method.releases(self, self.method_options()).values()]
 
     def _with_stage(self, index: int, **changes: Any) -> Scenario:
         stages = [dict(s) for s in self.stages]

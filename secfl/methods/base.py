@@ -46,10 +46,11 @@ class Method:
         return []
 
     @classmethod
-    def releases(cls, scenario: Any, options: MethodOptions) -> dict[str, tuple[Any, Any]]:
-        """One-time releases outside the rounds that every client is in, by name: ``(event, server_event)``
-        (what the released result reveals, and what the server itself saw). The engine charges each
-        release every time a hook makes it (``RoundContext.release(name)``), unamplified."""
+    def releases(cls, scenario: Any, options: MethodOptions) -> dict[str, tuple[Any, Any, int]]:
+        """One-time releases outside the rounds that every client is in, by name: ``(event, server_event,
+        times)`` (what the released result reveals, what the server itself saw, and how many times an
+        uninterrupted run makes it at most: what ``privacy.target_epsilon`` is calibrated for). The engine
+        charges each release every time a hook makes it (``RoundContext.release(name)``), unamplified."""
         return {}
 
     @classmethod

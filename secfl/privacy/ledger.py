@@ -60,11 +60,12 @@ class Ledger:
     def rounds(self) -> int:
         return sum(self.events.values())
 
-    def epsilon(self, *extra: dp_accounting.DpEvent) -> float:
-        """Epsilon of the recorded rounds, plus ``extra`` prospective rounds."""
+    def epsilon(self, *extra: dp_accounting.DpEvent, once: Iterable[dp_accounting.DpEvent] = ()) -> float:
+        """Epsilon of the recorded rounds and releases, plus ``extra`` prospective rounds and ``once``
+        prospective one-time releases."""
         pending = list(self.events.items()) + [(e, 1) for e in extra]
         return self.accountant.epsilon_of(pending, sample_rate=self.sample_rate, delta=self.delta,
-                                          unsampled=list(self.once.items()))
+                                          unsampled=list(self.once.items()) + [(e, 1) for e in once])
 
     def record_once(self, event: dp_accounting.DpEvent, server_event: dp_accounting.DpEvent | None = None) -> None:
         """Add a release every client took part in for sure (e.g. AutoFLIP's exploration): composed with
@@ -73,16 +74,19 @@ class Ledger:
         self.once[event] += 1
         self._once_server[event if server_event is None else server_event] += 1
 
-    def check(self, event: dp_accounting.DpEvent) -> float:
-        """The epsilon one more round with ``event`` would reach; raise if that exceeds the budget.
+    def check(self, event: dp_accounting.DpEvent, *, once: Iterable[dp_accounting.DpEvent] = ()) -> float:
+        """The epsilon one more round with ``event`` (and the one-time releases ``once`` it is about to make)
+        would reach; raise if that exceeds the budget.
 
         Raises:
             PrivacyBudgetExceededError: the round would take epsilon above the budget.
         """
-        after = self.epsilon(event)
+        once = list(once)
+        after = self.epsilon(event, once=once)
         if self.budget is not None and after > self.budget * (1 + 1e-9):
+            what = f"round {self.rounds + 1}" + (" with its one-time release" if once else "")
             raise PrivacyBudgetExceededError(
-                f"round {self.rounds + 1} would reach epsilon {after:.4g} > budget {self.budget:g} "
+                f"{what} would reach epsilon {after:.4g} > budget {self.budget:g} "
                 f"(delta {self.delta:g}); stopped after {self.rounds} rounds"
             )
         return after
@@ -147,7 +151,7 @@ class Ledger:
 
     def __repr__(self) -> str:
         budget = "" if self.budget is None else f", budget={self.budget:g}"
-        eps = self.epsilon() if self.events else 0.0
+        eps = self.epsilon() if self.events or self.once else 0.0
         server = self.epsilon_server()
         return (f"Ledger({self.accountant!r}, q={self.sample_rate:g}, delta={self.delta:g}, rounds={self.rounds}, "
                 f"epsilon={eps if math.isfinite(eps) else 'inf'}, "

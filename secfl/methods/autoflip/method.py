@@ -88,18 +88,20 @@ class AutoFlip(Method):
         return [Pruning(self.scenario, self.options)]
 
     @classmethod
-    def releases(cls, scenario: Any, options: AutoFlipOptions) -> dict[str, tuple[Any, Any]]:
+    def releases(cls, scenario: Any, options: AutoFlipOptions) -> dict[str, tuple[Any, Any, int]]:
         """The exploration (non-private without noise: then every DP claim is void) and, with min_support,
         the un-noised indicator sum."""
         if options.mask == "random":  # the baseline explores nothing
             return {}
-        out = {"exploration": (dp_accounting.NonPrivateDpEvent(), dp_accounting.NonPrivateDpEvent())}
+        times = scenario.run.rounds if options.adaptive else 1  # adaptive: a re-sum every round, at most
+        none = dp_accounting.NonPrivateDpEvent()
+        out = {"exploration": (none, none, times)}
         if options.noise_multiplier:
             pipeline = guidance_pipeline(_explorer_count(scenario, options), protocol=scenario.protocol,
                                          config=_config(options), buckets=options.buckets, rule=options.rule)
-            out["exploration"] = (pipeline.dp_event(), pipeline.server_dp_event())
+            out["exploration"] = (pipeline.dp_event(), pipeline.server_dp_event(), times)
         if options.min_support:
-            out["support"] = (dp_accounting.NonPrivateDpEvent(), dp_accounting.NonPrivateDpEvent())
+            out["support"] = (none, none, 1)
         return out
 
     @classmethod

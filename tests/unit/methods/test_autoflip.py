@@ -249,3 +249,30 @@ def test_adaptive_with_min_support_is_refused():
     data["autoflip"].update(adaptive=True, min_support=2)
     with pytest.raises(ConfigurationError, match="adaptive"):
         scenario.validate(data)
+
+
+# Found by a second review: each failed before its fix.
+
+DP_STAGES = [{"kind": "l2clip", "norm": 1.0}, {"kind": "gaussian_noise", "placement": "central"}]
+
+
+def test_an_adaptive_run_calibrated_to_a_target_ends_within_it(tmp_path):
+    data = json.loads(json.dumps(SCENARIO))
+    data.update(stages=DP_STAGES, privacy={"target_epsilon": 8.0}, run={"rounds": 4, "seed": 1, "clients_per_round": 4})
+    data["autoflip"].update(adaptive=True, noise_multiplier=3.0)
+    engine.run(scenario.validate(data), RunDir(tmp_path / "a"))  # every round releases: calibrated for that
+    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and rows[-1]["epsilon"] <= 8.0 * (1 + 1e-6)
+
+
+def test_a_release_that_would_pass_the_budget_is_not_made(tmp_path):
+    data = json.loads(json.dumps(SCENARIO))
+    stages = [{"kind": "l2clip", "norm": 1.0}, {"kind": "gaussian_noise", "noise_multiplier": 4.0,
+                                                 "placement": "central"}]
+    data.update(stages=stages, privacy={"budget": 2.5})
+    data["autoflip"]["noise_multiplier"] = 1.0  # the exploration alone costs about 10.7
+    with pytest.raises(Exception, match="one-time release"):
+        engine.run(scenario.validate(data), RunDir(tmp_path / "b"))
+    assert RunDir(tmp_path / "b").releases() == []  # refused before anything was released
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["epsilon"] <= 2.5
