@@ -57,7 +57,8 @@ class AutoFlip(Method):
     @classmethod
     def check(cls, scenario: Any, options: AutoFlipOptions) -> None:
         if scenario.client.mode != "fedavg":
-            raise ValueError("method 'autoflip' trains local epochs: client.mode = \"gradient\" works only with method \"fedavg\"")
+            raise ValueError("method 'autoflip' trains local epochs: client.mode = \"gradient\" works only with "
+                             "method \"fedavg\"")
         if any(s.get("kind") in ("ddgauss", "fedbat_pack", "fedbat_bits", "ewwa") for s in scenario.stages):
             raise ValueError("method 'autoflip' sends a compacted vector: stages that need the model's dimension "
                              "(ddgauss, fedbat_*, ewwa) do not apply")
