@@ -28,7 +28,7 @@ def _build(seed):
 
 
 @pytest.fixture(scope="module")
-def setup(one_thread):
+def setup(one_torch_thread):
     """An MLP overfit on 100 train examples (members); 100 test examples are the non-members."""
     ds = load_dataset("digits", seed=0, test_fraction=0.2)
     target = _build(0)
