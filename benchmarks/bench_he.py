@@ -157,10 +157,10 @@ def main() -> None:
     stage = Quantize(scale=quant_scale).bind(bound_in=Bounds(linf=1.0), group_size=n)
     rng = np.random.default_rng(1)
     words = [stage.encode(Update(i, x), rng=rng) for i, x in enumerate(xs)]
-    bfv = HeSum(threads=args.threads).for_ring(stage.bits)
+    bfv = HeSum(threads=args.threads).bind(bits=stage.bits)
     decode = lambda s: ring.lift(s, stage.bits) / quant_scale  # noqa: E731
     isolated = protocol(bfv, words, exact, decode=decode)
-    in_process = protocol(HeSum(threads=args.threads, isolate=False).for_ring(stage.bits), words, exact, decode=decode)
+    in_process = protocol(HeSum(threads=args.threads, isolate=False).bind(bits=stage.bits), words, exact, decode=decode)
     configs["ours_bfv"] = {
         "params": {**bfv.parameters.describe(), "quantize_scale_log2": args.quant_bits, "ring_bits": stage.bits},
         "protocol": isolated, "protocol_in_process": in_process,

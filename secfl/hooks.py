@@ -5,8 +5,9 @@ model, a reference update, canaries) -> for every sampled client: ``supplied`` (
 client's update itself, e.g. an audit canary) or ``skips_training`` (a Byzantine client whose update is forged
 later), else ``client_data`` -> the trainer -> ``client_vector`` -> ``round_updates`` (forged updates join) ->
 the pipeline (stages, secure sum, aggregator) -> ``after_sum`` (observers) -> ``server_delta`` (the method maps
-the aggregate to a model step) -> the server step -> ``after_step`` -> ``metrics``. ``state_dict``/``load_state_dict`` let a hook keep state in the
-run's checkpoint. Hooks run in the order given; every method has a default that does nothing.
+the aggregate to a model step) -> the server step -> ``after_step`` -> ``metrics``. ``state_dict`` /
+``load_state_dict`` let a hook keep state in the run's checkpoint. Hooks run in the order given; every
+method has a default that does nothing.
 
 What a hook cannot do: replace the pipeline or its aggregator. It may hand the aggregator a per-round reference
 update (``RoundContext.reference``), which the pipeline passes only to an aggregator that declares it needs one.

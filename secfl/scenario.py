@@ -205,7 +205,7 @@ class Scenario(_Strict):
             raise ValueError(f"aggregator {self.aggregator.get('kind')!r} compares updates with the server's own model "
                              f"update, but method {self.method!r} sends other vectors in this scenario")
         releases = method.releases(self, options)
-        noiseless = any(isinstance(e, dp_accounting.NonPrivateDpEvent) for pair in releases.values() for e in pair[:1])
+        noiseless = any(isinstance(event, dp_accounting.NonPrivateDpEvent) for event, _, _ in releases.values())
         if noiseless and (self.privacy.target_epsilon is not None or self.privacy.budget is not None):
             raise ValueError(f"method {self.method!r} makes a release without noise ({', '.join(releases)}): no "
                              "epsilon target or budget can hold; add its noise (e.g. autoflip.noise_multiplier)")

@@ -79,8 +79,9 @@ def random_scores(model: torch.nn.Module, rng: np.random.Generator) -> np.ndarra
 
 
 def hybrid_mask(model: torch.nn.Module, scores: np.ndarray, *, q: float, q_structured: float = 0.0) -> Mask:
-    """The mask pruning about a fraction ``q`` of all coordinates: first whole units at or below the
-    ``q_structured``-quantile of hidden-unit scores, then the lowest scores inside the surviving units.
+    """The mask pruning about a fraction ``q`` of all coordinates: first whole blocks (units, or GroupNorm
+    groups) at or below the ``q_structured``-quantile of block scores, lowest first while they fit in the
+    budget q, then the lowest scores inside the surviving units.
 
     Raises:
         ConfigurationError: q or q_structured outside [0, 1), or scores of the wrong shape.
@@ -120,7 +121,7 @@ def _blocks(groups: list, per_unit: list[np.ndarray]) -> list[tuple[float, int, 
     GroupNorm's statistics mix the channels of a group, so only whole groups can go; a group's score is the
     mean of its units'). ``q_structured`` is a quantile over these blocks."""
     out = []
-    for g, (group, scores) in enumerate(zip(groups, per_unit)):
+    for g, (group, scores) in enumerate(zip(groups, per_unit, strict=True)):
         width = group.size // group.norm_groups if group.norm is not None else 1
         for start in range(0, group.size, width):
             units = tuple(range(start, start + width))

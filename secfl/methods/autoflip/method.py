@@ -168,24 +168,28 @@ class Pruning(RoundHook):
                                            recompute=recompute)
         if o.adaptive:
             self.deviations = deviations
-            return self._adapt(ctx) if self._adapt(ctx, dry=True) else self._from_all(ctx, deviations, recompute)
+            return self._adapt(ctx) if self._taking_part(ctx) is not None else self._from_all(ctx, deviations,
+                                                                                                  recompute)
         return self._from_all(ctx, deviations, recompute)
 
-    def _adapt(self, ctx: RoundContext, dry: bool = False) -> Mask | bool:
-        """The mask from this round's participating explorers, or the current one if too few of them take
-        part for the protocol (``dry``: only whether enough do)."""
-        o, config = self.options, _config(self.options)
-        sampled = set(ctx.sampled)
+    def _taking_part(self, ctx: RoundContext) -> list[Update] | None:
+        """The D_k of this round's participating explorers, or None if too few take part for the protocol."""
+        o, sampled = self.options, set(ctx.sampled)
         taking_part = [u for u in self.deviations if u.client_id in sampled]
         try:
-            guidance_pipeline(len(taking_part), protocol=self.scenario.protocol, config=config, buckets=o.buckets,
+            guidance_pipeline(len(taking_part), protocol=self.scenario.protocol, config=_config(o), buckets=o.buckets,
                               rule=o.rule)
         except ConfigurationError:
-            return False if dry else self.mask
-        if dry:
-            return True
+            return None
+        return taking_part
+
+    def _adapt(self, ctx: RoundContext) -> Mask:
+        """The mask from this round's participating explorers (the current one if too few take part)."""
+        o, taking_part = self.options, self._taking_part(ctx)
+        if taking_part is None:
+            return self.mask
         ctx.release("exploration")
-        guidance = secure_guidance(taking_part, protocol=self.scenario.protocol, config=config,
+        guidance = secure_guidance(taking_part, protocol=self.scenario.protocol, config=_config(o),
                                    rng=np.random.default_rng([ctx.seed, 13, ctx.round]), buckets=o.buckets,
                                    rule=o.rule)
         return hybrid_mask(ctx.model, normalized_scores(ctx.model, guidance), q=o.q, q_structured=o.q_structured)
