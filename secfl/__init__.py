@@ -18,7 +18,7 @@ from secfl.exceptions import (
     ProtocolIntegrityError,
     SecflError,
 )
-from secfl.grouping import Buckets, Individual, OneGroup
+from secfl.grouping import Buckets, Edges, Individual, OneGroup
 from secfl.pipeline import Pipeline, RoundOutput
 from secfl.protocols import KeyDirectory, Plaintext, SecAgg, SecAggPlus
 from secfl.privacy import Accountant
@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Pipeline", "RoundOutput", "Update", "Bounds", "DropoutSchedule", "NO_DROPOUTS", "RoundResult", "ServerView",
     "L2Clip", "GaussianNoise", "DistributedDiscreteGaussian", "Quantize", "Plaintext", "SecAgg", "SecAggPlus",
-    "KeyDirectory", "Individual", "OneGroup", "Buckets", "Mean", "Median", "TrimmedMean", "Krum", "Chain", "Accountant",
+    "KeyDirectory", "Individual", "OneGroup", "Buckets", "Edges", "Mean", "Median", "TrimmedMean", "Krum", "Chain", "Accountant",
     "SecflError", "ConfigurationError", "IncompatibleStagesError", "PrivacyBudgetExceededError", "PrivacyAuditError", "ProtocolError",
     "InsufficientParticipantsError", "ProtocolIntegrityError", "MalformedMessageError",
 ]

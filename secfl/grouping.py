@@ -89,3 +89,61 @@ class Buckets:
 
     def __repr__(self) -> str:
         return f"Buckets(size={self.size})"
+
+
+class Edges:
+    """Hierarchical FL: client ``c`` belongs to edge ``c // devices_per_edge`` and every group lies inside one
+    edge, so each group sum is a partial sum of one edge's devices (the edge server's view).
+
+    Args:
+        devices_per_edge: the devices under each edge (client ids are numbered edge by edge).
+        bucket_size: None: one group per edge (the edge learns only its devices' sum); an int s: each edge's
+            devices are shuffled every round and cut into buckets of about s (sizes differing by at most one),
+            for a robust rule over bucket sums inside each edge.
+
+    Every round must hold every device of the edges it touches (the tree has no partial edges): a
+    round whose sampled ids cut an edge is refused when it is grouped (a scenario checks both before training:
+    whole edges of ``data.num_clients``, every client in every round).
+    """
+
+    name: ClassVar[str] = "edges"
+
+    def __init__(self, devices_per_edge: int, bucket_size: int | None = None) -> None:
+        for key, value in (("devices_per_edge", devices_per_edge), ("bucket_size", bucket_size)):
+            if value is None and key == "bucket_size":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigurationError(f"Edges({key}={value!r}): {key} must be an int >= 1")
+        self.devices_per_edge = devices_per_edge
+        self.bucket_size = devices_per_edge if bucket_size is None else min(bucket_size, devices_per_edge)
+        self.per_edge = math.ceil(devices_per_edge / self.bucket_size)  # buckets inside one edge
+
+    def num_groups(self, num_clients: int) -> int:
+        return math.ceil(num_clients / self.devices_per_edge) * self.per_edge
+
+    def max_group_size(self, num_clients: int) -> int:
+        return min(num_clients, math.ceil(self.devices_per_edge / self.per_edge))
+
+    def min_group_size(self, num_clients: int) -> int:
+        """0 when ``num_clients`` cannot be whole edges (no round of that size can be grouped)."""
+        return 0 if num_clients % self.devices_per_edge else self.devices_per_edge // self.per_edge
+
+    def edge_of(self, client_id: int) -> int:
+        return int(client_id) // self.devices_per_edge
+
+    def assign(self, client_ids: Sequence[int], *, rng: np.random.Generator) -> list[list[int]]:
+        by_edge: dict[int, list[int]] = {}
+        for cid in client_ids:
+            by_edge.setdefault(self.edge_of(cid), []).append(int(cid))
+        groups = []
+        for edge in sorted(by_edge):
+            members = by_edge[edge]
+            if len(members) != self.devices_per_edge:
+                raise ConfigurationError(f"grouping 'edges': edge {edge} has {len(members)} of its "
+                                         f"{self.devices_per_edge} devices in this round; sample whole edges")
+            order = rng.permutation(np.asarray(members, dtype=np.int64)) if self.per_edge > 1 else members
+            groups += [[int(c) for c in part] for part in np.array_split(np.asarray(order), self.per_edge)]
+        return groups
+
+    def __repr__(self) -> str:
+        return f"Edges(devices_per_edge={self.devices_per_edge}, bucket_size={self.bucket_size})"

@@ -25,7 +25,7 @@ from secfl.fl.partition import PARTITIONS
 from secfl.aggregators import (AdaptiveClip, Bulyan, CenteredClip, DnC, Ewwa, FLTrust, GeometricMedian, Krum,
                                MajorityVote, Mean, Median, MultiKrum, NearestNeighborMixing, StaticClip, TrimmedMean)
 from secfl.exceptions import ConfigurationError
-from secfl.grouping import Buckets, Individual, OneGroup
+from secfl.grouping import Buckets, Edges, Individual, OneGroup
 from secfl.protocols import HeSum, Plaintext, SecAgg, SecAggPlus
 from secfl.stages import (BitPack, DistributedDiscreteGaussian, EwwaContribution, FedBatBits, FedBatPack, GaussianNoise,
                           L2Clip, LowBitQuantize, Quantize, SignBinarize)
@@ -34,13 +34,13 @@ STAGES: dict[str, type] = {cls.name: cls for cls in (L2Clip, GaussianNoise, Dist
                                                      EwwaContribution, SignBinarize, BitPack, LowBitQuantize,
                                                      FedBatPack, FedBatBits)}
 PROTOCOLS: dict[str, type] = {cls.name: cls for cls in (Plaintext, SecAgg, SecAggPlus, HeSum)}
-GROUPINGS: dict[str, type] = {cls.name: cls for cls in (Individual, OneGroup, Buckets)}
+GROUPINGS: dict[str, type] = {cls.name: cls for cls in (Individual, OneGroup, Buckets, Edges)}
 AGGREGATORS: dict[str, type] = {cls.name: cls for cls in (Mean, Median, TrimmedMean, Krum, MultiKrum, GeometricMedian,
                                                           Bulyan, CenteredClip, DnC, FLTrust, MajorityVote, Ewwa)}
 PRE_AGGREGATORS: dict[str, type] = {cls.name: cls for cls in (StaticClip, AdaptiveClip, NearestNeighborMixing)}
 
 METHODS: dict[str, Any] = {"fedavg": "secfl.methods.fedavg:FedAvg", "fedbat": "secfl.methods.fedbat:FedBat",
-                           "autoflip": "secfl.methods.autoflip:AutoFlip"}
+                           "autoflip": "secfl.methods.autoflip:AutoFlip", "fedagg": "secfl.methods.fedagg:FedAgg"}
 
 #: Components built by ``build`` from a ``{kind = ...}`` table (their constructor keys are the table's keys).
 SLOTS: dict[str, dict[str, Any]] = {

@@ -16,7 +16,7 @@ from secfl import registry
 from secfl.attacks.byzantine import Adversary
 from secfl.exceptions import ConfigurationError
 from secfl.runs import RunDir
-from secfl.fl.data import load_dataset
+from secfl.fl.data import hold_out_public, load_dataset
 from secfl.fl.models import build_model
 from secfl.fl.params import num_params
 from secfl.fl.partition import partition
@@ -52,6 +52,8 @@ class RunSetup:
         self.ledger: Ledger | None = scenario.ledger(self.pipeline)
         data = self.data = load_dataset(scenario.data.dataset, seed=self.seed,
                                         test_fraction=scenario.data.test_fraction, **scenario.data.options)
+        if scenario.data.public:
+            data = self.data = hold_out_public(data, scenario.data.public, seed=self.seed)
         part = scenario.data.partition
         extra = {k: v for k, v in (("alpha", part.alpha), ("shards_per_client", part.shards_per_client))
                  if v is not None}

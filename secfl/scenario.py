@@ -72,6 +72,8 @@ class DataSection(_Strict):
     _dataset = _registered("dataset")
     num_clients: int = Field(20, ge=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    public: int = Field(0, ge=0, description="training examples (stratified) held out of every client for the "
+                        "server, e.g. FedAgg's public bridge data and autoencoder")
     partition: PartitionSection = PartitionSection()
     options: dict[str, Any] = Field(default_factory=dict, description="dataset parameters, e.g. synthetic alpha")
 
@@ -217,7 +219,20 @@ class Scenario(_Strict):
                 raise ValueError("attack.num_byzantine must be smaller than data.num_clients")
         if any(s.get("kind") == "fedbat_bits" for s in self.stages) and self.method != "fedbat":
             raise ValueError("stage 'fedbat_bits' carries FedBAT's bits: it needs method = \"fedbat\"")
+        self._check_tree()
         return self
+
+    def _check_tree(self) -> None:
+        """Grouping 'edges' is a fixed tree: whole edges, every device in every round."""
+        if self.grouping.get("kind") != "edges":
+            return
+        per_edge = self.grouping.get("devices_per_edge")
+        if isinstance(per_edge, int) and per_edge >= 1 and self.data.num_clients % per_edge:
+            raise ValueError(f"grouping 'edges': data.num_clients = {self.data.num_clients} is not a multiple of "
+                             f"devices_per_edge = {per_edge}")
+        if self.clients_per_round != self.data.num_clients or self.run.sampling != "fixed":
+            raise ValueError("grouping 'edges' (a fixed tree of edges) needs every client in every round: leave "
+                             "run.clients_per_round unset and run.sampling = \"fixed\"")
 
     def method_options(self) -> Any:
         """The method's options (its ``Options`` model, defaults filled in)."""

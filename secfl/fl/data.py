@@ -8,10 +8,11 @@ Synthetic is generated.
 
 from __future__ import annotations
 
+
 import functools
 import importlib.resources
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from secfl.checks import check_int
 from secfl.exceptions import ConfigurationError
 
-__all__ = ["DATASETS", "Dataset", "describe", "load_dataset"]
+__all__ = ["DATASETS", "Dataset", "describe", "hold_out_public", "load_dataset"]
 
 DATASETS: tuple[str, ...] = ("mnist", "digits", "synthetic")
 
@@ -49,6 +50,7 @@ class Dataset:
         input_shape: Shape of one example: ``(1, 28, 28)``, ``(1, 8, 8)`` or ``(dim,)``.
         num_classes: Number of labels.
         natural_clients: int64 ``[n_train]`` owning client of each train example (synthetic only).
+        x_public, y_public: examples held out of ``x_train`` for the server (``hold_out_public``), or None.
     """
 
     name: str
@@ -59,6 +61,26 @@ class Dataset:
     input_shape: tuple[int, ...]
     num_classes: int
     natural_clients: np.ndarray | None = None
+    x_public: np.ndarray | None = None
+    y_public: np.ndarray | None = None
+
+
+def hold_out_public(data: Dataset, size: int, *, seed: int) -> Dataset:
+    """``data`` with about ``size`` training examples (stratified by label, fixed by ``seed``) moved out of the clients'
+    training set into ``x_public`` / ``y_public``: data the server holds that no client has.
+
+    Raises:
+        ConfigurationError: ``size`` is not smaller than the training set.
+    """
+    n = len(data.y_train)
+    if not 0 < size < n:
+        raise ConfigurationError(f"data.public = {size} must be in [1, {n - 1}]: the training set has {n} examples")
+    _, public = _stratified_split(data.y_train, size / n, np.random.default_rng([seed, 11]))
+    keep = np.setdiff1d(np.arange(n), public)
+    return replace(
+        data, x_train=data.x_train[keep], y_train=data.y_train[keep], x_public=data.x_train[public],
+        y_public=data.y_train[public],
+        natural_clients=None if data.natural_clients is None else data.natural_clients[keep])
 
 
 def describe(name: str, **params: Any) -> tuple[tuple[int, ...], int]:
