@@ -33,9 +33,10 @@ from scipy.optimize import linear_sum_assignment
 from secfl.exceptions import ConfigurationError
 
 __all__ = ["Normalization", "psnr", "ssim", "baseline_psnr", "match_images", "gaussian_window",
-           "evaluate_reconstruction"]
+           "evaluate_reconstruction", "RECOGNISABLE_PSNR"]
 
 _K1, _K2, _SIGMA, _WINDOW = 0.01, 0.03, 1.5, 11
+RECOGNISABLE_PSNR = 20.0  # dB: "a recognisable but blurry image" (above); a rule of thumb, not a measurement
 
 
 @dataclass(frozen=True)

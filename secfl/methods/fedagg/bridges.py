@@ -44,10 +44,12 @@ class Pool:
 
 @dataclass(frozen=True)
 class Codes:
-    """Latent codes one device released, with their (possibly randomized) labels."""
+    """Latent codes one device released, with their (possibly randomized) labels. ``index``: the positions of
+    the encoded examples in the device's data, the auditor's ground truth (never sent; None after a resume)."""
 
     codes: np.ndarray
     y: np.ndarray
+    index: np.ndarray | None = None
 
 
 def randomized_response(y: np.ndarray, epsilon: float, num_classes: int, rng: np.random.Generator) -> np.ndarray:
@@ -72,7 +74,7 @@ def private_codes(autoencoder: AutoEncoder, x: np.ndarray, y: np.ndarray, *, cou
         flat = flat * np.minimum(1.0, clip / norms) + rng.normal(0.0, noise * clip, size=flat.shape)
         codes = flat.reshape(codes.shape).astype(np.float32)
         labels = randomized_response(labels, label_epsilon, num_classes, rng)
-    return Codes(codes, labels)
+    return Codes(codes, labels, pick)
 
 
 def code_event(code_noise: float, label_epsilon: float, num_classes: int) -> dp_accounting.DpEvent:

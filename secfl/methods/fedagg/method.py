@@ -34,14 +34,14 @@ class FedAggOptions(MethodOptions):
     bridge: Literal["public", "synthetic", "latent", "latent_dp"] = Field(
         "public", description="bridge samples: the public split, synthetic codes decoded, the devices' own latent "
         "codes (the paper's: leaks), or those codes under DP")
-    bridge_size: int = Field(256, ge=1, description="bridge samples each parent draws per round")
+    bridge_size: int = Field(512, ge=1, description="bridge samples each parent draws per round")
     temperature: float = Field(3.0, gt=0, description="T of the distillation loss")
     alpha_leaf: float = Field(1.0, ge=0, description="KL weight of a device learning from its edge")
     alpha_nonleaf: float = Field(10.0, ge=0, description="KL weight of an edge or the cloud learning")
     alpha_private: float = Field(1.0, ge=0, description="weight of a device's cross-entropy on its own data")
-    distill_lr: float = Field(0.01, gt=0, description="SGD learning rate of the edges and the cloud")
+    distill_lr: float = Field(0.001, gt=0, description="SGD learning rate of the edges and the cloud (the paper's)")
     distill_momentum: float = Field(0.9, ge=0, lt=1)
-    distill_batch_size: int = Field(32, ge=1)
+    distill_batch_size: int = Field(8, ge=1, description="the paper's batch of bridge samples")
     distill_epochs: int = Field(1, ge=1, description="passes over the bridge set per distillation")
     autoencoder_epochs: int = Field(10, ge=1, description="training of the shared autoencoder on the public split")
     codes_per_device: int = Field(100, ge=1, description="latent bridges: examples each device encodes and sends")
