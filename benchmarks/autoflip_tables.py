@@ -12,29 +12,12 @@ the compacted architecture), and uplink bytes per round relative to FedAvg of th
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-
-def _cell(path: Path) -> dict[str, str]:
-    """``"model=mlp,run.seed=0,method=fedavg"`` -> {"model": "mlp", ...}."""
-    return dict(part.split("=", 1) for part in path.name.split(","))
-
-
-def _rows(path: Path) -> list[dict]:
-    metrics = path / "metrics.jsonl"
-    return [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
-
-
-def _fmt(values: list[float], digits: int = 3) -> str:
-    if not values:
-        return "-"
-    mean = statistics.fmean(values)
-    spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
-    return f"{mean:.{digits}f}{spread}"
+from cells import cell_of as _cell, fmt as _fmt, rows_of as _rows
 
 
 def _keep(path: Path):

@@ -11,6 +11,7 @@ from secfl.attacks.base import UpdateAttack
 from secfl.attacks.gaussian import GaussianAttack
 from secfl.attacks.ipm import InnerProductManipulation
 from secfl.attacks.large_norm import LargeNorm
+from secfl.attacks.logit_target import TargetedLogits
 from secfl.attacks.mimic import Mimic
 from secfl.attacks.min_max import MinMax, MinSum
 from secfl.attacks.registry import UPDATE_ATTACKS, build_attack
@@ -18,5 +19,5 @@ from secfl.attacks.sign_flip import SignFlip
 
 __all__ = [
     "UpdateAttack", "SignFlip", "GaussianAttack", "ALittleIsEnough", "InnerProductManipulation", "MinMax", "MinSum",
-    "Mimic", "LargeNorm", "Adaptive", "SearchResult", "alie_z", "UPDATE_ATTACKS", "build_attack",
+    "Mimic", "LargeNorm", "TargetedLogits", "Adaptive", "SearchResult", "alie_z", "UPDATE_ATTACKS", "build_attack",
 ]

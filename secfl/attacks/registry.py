@@ -12,13 +12,15 @@ from secfl.attacks.base import UpdateAttack
 from secfl.attacks.gaussian import GaussianAttack
 from secfl.attacks.ipm import InnerProductManipulation
 from secfl.attacks.large_norm import LargeNorm
+from secfl.attacks.logit_target import TargetedLogits
 from secfl.attacks.mimic import Mimic
 from secfl.attacks.min_max import MinMax, MinSum
 from secfl.attacks.sign_flip import SignFlip
 from secfl.exceptions import ConfigurationError
 
 UPDATE_ATTACKS: dict[str, type[UpdateAttack]] = {cls.name: cls for cls in (
-    SignFlip, GaussianAttack, ALittleIsEnough, InnerProductManipulation, MinMax, MinSum, Mimic, LargeNorm)}
+    SignFlip, GaussianAttack, ALittleIsEnough, InnerProductManipulation, MinMax, MinSum, Mimic, LargeNorm,
+    TargetedLogits)}
 
 
 def register(cls: type[UpdateAttack]) -> type[UpdateAttack]:

@@ -138,8 +138,12 @@ def read() -> dict[str, dict[str, Any]]:
     return json.loads(GOLDEN.read_text(encoding="utf-8"))
 
 
-def write() -> None:
-    golden = {key: record(key) for key in scenario_keys()}
+def write(only: list[str] | None = None) -> None:
+    unknown = sorted(set(only or ()) - set(scenario_keys()))
+    if unknown:
+        raise SystemExit(f"not shipped scenarios: {unknown}")
+    kept = read() if only else {}
+    golden = {key: kept[key] if only and key not in only and key in kept else record(key) for key in scenario_keys()}
     GOLDEN.write_text(json.dumps(golden, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {GOLDEN.relative_to(ROOT)}: {len(golden)} scenarios, "
           f"{sum('nondeterministic' in e for e in golden.values())} nondeterministic")
@@ -148,11 +152,13 @@ def write() -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--write", action="store_true", help="run every shipped scenario and rewrite golden.json")
+    parser.add_argument("--only", nargs="+", metavar="KEY", help="with --write: record only these scenarios "
+                        "(e.g. a new one), keeping the other entries")
     args = parser.parse_args(argv)
     if not args.write:
         parser.print_help()
         return
-    write()
+    write(args.only)
 
 
 if __name__ == "__main__":
