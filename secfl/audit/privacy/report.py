@@ -9,9 +9,14 @@ from typing import Any
 
 import numpy as np
 
+from secfl.audit.privacy.image_metrics import RECOGNISABLE_PSNR
 from secfl.runs import atomic_write
 
 __all__ = ["write_privacy_report", "save_reconstruction_png"]
+
+_BRIDGE_COLUMNS = ("scenario", "bridge", "released", "attack", "PSNR", "SSIM", f"PSNR >= {RECOGNISABLE_PSNR:g} dB",
+                   "beats label-only", "labels right", "PSNR black / mean / label-only", "SSIM mean / label-only",
+                   "MIA AUC of released (loss)", "epsilon per example")
 
 _COLUMNS = ("scenario", "defense", "accuracy", "inverted", "PSNR", "SSIM", "labels", "PSNR black / mean",
             "MIA AUC loss / LiRA", "TPR@1% / 0.1% (best)", "DP bound AUC / TPR@1%", "epsilon claimed (released models)",
@@ -78,15 +83,17 @@ def _server_cell(result: dict[str, Any]) -> str:
     return _num(server, 2) + (f" ({rounds} rounds taken part)" if rounds is not None else "")
 
 
-def save_reconstruction_png(npz: Path, png: Path, title: str, *, limit: int = 8) -> None:
-    """True images (top row) over their reconstructions (bottom row), at most ``limit`` pairs."""
+def save_reconstruction_png(npz: Path, png: Path, title: str, *, limit: int = 8, paired: bool = False,
+                            below: str = "reconstructed") -> None:
+    """True images (top row) over their reconstructions (bottom row, labelled ``below``), at most ``limit``
+    pairs: matched by least MSE, or in stored order when ``paired`` (the attacker knows which is which)."""
     from matplotlib.figure import Figure  # the Agg canvas: no pyplot state, no display
 
     from secfl.audit.privacy.image_metrics import match_images
 
     data = np.load(npz)
     truth, recon = data["truth"], data["reconstruction"]
-    rows, cols = match_images(recon, truth)
+    rows, cols = (np.arange(len(truth)), np.arange(len(truth))) if paired else match_images(recon, truth)
     order = np.argsort(cols)[:limit]
     count = len(order)
     fig = Figure(figsize=(max(3.6, 1.2 * count + 0.4), 3.1), layout="constrained")
@@ -99,13 +106,56 @@ def save_reconstruction_png(npz: Path, png: Path, title: str, *, limit: int = 8)
             ax.set_yticks([])
         axes[0][j].set_title(f"y={int(data['true_labels'][cols[k]])}", fontsize=8)
     axes[0][0].set_ylabel("true", fontsize=8)
-    axes[1][0].set_ylabel("reconstructed", fontsize=8)
+    axes[1][0].set_ylabel(below, fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.savefig(png, dpi=100)
 
 
+def _bridge_lines(results: Sequence[dict[str, Any]], out: Path) -> list[str]:
+    """The FedAgg bridge-inversion table and PNGs (rows only for scenarios with a ``bridges`` result)."""
+    rows = [r for r in results if "bridges" in r]
+    if not rows:
+        return []
+    lines = ["## FedAgg bridge inversion", "",
+             "The edge or cloud decodes every latent code a device uploaded with the public decoder (`denoised`: "
+             "latent_dp's noise removed first by the linear MMSE estimate under the public codes' mean and "
+             "covariance; the better attack is shown) and compares each result with the device's private example "
+             "(no matching: the server knows which code is which). Baselines need no code: the black image, the "
+             "public split's mean image, and label-only: the public mean image of the label the device released. "
+             "MIA of released: loss threshold on the final cloud model, released examples vs test examples.", "",
+             "| " + " | ".join(_BRIDGE_COLUMNS) + " |", "|" + "---|" * len(_BRIDGE_COLUMNS)]
+    pictures = []
+    for result in rows:
+        b = result["bridges"]
+        if "nothing_to_invert" in b or "skipped" in b:
+            reason = (f"nothing to invert: {b['nothing_to_invert']}" if "nothing_to_invert" in b
+                      else f"skipped: {b['skipped']}")
+            lines.append(f"| {result['name']} | {b.get('bridge', 'n/a')} | {reason} |"
+                         + " |" * (len(_BRIDGE_COLUMNS) - 3))
+            continue
+        mia = b.get("released_membership", {})
+        cells = [result["name"], b["bridge"], f"{b['examples']} ex. / {b['devices']} devices", b["attack"],
+                 _num(b["psnr"], 1), _num(b["ssim"], 2), _num(b["recognisable"], 2), _num(b["beats_label_only"], 2),
+                 _num(b["label_accuracy"], 2),
+                 f"{_num(b['psnr_black'], 1)} / {_num(b['psnr_mean'], 1)} / {_num(b['psnr_label_only'], 1)}",
+                 f"{_num(b['ssim_mean'], 2)} / {_num(b['ssim_label_only'], 2)}",
+                 _num(mia["auc"]) if "auc" in mia else f"skipped: {mia.get('skipped', 'n/a')}",
+                 _num(b.get("epsilon_per_example"), 3) if b["bridge"] == "latent_dp" else "none (no noise)"]
+        lines.append("| " + " | ".join(cells) + " |")
+        npz = out / result["name"] / "bridges.npz"
+        if npz.exists():
+            save_reconstruction_png(npz, out / result["name"] / "bridges.png",
+                                    f"{result['name']}: {b['bridge']} bridges, {b['attack']}\nPSNR {b['psnr']:.1f} dB "
+                                    f"(mean image {b['psnr_mean']:.1f}, label-only {b['psnr_label_only']:.1f})",
+                                    limit=16, paired=True, below=f"{b['attack']} bridge")
+            pictures += [f"### {result['name']}: bridges", "",
+                         f"![{result['name']} bridges]({result['name']}/bridges.png)", ""]
+    return [*lines, "", *pictures]
+
+
 def write_privacy_report(results: Sequence[dict[str, Any]], out: str | Path) -> Path:
-    """Write ``<out>/audit.md`` (and each scenario's ``inversion.png``); return its path."""
+    """Write ``<out>/audit.md`` (and each scenario's ``inversion.png``, and ``bridges.png`` for FedAgg's latent
+    bridges); return its path."""
     out = Path(out)
     lines = ["# Privacy audit", "",
              "One row per scenario (`secfl audit privacy`). Inversion: Inverting Gradients with iDLG labels "
@@ -141,6 +191,7 @@ def write_privacy_report(results: Sequence[dict[str, Any]], out: str | Path) -> 
             save_reconstruction_png(npz, png, f"{result['name']}\nPSNR {inv['psnr']:.1f} dB (black "
                                               f"{inv['psnr_black']:.1f}, mean image {inv['psnr_mean']:.1f})")
             lines += [f"## {result['name']}", "", f"![{result['name']}]({result['name']}/inversion.png)", ""]
+    lines += _bridge_lines(results, out)
     path = out / "audit.md"
     atomic_write(path, "\n".join(lines).encode())
     return path

@@ -12,7 +12,10 @@ Each scenario is run twice, into ``<out>/<name>/run`` and ``<out>/<name>/canary-
    whose shadow models are trained centrally on random halves of a pool holding none of the targets
    (examples of clients that never took part, spare test examples; central training approximates the FL
    training the target had). The AUC and TPR bounds that the claimed (epsilon, delta) implies are printed
-   beside.
+   beside. FedAgg (``method = "fedagg"``): its devices send logits on bridge sets, not model deltas, so
+   gradient inversion and the canary run are skipped; instead the bridge inversion
+   (``secfl.audit.privacy.bridge_inversion``) decodes every latent code a device uploaded and scores it
+   against its private example, and membership inference runs on the cloud model (the engine's global model).
 2. With canaries (``secfl.audit.privacy.canaries``): the one-run audit of Steinke, Nasr, Jagielski turns the
    canaries' scores into an epsilon lower bound at ``confidence``. Guesses: the top ``k`` as "in" and
    (or not) the bottom ``k`` as "out", for ``k`` in ``GUESS_FRACTIONS`` of m; the best of these 2 x 5
@@ -48,6 +51,7 @@ import numpy as np
 import torch
 
 from secfl.audit.privacy import epsilon as audit_lib
+from secfl.audit.privacy.bridge_inversion import BridgeRecorder, audit_bridges
 from secfl.audit.privacy.canaries import Canaries
 from secfl.audit.privacy.image_metrics import Normalization, evaluate_reconstruction
 from secfl.audit.privacy.inversion import ATTACKS, InversionTarget
@@ -56,6 +60,7 @@ from secfl.audit.privacy.membership import (dp_auc_bound, dp_tpr_bound, lira_off
                                       roc_metrics, train_shadow_models)
 from secfl.exceptions import ConfigurationError
 from secfl import engine as server
+from secfl import registry
 from secfl.fl.models import build_model
 from secfl.runs import RunDir, atomic_write
 from secfl.scenario import Scenario
@@ -139,6 +144,11 @@ def _clip_norm(scenario: Scenario) -> float | None:
     return None
 
 
+def _reshapes(scenario: Scenario) -> bool:
+    """Whether the scenario's clients send something other than model deltas (``Method.reshapes``)."""
+    return bool(registry.resolve("method", scenario.method).reshapes(scenario, scenario.method_options()))
+
+
 def describe_defense(scenario: Scenario) -> str:
     """One line: the stages, the protocol and the grouping."""
     def spec(s: dict[str, Any]) -> str:
@@ -163,7 +173,8 @@ def audit_scenario(scenario: Scenario, out: str | Path, options: PrivacyAuditOpt
     out.mkdir(parents=True, exist_ok=True)
     scenario = scenario.with_noise_solved()
     recorder = _Recorder(options.inversion_round)
-    summary = server.run(scenario, _fresh(out / "run"), observer=recorder)
+    bridges = BridgeRecorder() if scenario.method == "fedagg" else None
+    summary = server.run(scenario, _fresh(out / "run"), observer=recorder, hooks=[bridges] if bridges else [])
     if recorder.data is None:
         raise ConfigurationError(f"{scenario.name}: no round released anything (every round too small)")
     claimed = summary.get("epsilon")
@@ -177,6 +188,9 @@ def audit_scenario(scenario: Scenario, out: str | Path, options: PrivacyAuditOpt
     }
     result["inversion"] = _inversion(scenario, recorder, options, out)
     result["membership"] = _membership(scenario, recorder, options, claimed, delta)
+    if bridges is not None:
+        result["bridges"] = audit_bridges(bridges, recorder.model, out, mia_examples=options.mia_examples,
+                                          seed=options.seed)
     result["audit"] = canary_audit(scenario, out / "canary-run", options)
     atomic_write(out / "result.json", json.dumps(result, indent=2, default=_json).encode())
     if result["audit"].get("failed"):
@@ -195,6 +209,10 @@ def _inversion(scenario: Scenario, rec: _Recorder, options: PrivacyAuditOptions,
         return {"skipped": "inversion_round = 0"}
     if scenario.method == "fedbat":
         return {"skipped": "FedBAT uploads binarized weights, not a gradient-like delta"}
+    if scenario.method == "fedagg":
+        return {"skipped": "FedAgg devices send logits on bridge sets, not a model delta (see the bridge inversion)"}
+    if _reshapes(scenario):
+        return {"skipped": f"{scenario.method} clients send something other than a model delta"}
     if rec.captured is None:
         return {"skipped": f"round {options.inversion_round} was not run or released nothing"}
     if len(rec.data.input_shape) != 3:
@@ -263,7 +281,7 @@ def _membership(scenario: Scenario, rec: _Recorder, options: PrivacyAuditOptions
         result["lira_pool"] = int(len(pool_y))
     elif options.shadows:
         result["lira_skipped"] = f"only {len(pool_y)} examples outside the targets for the shadow models"
-    if claimed is not None:  # the client-level claim bounds each example too (an example has one client)
+    if claimed is not None and math.isfinite(claimed):  # the client-level claim bounds each example too
         result["bounds"] = {"auc": dp_auc_bound(claimed, delta), "tpr_at_1%": dp_tpr_bound(claimed, delta, 0.01),
                             "tpr_at_0.1%": dp_tpr_bound(claimed, delta, 0.001)}
     return result
@@ -325,6 +343,9 @@ def canary_audit(scenario: Scenario, out: str | Path, options: PrivacyAuditOptio
         return {"skipped": "canaries = 0"}
     if any(s.get("kind") == "fedbat_bits" for s in scenario.stages):
         return {"skipped": "the secure FedBAT route releases alpha-scaled bit counts, not an update to project"}
+    if _reshapes(scenario):
+        return {"skipped": f"{scenario.method} clients send something other than a model delta: no model-sized "
+                           "canary fits"}
     norm = options.canary_norm or _clip_norm(scenario) or 1.0
     canaries = Canaries(num_clients=clients, num_canaries=m, dim=scenario.model_dim(), norm=norm, seed=options.seed)
     recorder = _Recorder(0)

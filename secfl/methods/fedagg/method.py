@@ -34,6 +34,8 @@ class FedAggOptions(MethodOptions):
     bridge: Literal["public", "synthetic", "latent", "latent_dp"] = Field(
         "public", description="bridge samples: the public split, synthetic codes decoded, the devices' own latent "
         "codes (the paper's: leaks), or those codes under DP")
+    bridge_labels: bool = Field(True, description="false: no tier learns the bridge samples' labels (pure "
+                                "distillation: all knowledge comes from the devices' data through the logits)")
     bridge_size: int = Field(512, ge=1, description="bridge samples each parent draws per round")
     temperature: float = Field(3.0, gt=0, description="T of the distillation loss")
     alpha_leaf: float = Field(1.0, ge=0, description="KL weight of a device learning from its edge")
@@ -94,6 +96,10 @@ class FedAgg(Method):
                 build_attack(options.edge_attack, where="fedagg.edge_attack")
             except ConfigurationError as exc:
                 raise ValueError(str(exc)) from None
+        shape, _ = describe(scenario.data.dataset, **scenario.data.options)
+        if options.bridge != "public" and (len(shape) != 3 or shape[1] % 4 or shape[2] % 4):
+            raise ValueError(f"fedagg.bridge = {options.bridge!r} encodes images through the autoencoder: the data "
+                             f"must be images with sides a multiple of 4, not {shape}; use bridge = \"public\"")
         for key in ("device_model", "edge_model"):
             spec = getattr(options, key)
             if set(spec) - {"kind", "options"} or "kind" not in spec:

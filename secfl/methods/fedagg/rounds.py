@@ -99,7 +99,7 @@ class FedAggRounds(RoundHook):
     def _losses(self, alpha: float) -> Losses:
         o = self.options
         return Losses(alpha=alpha, temperature=o.temperature, lr=o.distill_lr, momentum=o.distill_momentum,
-                      batch_size=o.distill_batch_size)
+                      batch_size=o.distill_batch_size, labels=o.bridge_labels)
 
     def _combine(self, vectors: np.ndarray, weights: np.ndarray) -> np.ndarray:
         o = self.options

@@ -33,7 +33,7 @@ class DeviceTrainer:
         model = self.tree.device_models[task.client_id]
         hyper = task.hyper
         losses = Losses(alpha=o.alpha_leaf, temperature=o.temperature, lr=hyper.lr, momentum=hyper.momentum,
-                        batch_size=hyper.batch_size, alpha_private=o.alpha_private)
+                        batch_size=hyper.batch_size, labels=o.bridge_labels, alpha_private=o.alpha_private)
         loss = distill(model, bridge, teacher, losses, rng=np.random.default_rng(task.seed), epochs=hyper.epochs,
                        private=(task.x, task.y))
         logits = logits_of(model, bridge.x)

@@ -153,6 +153,8 @@ def test_the_public_split_is_disjoint_from_the_clients_and_fixed_by_the_seed():
     ({"run": {"rounds": 2, "clients_per_round": 3}}, "every client in every round"),
     ({"fedagg": {"poisoned_edges": 2}}, "at least one honest edge"),
     ({"fedagg": {"rule": "krum"}}, "fedagg.rule"),
+    ({"data": {"dataset": "synthetic", "options": {"num_clients": 6}}, "fedagg": {"bridge": "latent"}},
+     "use bridge = \"public\""),
 ])
 def test_a_scenario_that_cannot_run_fedagg_says_what_to_change(change, message):
     with pytest.raises(ConfigurationError) as error:
@@ -221,3 +223,17 @@ def test_a_poisoned_edge_sends_forged_logits_and_the_median_over_edges_resists(t
     engine.run(_spec(**base, fedagg=dict(fed, rule="median")), RunDir(tmp_path / "median"))
     mean, median = _rows(tmp_path / "mean")[-1], _rows(tmp_path / "median")[-1]
     assert median["accuracy"] > mean["accuracy"] + 0.1
+
+
+def test_without_bridge_labels_the_cloud_learns_only_from_its_children(tmp_path):
+    from secfl.fl.models import build_model
+    from secfl.runs import load_checkpoint
+
+    spec = _spec(fedagg={"bridge_labels": False, "alpha_nonleaf": 0.0}, run={"rounds": 1, "seed": 3})
+    engine.run(spec, RunDir(tmp_path / "r"))
+    initial = build_model("mlp", input_shape=(1, 8, 8), num_classes=10, seed=3, hidden=32).state_dict()
+    trained = load_checkpoint(tmp_path / "r" / "checkpoint.pt")["model"]
+    assert all(torch.equal(initial[k], trained[k]) for k in initial)  # no label and no KL weight: no signal
+    engine.run(_spec(fedagg={"bridge_labels": False}, run={"rounds": 1, "seed": 3}), RunDir(tmp_path / "kl"))
+    moved = load_checkpoint(tmp_path / "kl" / "checkpoint.pt")["model"]
+    assert not all(torch.equal(initial[k], moved[k]) for k in initial)
