@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import dp_accounting
 import numpy as np
 
+from secfl.exceptions import ConfigurationError
 from secfl.methods.fedagg.autoencoder import AutoEncoder
 
 __all__ = ["Pool", "Codes", "private_codes", "code_event", "synthetic_sample", "randomized_response"]
@@ -35,10 +36,17 @@ class Pool:
     y: np.ndarray
 
     def sample(self, size: int, rng: np.random.Generator) -> Pool:
-        """``size`` examples drawn without replacement (all of them if the pool is smaller)."""
-        if len(self.y) <= size:
-            return self
-        pick = np.sort(rng.choice(len(self.y), size=size, replace=False))
+        """Exactly ``size`` examples: drawn without replacement, or, from a smaller pool, all of them plus
+        extras drawn with replacement (every parent's bridge set has the same size, so the children's logit
+        vectors of different edges have one length)."""
+        n = len(self.y)
+        if n == 0:
+            raise ConfigurationError("a FedAgg parent has no bridge sample to draw from")
+        if n >= size:
+            pick = rng.choice(n, size=size, replace=False)
+        else:
+            pick = np.concatenate([np.arange(n), rng.choice(n, size=size - n, replace=True)])
+        pick = np.sort(pick)
         return Pool(self.x[pick], self.y[pick])
 
 

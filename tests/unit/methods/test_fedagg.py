@@ -17,7 +17,7 @@ from secfl.exceptions import ConfigurationError
 from secfl.fl.data import hold_out_public, load_dataset
 from secfl.grouping import Edges
 from secfl.hooks import RoundHook
-from secfl.methods.fedagg.bridges import code_event, private_codes, randomized_response
+from secfl.methods.fedagg.bridges import Pool, code_event, private_codes, randomized_response
 from secfl.methods.fedagg.combine import combine
 from secfl.methods.fedagg.distill import kd_loss
 from secfl.runs import RunDir
@@ -237,3 +237,16 @@ def test_without_bridge_labels_the_cloud_learns_only_from_its_children(tmp_path)
     engine.run(_spec(fedagg={"bridge_labels": False}, run={"rounds": 1, "seed": 3}), RunDir(tmp_path / "kl"))
     moved = load_checkpoint(tmp_path / "kl" / "checkpoint.pt")["model"]
     assert not all(torch.equal(initial[k], moved[k]) for k in initial)
+
+
+
+def test_every_bridge_set_has_bridge_size_samples_even_from_a_smaller_pool():
+    # found by the bench: an edge whose devices held fewer codes than bridge_size drew a smaller bridge set,
+    # and its devices' vectors no longer had the other edges' length in the secure sum
+    pool = Pool(np.arange(30, dtype=np.float32).reshape(30, 1), np.arange(30))
+    small = pool.sample(40, np.random.default_rng(0))
+    assert len(small.y) == 40 and set(small.y) == set(range(30))
+    big = pool.sample(10, np.random.default_rng(0))
+    assert len(big.y) == 10 and len(set(big.y)) == 10
+    with pytest.raises(ConfigurationError):
+        Pool(np.zeros((0, 1)), np.zeros(0, dtype=np.int64)).sample(3, np.random.default_rng(0))
