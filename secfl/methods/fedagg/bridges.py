@@ -53,7 +53,7 @@ class Pool:
 @dataclass(frozen=True)
 class Codes:
     """Latent codes one device released, with their (possibly randomized) labels. ``index``: the positions of
-    the encoded examples in the device's data, the auditor's ground truth (never sent; None after a resume)."""
+    the encoded examples in the device's data, the auditor's ground truth (never sent; kept in the checkpoint)."""
 
     codes: np.ndarray
     y: np.ndarray

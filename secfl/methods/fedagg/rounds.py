@@ -179,6 +179,8 @@ class FedAggRounds(RoundHook):
         if self.codes is not None:
             state["codes"] = [torch.from_numpy(c.codes.copy()) for c in self.codes]
             state["labels"] = [torch.from_numpy(c.y.copy()) for c in self.codes]
+            if all(c.index is not None for c in self.codes):  # the auditor's ground truth, kept across a resume
+                state["index"] = [torch.from_numpy(np.asarray(c.index, dtype=np.int64)) for c in self.codes]
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -189,7 +191,9 @@ class FedAggRounds(RoundHook):
             self.autoencoder.load_state_dict(state["autoencoder"])
             self.autoencoder.eval()
         if "codes" in state:
-            self.codes = [Codes(c.numpy(), y.numpy()) for c, y in zip(state["codes"], state["labels"], strict=True)]
+            index = [i.numpy() for i in state["index"]] if "index" in state else [None] * len(state["codes"])
+            self.codes = [Codes(c.numpy(), y.numpy(), i)
+                          for c, y, i in zip(state["codes"], state["labels"], index, strict=True)]
 
 
 def _union(pools: list[Pool]) -> Pool:

@@ -202,6 +202,9 @@ def test_a_resumed_latent_run_equals_an_uninterrupted_one(tmp_path):
     for key in ("accuracy", "device_accuracy", "edge_accuracy"):
         assert [r[key] for r in whole] == [r[key] for r in resumed]
     assert len(RunDir(tmp_path / "resumed").releases()) == 1  # the codes were not sent again
+    from secfl.runs import load_checkpoint
+    state = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["hooks"][0]
+    assert len(state["index"]) == 6 and all(len(i) == len(y) for i, y in zip(state["index"], state["labels"]))
     assert "link_codes_once" in whole[0] and "link_codes_once" not in whole[1]
 
 
