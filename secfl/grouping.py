@@ -114,8 +114,11 @@ class Edges:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"Edges({key}={value!r}): {key} must be an int >= 1")
+        if bucket_size is not None and bucket_size > devices_per_edge:
+            raise ConfigurationError(f"Edges(bucket_size={bucket_size}) exceeds devices_per_edge = {devices_per_edge}:"
+                                     " leave bucket_size unset for one group per edge")
         self.devices_per_edge = devices_per_edge
-        self.bucket_size = devices_per_edge if bucket_size is None else min(bucket_size, devices_per_edge)
+        self.bucket_size = devices_per_edge if bucket_size is None else bucket_size
         self.per_edge = math.ceil(devices_per_edge / self.bucket_size)  # buckets inside one edge
 
     def num_groups(self, num_clients: int) -> int:

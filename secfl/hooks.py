@@ -47,6 +47,9 @@ class RoundContext:
         hooks: every hook of the run, in order (a hook that makes a side release offers it to the others).
         release: call ``release(name)`` right before a one-time release the method declared
             (``Method.releases``): the engine records it durably and charges it to the privacy ledger.
+        cohort: if set (by the method's ``before_round``), ``cohort(cid)`` keys the clients whose vectors share
+            one coordinate system (e.g. FedAgg: logits on one edge's bridge set); None: every client's do. An
+            omniscient attacker forges from the honest vectors of its own cohort.
     """
 
     round: int
@@ -61,6 +64,7 @@ class RoundContext:
     output: Any = None
     hooks: list[RoundHook] = field(default_factory=list)
     release: Callable[[str], None] = lambda name: None
+    cohort: Callable[[int], int] | None = None
 
 
 class RoundHook:

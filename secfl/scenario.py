@@ -211,6 +211,9 @@ class Scenario(_Strict):
         if noiseless and (self.privacy.target_epsilon is not None or self.privacy.budget is not None):
             raise ValueError(f"method {self.method!r} makes a release without noise ({', '.join(releases)}): no "
                              "epsilon target or budget can hold; add its noise (e.g. autoflip.noise_multiplier)")
+        if self.attack is not None and self.attack.kind == "targeted_logits" and self.method != "fedagg":
+            raise ValueError(f"attack 'targeted_logits' forges logits, but method {self.method!r} does not send "
+                             "logits: use it with method = \"fedagg\"")
         if self.attack is not None and self.attack.explore != "none" and self.method != "autoflip":
             raise ValueError("attack.explore lies in AutoFLIP's exploration: it needs method = \"autoflip\"")
         if self.attack is not None:

@@ -84,7 +84,8 @@ class Adversary(RoundHook):
         if not byzantine or self.update_attack is None:
             return []
         if not honest:
-            raise ConfigurationError("a round has Byzantine clients only: an omniscient attack needs honest updates")
+            raise ConfigurationError("a round (or a cohort of it, e.g. one FedAgg edge) has Byzantine clients only: an "
+                                     "omniscient attack needs honest updates")
         vectors = np.stack([u.values.astype(np.float64) for u in honest])
         forged = self.update_attack(vectors, num_byzantine=len(byzantine), rng=rng, aggregator=aggregator)
         weight = float(np.mean([u.weight for u in honest]))
@@ -105,12 +106,16 @@ class Adversary(RoundHook):
         return self.boost(cid, vector)
 
     def round_updates(self, ctx: RoundContext, updates: dict[int, Update]) -> dict[int, Update]:
-        byzantine = [cid for cid in ctx.sampled if not self.trains(cid)]
-        honest = [updates[cid] for cid in ctx.sampled if not self.is_byzantine(cid)]
         rule = ctx.pipeline.aggregator
         extra = {"reference": ctx.reference} if rule.needs_reference else {}  # e.g. FLTrust: this round's g0
-        forged = self.forge(honest, byzantine, rng=np.random.default_rng([ctx.seed, 7, ctx.round]),
-                            aggregator=lambda v: copy.deepcopy(rule)(v, **extra))
+        rng = np.random.default_rng([ctx.seed, 7, ctx.round])
+        cohort = ctx.cohort if ctx.cohort is not None else (lambda cid: 0)
+        forged: list[Update] = []
+        for key in sorted({cohort(cid) for cid in ctx.sampled}):  # forge from vectors in the same coordinates
+            members = [cid for cid in ctx.sampled if cohort(cid) == key]
+            byzantine = [cid for cid in members if not self.trains(cid)]
+            honest = [updates[cid] for cid in members if not self.is_byzantine(cid)]
+            forged += self.forge(honest, byzantine, rng=rng, aggregator=lambda v: copy.deepcopy(rule)(v, **extra))
         return {**updates, **{u.client_id: u for u in forged}}
 
     def metrics(self, ctx: RoundContext, row: dict[str, Any]) -> None:

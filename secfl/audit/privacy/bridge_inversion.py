@@ -1,6 +1,8 @@
 """Bridge inversion: what FedAgg's edges and cloud rebuild from the latent codes devices upload.
 
-Threat model: an honest-but-curious edge or cloud server. Under ``[fedagg] bridge = "latent"`` or
+Threat model: an honest-but-curious edge or cloud server, or a curious device (each round its edge sends it a
+bridge set drawn from the decoded codes of all the edge's devices: its siblings' images and labels; it holds
+the same decoder). Under ``[fedagg] bridge = "latent"`` or
 ``"latent_dp"`` every device uploads, once, the codes of ``codes_per_device`` of its private training examples
 with their labels (``FedAggRounds.codes``). The server trained the shared autoencoder itself on the public
 split, so it holds the decoder, the public split and the ``latent_dp`` parameters (``code_clip``,

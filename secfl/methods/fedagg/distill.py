@@ -37,6 +37,7 @@ class Losses:
     batch_size: int
     labels: bool = True
     alpha_private: float = 0.0
+    weight_decay: float = 0.0
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -63,7 +64,8 @@ def distill(model: nn.Module, bridge: Pool, teacher: np.ndarray, losses: Losses,
     Without ``private``: ``epochs`` passes over the bridge batches. With ``private = (x, y)`` (a leaf):
     ``epochs`` passes over the private batches, each paired with the next bridge batch (cycling).
     """
-    optimizer = torch.optim.SGD(model.parameters(), lr=losses.lr, momentum=losses.momentum)
+    optimizer = torch.optim.SGD(model.parameters(), lr=losses.lr, momentum=losses.momentum,
+                                weight_decay=losses.weight_decay)
     b = losses.batch_size
     n_bridge = len(bridge.y)
     steps_per_epoch = math.ceil((len(private[1]) if private is not None else n_bridge) / b)

@@ -11,6 +11,7 @@ from pydantic import Field
 from secfl.attacks.registry import build_attack
 from secfl.exceptions import ConfigurationError
 from secfl.fl.data import describe
+from secfl.fl.models import build_model
 from secfl.hooks import RoundHook
 from secfl.methods.base import Method, MethodOptions
 from secfl.methods.fedagg.bridges import code_event
@@ -96,14 +97,28 @@ class FedAgg(Method):
                 build_attack(options.edge_attack, where="fedagg.edge_attack")
             except ConfigurationError as exc:
                 raise ValueError(str(exc)) from None
-        shape, _ = describe(scenario.data.dataset, **scenario.data.options)
+        shape, classes = describe(scenario.data.dataset, **scenario.data.options)
         if options.bridge != "public" and (len(shape) != 3 or shape[1] % 4 or shape[2] % 4):
             raise ValueError(f"fedagg.bridge = {options.bridge!r} encodes images through the autoencoder: the data "
                              f"must be images with sides a multiple of 4, not {shape}; use bridge = \"public\"")
+        if options.bridge in LATENT and not options.bridge_labels:
+            raise ValueError("fedagg.bridge_labels = false applies to public and synthetic bridges: latent codes are "
+                             "uploaded with their labels")
         for key in ("device_model", "edge_model"):
             spec = getattr(options, key)
-            if set(spec) - {"kind", "options"} or "kind" not in spec:
-                raise ValueError(f"fedagg.{key}: a table with 'kind' and optional 'options', e.g. {_SMALL}")
+            if set(spec) - {"kind", "options"} or "kind" not in spec or not isinstance(spec.get("options", {}), dict):
+                raise ValueError(f"fedagg.{key}: a table with 'kind' and an optional 'options' table, e.g. {_SMALL}")
+            try:
+                build_model(spec["kind"], input_shape=shape, num_classes=classes, seed=0, **spec.get("options", {}))
+            except ConfigurationError as exc:
+                raise ValueError(f"fedagg.{key}: {exc}") from None
+        _check_rule(scenario, options)
+        _check_logit_attacks(scenario, options, classes)
+        if options.bridge == "latent_dp":
+            try:
+                _example_epsilon(scenario, options, classes)
+            except ConfigurationError as exc:
+                raise ValueError(f"fedagg.bridge = \"latent_dp\": {exc}") from None
 
     def __init__(self, scenario: Any, model: Any) -> None:
         super().__init__(scenario, model)
@@ -113,9 +128,7 @@ class FedAgg(Method):
                          edge_model=o.edge_model, input_shape=shape, num_classes=classes, seed=scenario.run.seed)
         self.rounds = FedAggRounds(o, self.tree, seed=scenario.run.seed)
         if o.bridge == "latent_dp":  # what one released example costs (example-level DP)
-            self.rounds.example_epsilon = scenario.accountant().epsilon_of(
-                [], sample_rate=1.0, delta=scenario.privacy.delta,
-                unsampled=[(code_event(o.code_noise, o.label_epsilon, classes), 1)])
+            self.rounds.example_epsilon = _example_epsilon(scenario, o, classes)
 
     def trainer(self) -> Trainer:
         return DeviceTrainer(self.tree, self.options)
@@ -138,3 +151,33 @@ class FedAgg(Method):
     @classmethod
     def reshapes(cls, scenario: Any, options: FedAggOptions) -> bool:
         return True
+
+
+def _example_epsilon(scenario: Any, options: FedAggOptions, classes: int) -> float:
+    """The epsilon of one example released under ``latent_dp`` (its code and its label), at the run's delta."""
+    return scenario.accountant().epsilon_of([], sample_rate=1.0, delta=scenario.privacy.delta,
+                                            unsampled=[(code_event(options.code_noise, options.label_epsilon,
+                                                                   classes), 1)])
+
+
+def _check_rule(scenario: Any, options: FedAggOptions) -> None:
+    """A robust rule needs >= 3 inputs somewhere: buckets inside an edge, or edges at the cloud."""
+    if options.rule == "mean":
+        return
+    bucket = scenario.grouping.get("bucket_size") or options.devices_per_edge
+    per_edge = -(-options.devices_per_edge // bucket)
+    if per_edge < 3 and options.edges < 3:
+        raise ValueError(f"fedagg.rule = {options.rule!r} would combine {per_edge} bucket(s) per edge and "
+                         f"{options.edges} edge(s) at the cloud: it needs >= 3 inputs somewhere (set "
+                         "grouping.bucket_size so each edge has >= 3 buckets, or use >= 3 edges)")
+
+
+def _check_logit_attacks(scenario: Any, options: FedAggOptions, classes: int) -> None:
+    """``targeted_logits`` must cut the logit vectors at the task's class count."""
+    specs = [("fedagg.edge_attack", options.edge_attack)] if options.poisoned_edges else []
+    if scenario.attack is not None and scenario.attack.kind == "targeted_logits":
+        specs.append(("attack.options", scenario.attack.options))
+    for where, spec in specs:
+        if spec.get("kind", "targeted_logits") == "targeted_logits" and spec.get("classes", 10) != classes:
+            raise ValueError(f"{where}: targeted_logits over {spec.get('classes', 10)} classes, but the data has "
+                             f"{classes}: set classes = {classes}")

@@ -117,6 +117,7 @@ class FedAggRounds(RoundHook):
         self.cloud_bridge = self._draw(self.cloud_pool, rng, ctx.data.y_public)
         teachers = [logits_of(model, bridge.x) for model, bridge in zip(self.tree.edge_models, self.bridges)]
         ctx.public["fedagg"] = {"bridges": self.bridges, "teachers": teachers}
+        ctx.cohort = self.tree.edge_of  # each edge's devices send logits on that edge's own bridge set
         m, inputs = self.options.bridge_size, self._input_floats(ctx)
         self.link["link_edge_device_down"] = float(_FLOAT * m * (self.classes + inputs))
 
@@ -164,12 +165,16 @@ class FedAggRounds(RoundHook):
 
     def metrics(self, ctx: RoundContext, row: dict[str, Any]) -> None:
         row.update(self.tree.accuracies(ctx.data.x_test, ctx.data.y_test))
-        row["link_device_edge_up"] = row["bytes_up"] / max(len(ctx.sampled), 1)
+        k = max(len(ctx.sampled), 1)
+        row["link_device_edge_up"] = row["bytes_up"] / k  # the logits, as the secure sum counted them
         row.update(self.link)
+        if "link_codes_once" in self.link:  # the one-time code upload happened in this round
+            row["bytes_up"] += self.link["link_codes_once"] * k
         if self.example_epsilon is not None:
             row["bridge_epsilon_example"] = self.example_epsilon
-        # devices download their edge's bridge set and logits, never the cloud model
-        row["bytes_down"] = self.link["link_edge_device_down"] * len(ctx.sampled)
+        # devices download their edge's bridge set and logits (never the cloud model), and the protocol's messages
+        protocol = sum(v for key, v in ctx.output.measurements.items() if key.endswith("/bytes_down"))
+        row["bytes_down"] = self.link["link_edge_device_down"] * k + float(protocol)
 
     # -- checkpoint
     def state_dict(self) -> Mapping[str, Any]:

@@ -16,7 +16,7 @@ __all__ = ["DeviceTrainer"]
 
 class DeviceTrainer:
     """Trains device ``task.client_id``'s own model (kept in the ``Tree``, never the global model) with the
-    client's learning rate, momentum, batch size and epochs (epochs over its private data).
+    client's learning rate, momentum, weight decay, batch size and epochs (epochs over its private data).
 
     The vector it returns is its logits ``[m, classes]`` on the bridge set, flattened, clipped to
     ``[-logit_clip, logit_clip]`` if set; its weight is 1 (every child counts once in the ensemble)."""
@@ -33,7 +33,8 @@ class DeviceTrainer:
         model = self.tree.device_models[task.client_id]
         hyper = task.hyper
         losses = Losses(alpha=o.alpha_leaf, temperature=o.temperature, lr=hyper.lr, momentum=hyper.momentum,
-                        batch_size=hyper.batch_size, labels=o.bridge_labels, alpha_private=o.alpha_private)
+                        batch_size=hyper.batch_size, labels=o.bridge_labels, alpha_private=o.alpha_private,
+                        weight_decay=hyper.weight_decay)
         loss = distill(model, bridge, teacher, losses, rng=np.random.default_rng(task.seed), epochs=hyper.epochs,
                        private=(task.x, task.y))
         logits = logits_of(model, bridge.x)

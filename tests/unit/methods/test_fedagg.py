@@ -253,3 +253,64 @@ def test_every_bridge_set_has_bridge_size_samples_even_from_a_smaller_pool():
     assert len(big.y) == 10 and len(set(big.y)) == 10
     with pytest.raises(ConfigurationError):
         Pool(np.zeros((0, 1)), np.zeros(0, dtype=np.int64)).sample(3, np.random.default_rng(0))
+
+
+# -- found by an adversarial review: each failed before its fix
+
+def test_a_byzantine_device_forges_from_the_honest_logits_of_its_own_edge(tmp_path):
+    from secfl.hooks import RoundContext
+
+    seen = {}
+
+    class Spy(RoundHook):
+        def round_updates(self, ctx, updates):
+            seen["ctx"], seen["updates"] = ctx, dict(updates)
+            return updates
+
+    spec = _spec(attack={"kind": "sign_flip", "num_byzantine": 1, "options": {"scale": 3.0}},
+                 run={"rounds": 1, "seed": 3})
+    engine.run(spec, RunDir(tmp_path / "r"), hooks=[Spy()])
+    ctx, updates = seen["ctx"], seen["updates"]  # the Spy runs after the Adversary: forged updates are in
+    assert isinstance(ctx, RoundContext) and ctx.cohort is not None
+    adversary = next(h for h in ctx.hooks if type(h).__name__ == "Adversary")
+    (bad,) = adversary.ids
+    same_edge = [updates[c].values for c in range(6) if c // 3 == bad // 3 and c != bad]
+    assert np.allclose(updates[bad].values, -3 * np.mean(same_edge, axis=0), atol=1e-4)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"fedagg": {"poisoned_edges": 1, "edge_attack": {"kind": "targeted_logits", "classes": 5}}}, "set classes = 10"),
+    ({"fedagg": {"rule": "median", "edges": 2}}, "needs >= 3 inputs somewhere"),
+    ({"fedagg": {"device_model": {"kind": "nosuch"}}}, "fedagg.device_model"),
+    ({"fedagg": {"edge_model": {"kind": "cnn", "options": 3}}}, "fedagg.edge_model"),
+    ({"fedagg": {"bridge": "latent", "bridge_labels": False}}, "bridge_labels = false applies"),
+    ({"grouping": {"kind": "edges", "devices_per_edge": 3, "bucket_size": 4}}, "exceeds devices_per_edge"),
+])
+def test_review_configs_are_refused_before_training(change, message):
+    with pytest.raises(ConfigurationError) as error:
+        _spec(**change)
+    assert message in str(error.value)
+
+
+def test_targeted_logits_needs_a_method_that_sends_logits():
+    data = json.loads(json.dumps(SCENARIO))
+    data.update(method="fedavg", grouping={"kind": "individual"}, attack={"kind": "targeted_logits", "num_byzantine": 1})
+    data.pop("fedagg")
+    with pytest.raises(ConfigurationError, match="does not send logits"):
+        scenario.validate(data)
+
+
+def test_bytes_count_the_protocol_downlink_and_the_one_time_codes(tmp_path):
+    spec = _spec(fedagg={"bridge": "latent"}, protocol={"kind": "secagg+"},
+                 stages=[{"kind": "l2clip", "norm": 1000.0}, {"kind": "quantize", "scale": 1024.0}])
+    engine.run(spec, RunDir(tmp_path / "r"))
+    first, second = _rows(tmp_path / "r")
+    assert second["bytes_down"] > 6 * second["link_edge_device_down"]  # SecAgg+ messages to devices too
+    assert first["bytes_up"] == pytest.approx(6 * (first["link_device_edge_up"] + first["link_codes_once"]))
+    assert second["bytes_up"] == pytest.approx(6 * second["link_device_edge_up"])
+
+
+def test_client_weight_decay_reaches_the_devices(tmp_path):
+    engine.run(_spec(run={"rounds": 1, "seed": 3}), RunDir(tmp_path / "a"))
+    engine.run(_spec(run={"rounds": 1, "seed": 3}, client={"weight_decay": 0.5}), RunDir(tmp_path / "b"))
+    assert _rows(tmp_path / "a")[0]["device_accuracy"] != _rows(tmp_path / "b")[0]["device_accuracy"]
