@@ -313,6 +313,19 @@ class Pipeline:
         encoded = [self.encode(u, relative_weight=self.relative_weight(u.weight, top), rng=r,
                                group_size=size_of[u.client_id]) for u, r in zip(updates, client_rngs)]
         result = self.protocol.run(encoded, groups=groups, dropouts=dropouts)
+        return self.conclude(result, groups, clients=len(updates), reference=reference, start=start)
+
+    def conclude(self, result: RoundResult, groups: Sequence[Sequence[int]], *, clients: int,
+                 reference: np.ndarray | None = None, start: float | None = None) -> RoundOutput:
+        """The round's output from the protocol's per-group sums: decode, per-group means, the aggregator.
+
+        ``run_round`` ends here; a transport that ran the protocol elsewhere (e.g. over Flower) calls it with
+        the ``RoundResult`` it assembled, the groups it used and the number of clients that were encoded.
+        """
+        start = time.perf_counter() if start is None else start
+        needs_reference = self.aggregator.needs_reference
+        if needs_reference and reference is None:
+            raise ConfigurationError(f"{self.aggregator!r} needs the server's reference update of the round")
         means, group_weights = [], []
         for total, alive in zip(result.sums, result.survivors):
             decoded = total
@@ -346,7 +359,7 @@ class Pipeline:
         event = self.dp_event(contributors, shares)
         if isinstance(event, dp_accounting.GaussianDpEvent):
             measurements["dp/noise_multiplier"] = event.noise_multiplier
-        measurements.update({"pipeline/clients": float(len(updates)), "pipeline/groups": float(len(means)),
+        measurements.update({"pipeline/clients": float(clients), "pipeline/groups": float(len(means)),
                              "pipeline/seconds": time.perf_counter() - start,
                              "dp/contributors": float(contributors), "dp/shares": float(shares)})
         return RoundOutput(aggregate, group_means, group_weights_arr, result, measurements, event)

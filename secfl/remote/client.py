@@ -1,0 +1,155 @@
+"""``RemoteClient``: one secure-sum client whose whole state is bytes between calls.
+
+Threat model: the server (and the transport) may be malicious. The client's long-term Ed25519 key never
+leaves it; every protocol message is checked by ``SecAggClient`` (bound instance, signatures, a roster size
+the client accepts); an input is masked at most once (the contribution record is part of the state). The
+state holds secrets (the signing key, the round's keys and shares): keep it where the client keeps its key.
+The key directory arrives from the server at the start of a round: against a malicious server that can
+forge the directory, pin the peers' keys out of band (``pinned``), else the server is trusted for keys.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from secfl.exceptions import ConfigurationError, ProtocolIntegrityError
+from secfl.hazmat import crypto
+from secfl.hazmat.randomness import OS_RANDOM
+from secfl.protocols.directory import KeyDirectory
+from secfl.protocols.secagg_client import SecAggClient, input_key
+from secfl.protocols.secagg_instance import Instance
+from secfl.protocols.secagg_record import ContributionRecord
+from secfl.protocols.secagg_state import dump_client, load_client
+from secfl.remote.wire import pack, unpack
+from secfl.types import Update
+
+__all__ = ["RemoteClient"]
+
+
+class RemoteClient:
+    """Client ``client_id`` of the secure sums a ``RemoteServer`` runs with ``pipeline`` (the scenario's).
+
+    Args:
+        client_id: this client's id (its data partition).
+        pipeline: the checked pipeline (its stages encode the input, its protocol is the secure sum).
+        state: what ``state()`` returned last time (None: a new client with a fresh identity).
+        pinned: the peers' public keys known out of band (then a directory from the server must agree).
+        accept_sizes: the group sizes this client accepts (default: those the pipeline's grouping makes).
+    """
+
+    def __init__(self, client_id: int, pipeline: Any, *, state: bytes | None = None,
+                 pinned: dict[int, bytes] | None = None, accept_sizes: tuple[int, int] | None = None) -> None:
+        self.id, self.pipeline, self.pinned = int(client_id), pipeline, dict(pinned or {})
+        n = pipeline.clients_per_round
+        self.accept = accept_sizes or (pipeline.grouping.min_group_size(pipeline.min_clients),
+                                       pipeline.grouping.max_group_size(n))
+        if state is None:
+            self.signing_key, public = crypto.ed25519_keypair(OS_RANDOM)
+            self.s: dict[str, Any] = {"id": self.id, "public": public.hex(), "spent": [], "update": None,
+                                      "secagg": None, "params_n": None, "directory": {}}
+        else:
+            try:
+                self.s = json.loads(bytes(state))
+                self.signing_key = bytes.fromhex(self.s.pop("signing_key"))
+                if self.s["id"] != self.id:
+                    raise ValueError
+            except (ValueError, TypeError, KeyError):
+                raise ProtocolIntegrityError() from None
+
+    def state(self) -> bytes:
+        """Everything this client must keep until its next call (secret: see the module doc)."""
+        return json.dumps({**self.s, "signing_key": self.signing_key.hex()}, separators=(",", ":")).encode()
+
+    def enroll(self) -> bytes:
+        """The message that registers this client's long-term public key with the server."""
+        return pack("enroll", client=self.id, public_key=bytes.fromhex(self.s["public"]))
+
+    def set_update(self, round_: int, values: np.ndarray, weight: float) -> None:
+        """The float vector this client contributes to round ``round_``'s sum, and its weight."""
+        values = np.asarray(values, dtype=np.float32)
+        if values.ndim != 1 or not np.all(np.isfinite(values)) or not weight > 0:
+            raise ConfigurationError(f"client {self.id}: the update must be a finite 1-D vector with weight > 0")
+        self.s["update"] = [int(round_), values.tobytes().hex(), float(weight)]
+
+    def handle(self, request: bytes) -> bytes:
+        """The reply to one server request: a round's opening (encode the input; the first protocol message)
+        or the next protocol stage.
+
+        Raises:
+            ProtocolIntegrityError: a request this client must refuse (one opaque error, whatever the cause).
+        """
+        fields = unpack(request, "open", "stage")
+        if fields["kind"] == "open":
+            return self._open(fields)
+        step = _STEPS.get(fields.get("stage"))  # type: ignore[arg-type]
+        if step is None:
+            raise ProtocolIntegrityError()
+        client = self._restore()
+        reply = step(client, fields.get("payload"))
+        self.s["secagg"] = dump_client(client).hex()
+        return pack("reply", payload=reply)
+
+    def _directory(self) -> KeyDirectory:
+        return KeyDirectory({int(c): bytes.fromhex(k) for c, k in self.s["directory"].items()})
+
+    def _restore(self) -> SecAggClient:
+        if self.s["secagg"] is None:
+            raise ProtocolIntegrityError()
+        record = _Spending(self.s)
+        return load_client(bytes.fromhex(self.s["secagg"]), params=self.pipeline.protocol.params(self.s["params_n"]),
+                           signing_key=self.signing_key, directory=self._directory(), record=record)
+
+    def _open(self, f: dict[str, Any]) -> bytes:
+        """Encode this round's input with the server's public round parameters; start the protocol."""
+        try:
+            round_, roster = int(f["round"]), tuple(int(c) for c in f["roster"])
+            relative, seed = float(f["relative_weight"]), f.get("seed")
+            directory = {int(c): bytes.fromhex(k) for c, k in f.get("directory", {}).items()}
+        except (KeyError, TypeError, ValueError):
+            raise ProtocolIntegrityError() from None
+        update = self.s["update"]
+        if (update is None or update[0] != round_ or self.id not in roster or not 0 < relative <= 1
+                or not self.accept[0] <= len(roster) <= self.accept[1]):
+            raise ProtocolIntegrityError()
+        if any(self.pinned.get(c, k) != k for c, k in directory.items()):
+            raise ProtocolIntegrityError()  # the server's directory disagrees with a pinned key
+        rng = np.random.default_rng(np.random.SeedSequence(seed[0], spawn_key=tuple(seed[1]))) if seed else \
+            np.random.default_rng()  # the OS: a deployed client's rounding and noise are its own
+        values = np.frombuffer(bytes.fromhex(update[1]), dtype=np.float32)
+        words = self.pipeline.encode(Update(self.id, values, weight=update[2]), relative_weight=relative, rng=rng,
+                                     group_size=len(roster)).values
+        self.s["update"] = None  # an input is encoded once
+        if not self.pipeline.protocol.secure:
+            return pack("reply", payload=np.ascontiguousarray(words).astype(words.dtype.newbyteorder("<")).tobytes(),
+                        dtype=str(words.dtype))
+        self.s["directory"] = {str(c): k.hex() for c, k in {**directory, **self.pinned}.items()}
+        params = self.pipeline.protocol.params(len(roster))
+        instance = Instance(f["session"], round_, int(f["group"]), roster)
+        key = input_key(f.get("task", b""), round_, self.id)
+        client = SecAggClient(self.id, instance=instance, params=params, values=words, signing_key=self.signing_key,
+                              directory=self._directory(), record=_Spending(self.s), input_key=key)
+        reply = client.advertise_keys()
+        self.s["params_n"], self.s["secagg"] = len(roster), dump_client(client).hex()
+        return pack("reply", payload=reply)
+
+
+_STEPS = {"share_keys": SecAggClient.share_keys, "check_shares": SecAggClient.check_shares,
+          "masked_input": SecAggClient.masked_input, "consistency_check": SecAggClient.consistency_check,
+          "unmask": SecAggClient.unmask, "convict": SecAggClient.convict}
+
+
+class _Spending(ContributionRecord):
+    """The client's contribution record, kept in its state: every spent key is written there."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        super().__init__()
+        for key in state["spent"]:
+            ContributionRecord.spend(self, bytes.fromhex(key))
+        self._state = state
+
+    def spend(self, key: bytes) -> None:
+        super().spend(key)
+        self._state["spent"].append(key.hex())

@@ -1,0 +1,164 @@
+"""``RemoteServer``: the server side of secure-sum rounds whose clients live elsewhere.
+
+Threat model: as the protocol's (protocols/secagg/SPEC.md). This class is the honest server; the clients
+(``RemoteClient``) do not trust it. What it learns per group is the sum of the survivors' encoded inputs
+and who survived. A client that does not answer a request (crashed, killed, refused a message) is a dropout
+from that stage on, exactly as in the embedded protocol.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from secfl.exceptions import ConfigurationError, InsufficientParticipantsError, ProtocolError
+from secfl.hazmat.randomness import OS_RANDOM
+from secfl.protocols.directory import KeyDirectory
+from secfl.protocols.secagg_instance import SESSION_BYTES, Instance, roster_of
+from secfl.protocols.secagg_server import SecAggServer
+from secfl.remote.wire import pack, unpack
+from secfl.types import RoundResult, ServerView, Update
+
+__all__ = ["RemoteServer", "Exchange"]
+
+#: Carries ``{client id: request}`` to the clients; returns ``{client id: reply}`` of those that replied.
+Exchange = Callable[[dict[int, bytes]], Mapping[int, bytes]]
+
+_STAGES = ("share_keys", "check_shares", "masked_input", "consistency_check", "unmask", "convict")
+_RECEIVE = (SecAggServer.receive_shares, SecAggServer.receive_accepted, SecAggServer.receive_masked,
+            SecAggServer.receive_consistency, SecAggServer.receive_unmask, SecAggServer.receive_pair_keys)
+
+
+class RemoteServer:
+    """Runs ``pipeline``'s secure sums (plaintext, SecAgg or SecAgg+) with remote clients of ``dimension``-long
+    float updates.
+
+    Args:
+        pipeline: the checked pipeline, the same the clients were given.
+        dimension: the length of every client's float update.
+        reproducible: send each client the seed of its encoding randomness (the embedded engine's streams,
+            so a run matches it exactly). A simulation setting: a deployed client must round and add noise
+            with its own randomness (the default, False), or the server could remove its noise.
+    """
+
+    def __init__(self, pipeline: Any, dimension: int, *, reproducible: bool = False) -> None:
+        if pipeline.protocol.secure and not hasattr(pipeline.protocol, "params"):
+            raise ConfigurationError(f"{pipeline.protocol!r}: only plaintext, secagg and secagg+ run across processes")
+        self.pipeline, self.dimension, self.reproducible = pipeline, int(dimension), reproducible
+        self.directory = KeyDirectory()
+        self.keys: dict[int, bytes] = {}
+
+    def enroll(self, message: bytes) -> int:
+        """Register a client's long-term public key (``RemoteClient.enroll``); return its id. A client id
+        enrolls once: a second, different key is refused."""
+        fields = unpack(message, "enroll")
+        try:
+            client, key = int(fields["client"]), fields["public_key"]
+        except (KeyError, TypeError, ValueError):
+            raise ProtocolError("a malformed enrollment") from None
+        if self.keys.get(client, key) != key:
+            raise ProtocolError(f"client {client} enrolled again with another key")
+        if client not in self.keys:
+            self.directory.register(client, key)
+            self.keys[client] = key
+        return client
+
+    def run_round(self, round_: int, weights: Mapping[int, float], *, rng: np.random.Generator, exchange: Exchange,
+                  reference: np.ndarray | None = None, task: bytes = b"") -> Any:
+        """One round over the clients in ``weights`` (id -> weight, in the round's order), each holding its
+        update (``RemoteClient.set_update``); returns the pipeline's ``RoundOutput``.
+
+        ``rng`` is the round's generator after sampling, as in ``Pipeline.run_round`` (groups and, if
+        ``reproducible``, the clients' encoding streams come from it).
+
+        Raises:
+            ConfigurationError: a client that never enrolled, more clients than the pipeline allows.
+            InsufficientParticipantsError / ProtocolError: a group that cannot complete.
+        """
+        start, p, ids = time.perf_counter(), self.pipeline, list(weights)
+        if len(ids) > p.clients_per_round or not ids:
+            raise ConfigurationError(f"a round of {len(ids)} clients (the pipeline takes 1..{p.clients_per_round})")
+        missing = [c for c in ids if c not in self.keys]
+        if missing:
+            raise ConfigurationError(f"clients {missing} never enrolled")
+        top = max(weights.values())
+        streams = rng.spawn(len(ids) + 1)
+        groups = p.grouping.assign(ids, rng=streams[-1])
+        session = OS_RANDOM.bytes(SESSION_BYTES)
+        traffic = {"up": 0, "down": 0}
+        received: dict[int, list[bytes]] = {c: [] for c in ids}
+
+        def send(requests: dict[int, bytes]) -> dict[int, bytes]:
+            traffic["down"] += sum(len(r) for r in requests.values())
+            replies = {c: r for c, r in exchange(requests).items() if c in requests}
+            traffic["up"] += sum(len(r) for r in replies.values())
+            out = {}
+            for c, reply in replies.items():
+                try:
+                    out[c] = unpack(reply, "reply")
+                except ProtocolError:
+                    continue  # a garbled reply is a dropout
+                received[c].append(out[c]["payload"])
+            return out
+
+        opens = {}
+        for index, group in enumerate(groups):
+            for c in group:
+                seed = streams[ids.index(c)].bit_generator.seed_seq if self.reproducible else None
+                opens[c] = pack("open", round=round_, session=session, group=index, roster=list(roster_of(group)),
+                                relative_weight=p.relative_weight(float(weights[c]), top), task=task,
+                                seed=[int(seed.entropy), list(seed.spawn_key)] if seed is not None else None,
+                                directory={str(k): v.hex() for k, v in self.keys.items() if k in group})
+        opened = send(opens)
+        if p.protocol.secure:
+            sums, survivors = self._secagg(groups, session, round_, opened, send)
+        else:
+            sums, survivors = self._plain(groups, opened)
+        name = p.protocol.name
+        measurements = {f"{name}/bytes_up": float(traffic["up"]), f"{name}/bytes_down": float(traffic["down"]),
+                        f"{name}/dropped": float(len(ids) - sum(len(s) for s in survivors)),
+                        f"{name}/seconds": time.perf_counter() - start}
+        view = ServerView(protocol=name, received={c: tuple(m) for c, m in received.items()})
+        result = RoundResult(np.stack(sums), tuple(survivors), view, measurements)
+        return p.conclude(result, groups, clients=len(ids), reference=reference, start=start)
+
+    def _plain(self, groups: Sequence[Sequence[int]], opened: dict[int, dict]) -> tuple[list, list]:
+        sums, survivors = [], []
+        for group in groups:
+            alive = tuple(c for c in group if c in opened)
+            if not alive:
+                raise InsufficientParticipantsError(f"no client of group {list(group)} answered")
+            words = [np.frombuffer(opened[c]["payload"], dtype=np.dtype(opened[c]["dtype"]).newbyteorder("<"))
+                     for c in alive]
+            if len({w.shape for w in words}) != 1:
+                raise ProtocolError("clients of one group sent vectors of different lengths")
+            sums.append(np.sum(np.stack(words).astype(np.float64 if words[0].dtype.kind == "f" else words[0].dtype),
+                               axis=0))
+            survivors.append(alive)
+        return sums, survivors
+
+    def _secagg(self, groups, session: bytes, round_: int, opened: dict[int, dict], send) -> tuple[list, list]:
+        p = self.pipeline
+        servers, down = {}, {}
+        for index, group in enumerate(groups):
+            roster = roster_of(group)
+            shape = p.encode(Update(group[0], np.zeros(self.dimension, np.float32)), relative_weight=1.0,
+                             rng=np.random.default_rng(0), group_size=len(roster)).values
+            server = SecAggServer(instance=Instance(session, round_, index, roster), params=p.protocol.params(len(roster)),
+                                  directory=self.directory, length=shape.size, dtype=shape.dtype)
+            servers[index] = server
+            down.update(server.receive_advertise({c: opened[c]["payload"] for c in group if c in opened}))
+        results: dict[int, Any] = {}
+        for stage, receive in zip(_STAGES, _RECEIVE):
+            replies = send({c: pack("stage", stage=stage, payload=msg) for c, msg in down.items()})
+            down = {}
+            for index, group in enumerate(groups):
+                out = receive(servers[index], {c: replies[c]["payload"] for c in group if c in replies})
+                if stage == _STAGES[-1]:
+                    results[index] = out
+                else:
+                    down.update(out)
+        return [results[i] for i in range(len(groups))], [servers[i].survivors for i in range(len(groups))]
