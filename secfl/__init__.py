@@ -1,9 +1,10 @@
 """secfl: privacy-hardened secure aggregation for federated learning.
 
 The curated public API. Submodules: ``secfl.stages``, ``secfl.protocols``, ``secfl.aggregators`` (every
-rule), ``secfl.privacy`` (accountant, ledger), ``secfl.fl`` (the embedded engine), ``secfl.attacks`` (update
-and data attacks), ``secfl.audit`` (the privacy and protocol audits), ``secfl.experiments`` (suites, ``bench``,
-``report``); ``secfl.hazmat`` holds raw primitives and is not public.
+rule), ``secfl.privacy`` (accountant, ledger), ``secfl.fl`` (the embedded engine; your own data in
+``secfl.fl.own_data``), ``secfl.attacks`` (update and data attacks), ``secfl.audit`` (the privacy and protocol
+audits), ``secfl.experiments`` (suites, ``bench``, ``report``); ``secfl.hazmat`` holds raw primitives and is
+not public.
 """
 
 from secfl.aggregators import Chain, Krum, Mean, Median, TrimmedMean
@@ -18,6 +19,8 @@ from secfl.exceptions import (
     ProtocolIntegrityError,
     SecflError,
 )
+from secfl.fl.data import Dataset, load_dataset
+from secfl.fl.own_data import from_arrays, from_flower, from_torch_dataset, from_torchvision, load_npz
 from secfl.grouping import Buckets, Edges, Individual, OneGroup
 from secfl.pipeline import Pipeline, RoundOutput
 from secfl.protocols import KeyDirectory, Plaintext, SecAgg, SecAggPlus
@@ -33,4 +36,5 @@ __all__ = [
     "KeyDirectory", "Individual", "OneGroup", "Buckets", "Edges", "Mean", "Median", "TrimmedMean", "Krum", "Chain", "Accountant",
     "SecflError", "ConfigurationError", "IncompatibleStagesError", "PrivacyBudgetExceededError", "PrivacyAuditError", "ProtocolError",
     "InsufficientParticipantsError", "ProtocolIntegrityError", "MalformedMessageError",
+    "Dataset", "load_dataset", "from_arrays", "from_torch_dataset", "load_npz", "from_torchvision", "from_flower",
 ]

@@ -5,7 +5,8 @@ attacks; the data attacks ``label_flip``/``backdoor`` are listed too), ``method`
 ``partition``. Scenarios name components by ``kind``; the remaining keys are the constructor's keyword
 arguments. A key the constructor does not take is an error that names it (and the closest valid key).
 ``register(slot, name, obj)`` adds a component (e.g. a method defined in your own module); an entry may be a
-``"module:attribute"`` string, imported on first use (methods are, so ``secfl list`` stays fast).
+``"module:attribute"`` string, imported on first use (methods are, so ``secfl list`` stays fast). A dataset
+entry is a loader ``(seed=, test_fraction=, **options) -> Dataset`` or a ``Dataset`` (``secfl.fl.data``).
 ``secfl list`` prints this registry.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from secfl.attacks.byzantine import DATA_ATTACKS
 from secfl.attacks.registry import UPDATE_ATTACKS
-from secfl.fl.data import DATASETS
+from secfl.fl.data import LOADERS
 from secfl.fl.models import MODELS
 from secfl.fl.partition import PARTITIONS
 from secfl.aggregators import (AdaptiveClip, Bulyan, CenteredClip, DnC, Ewwa, FLTrust, GeometricMedian, Krum,
@@ -51,7 +52,7 @@ SLOTS: dict[str, dict[str, Any]] = {
 NAMED: dict[str, dict[str, Any]] = {
     "method": METHODS,
     "attack": {**UPDATE_ATTACKS, **{name: "secfl.attacks.byzantine:Adversary" for name in DATA_ATTACKS}},
-    "dataset": {name: "secfl.fl.data:load_dataset" for name in DATASETS},
+    "dataset": LOADERS,  # the very dict secfl.fl.data dispatches on: a loader or a Dataset per name
     "model": {name: "secfl.fl.models:build_model" for name in MODELS},
     "partition": {name: "secfl.fl.partition:partition" for name in PARTITIONS},
 }

@@ -58,6 +58,9 @@ class RunSetup:
         extra = {k: v for k, v in (("alpha", part.alpha), ("shards_per_client", part.shards_per_client))
                  if v is not None}
         if part.kind == "natural":
+            if data.natural_clients is None:
+                raise ConfigurationError(f"partition kind 'natural': dataset {scenario.data.dataset!r} has no owner "
+                                         "ids (natural_clients); choose another partition kind")
             extra["natural"] = data.natural_clients
         self.shards = partition(data.y_train, num_clients=scenario.data.num_clients, kind=part.kind,
                                 rng=np.random.default_rng([self.seed, 1]), min_per_client=part.min_per_client, **extra)

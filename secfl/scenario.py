@@ -20,7 +20,7 @@ from secfl.exceptions import ConfigurationError
 from secfl.overrides import apply_overrides
 from secfl.aggregators.chain import Chain
 from secfl.attacks.byzantine import check_attack
-from secfl.fl.data import describe
+from secfl.fl.data import describe, natural_owners
 from secfl.fl.models import build_model
 from secfl.fl.params import num_params
 from secfl.methods.fedbat.binarize import binarized_segments
@@ -75,17 +75,24 @@ class DataSection(_Strict):
     public: int = Field(0, ge=0, description="training examples (stratified) held out of every client for the "
                         "server, e.g. FedAgg's public bridge data and autoencoder")
     partition: PartitionSection = PartitionSection()
-    options: dict[str, Any] = Field(default_factory=dict, description="dataset parameters, e.g. synthetic alpha")
+    options: dict[str, Any] = Field(default_factory=dict, description="dataset parameters, e.g. synthetic alpha; "
+                                    "npz path (relative to the scenario file), classes, standardize")
 
     @model_validator(mode="after")
-    def _natural_needs_synthetic(self) -> DataSection:
-        if self.partition.kind == "natural":
-            if self.dataset != "synthetic":
-                raise ValueError(f"partition kind 'natural' needs dataset 'synthetic'; {self.dataset!r} has no natural clients")
-            generated = self.options.get("num_clients", 20)
-            if generated != self.num_clients:
-                raise ValueError(f"partition kind 'natural': num_clients = {self.num_clients} but the synthetic data "
-                                 f"has options.num_clients = {generated}; make them equal")
+    def _data_fits(self) -> DataSection:
+        if self.dataset == "npz":  # the file is checked now (headers and labels: cheap), not at the first round
+            describe(self.dataset, **self.options)
+        if self.partition.kind != "natural":
+            return self
+        owners = natural_owners(self.dataset, **self.options)
+        if owners is None:
+            raise ValueError(f"partition kind 'natural' needs dataset 'synthetic' or data with owner ids (an npz file "
+                             f"with a 'client' array, or a registered Dataset with natural_clients); "
+                             f"{self.dataset!r} has no natural clients")
+        if owners != self.num_clients:
+            has = (f"the synthetic data has options.num_clients = {owners}" if self.dataset == "synthetic"
+                   else f"dataset {self.dataset!r} has {owners} distinct owner ids")
+            raise ValueError(f"partition kind 'natural': num_clients = {self.num_clients} but {has}; make them equal")
         return self
 
 
@@ -405,4 +412,14 @@ def load(path: str | Path, *, overrides: Sequence[str] = ()) -> Scenario:
         raise ConfigurationError(f"cannot read scenario {str(path)!r}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
-    return validate(apply_overrides(data, overrides), source=str(path))
+    return validate(apply_overrides(_anchor_data_path(data, path.parent), overrides), source=str(path))
+
+
+def _anchor_data_path(data: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """A relative ``data.options.path`` written in a scenario file, made absolute against the file's directory
+    (before ``--set`` overrides: a path given there, or in Python, is relative to the current directory)."""
+    options = data.get("data", {}).get("options") if isinstance(data.get("data"), dict) else None
+    if not isinstance(options, dict) or not isinstance(options.get("path"), str) or not options["path"]:
+        return data
+    anchored = (directory / Path(options["path"]).expanduser()).resolve()
+    return {**data, "data": {**data["data"], "options": {**options, "path": str(anchored)}}}

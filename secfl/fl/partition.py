@@ -39,7 +39,8 @@ def partition(
         ``num_clients * shards_per_client`` equal shards and each client gets ``shards_per_client``
         random shards (McMahan et al. 2017). When the shard count does not divide the data, the
         ``n mod num_shards`` left-over examples are chosen at random and dropped (assigned to no client).
-        ``natural``: client ``i`` gets the examples whose ``natural`` id is the i-th smallest id.
+        ``natural``: client ``i`` gets the examples whose ``natural`` id is the i-th smallest id (any
+        dataset with owner ids: synthetic, or your data's ``client`` array).
 
     Args:
         labels: int labels ``[n]``.
@@ -162,6 +163,6 @@ def _natural(labels: np.ndarray, num_clients: int, natural: object, min_per_clie
         small = ids[counts < min_per_client].tolist()
         raise ConfigurationError(
             f"natural clients {small} hold fewer than min_per_client={min_per_client} examples; "
-            "lower min_per_client or generate more data per client"
+            "lower min_per_client, or give those owners more data (or fewer owners)"
         )
     return [np.flatnonzero(natural == client) for client in ids]
