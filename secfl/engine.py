@@ -27,23 +27,37 @@ from secfl.scenario import Scenario
 from secfl.training import DpSgd, DpSgdConfig, Task, evaluate
 from secfl.types import Update
 
-__all__ = ["run", "RoundSeen", "client_seed", "sample_clients", "set_pseudo_gradient"]
+__all__ = ["run", "embedded", "Transport", "RoundSeen", "client_seed", "sample_clients", "set_pseudo_gradient"]
+
+
+#: How a round's clients train and are securely summed: ``(setup, ctx, rng) -> (RoundOutput, [(loss, n)])``.
+Transport = Callable[[RunSetup, RoundContext, np.random.Generator], tuple[Any, list[tuple[float, int]]]]
+
+
+def embedded(setup: RunSetup, ctx: RoundContext, rng: np.random.Generator) -> tuple[Any, list[tuple[float, int]]]:
+    """The in-process transport: every sampled client trains here, then the pipeline's secure sum."""
+    updates, losses = _updates(setup, ctx)
+    return setup.pipeline.run_round(updates, rng=rng, reference=ctx.reference), losses
 
 
 def run(scenario: Scenario, run_dir: RunDir, *, resume: bool = False,
         on_round: Callable[[dict[str, Any]], None] | None = None, observer: Callable[[RoundSeen], None] | None = None,
-        fixed_updates: Mapping[int, np.ndarray] | None = None, hooks: Sequence[RoundHook] = ()) -> dict[str, Any]:
+        fixed_updates: Mapping[int, np.ndarray] | None = None, hooks: Sequence[RoundHook] = (),
+        transport: Transport | None = None) -> dict[str, Any]:
     """Run (or resume) a scenario, writing every finished round to ``run_dir``; return the summary.
 
     ``hooks`` join the method's and the attack's; ``observer`` (audits) is called every round with what the
     round produced, after the secure sum and before the server step; ``fixed_updates`` (audit canaries) maps
     client ids to the update vector that client sends whenever it is sampled, instead of training.
+    ``transport`` runs each round's training and secure sum elsewhere (e.g. Flower nodes:
+    ``secfl.integrations.flower``); the default trains every client in this process.
 
     Raises:
         ConfigurationError: a bad scenario (caught before any training), or a resume that does not match.
         ProtocolError: a secure-sum round that cannot complete.
     """
     setup = RunSetup(scenario)
+    setup.transport = transport if transport is not None else embedded
     if scenario.attack is not None and fixed_updates:
         raise ConfigurationError("fixed updates (audit canaries) and [attack] cannot be combined in one run")
     if fixed_updates and setup.reshapes:
@@ -154,8 +168,8 @@ def _round(setup: RunSetup, round_: int, run_dir: RunDir) -> dict[str, Any]:
     for hook in setup.hooks:
         hook.before_round(ctx)
     setup.client_metrics = {}
-    updates, losses = _updates(setup, ctx)
-    ctx.output = out = pipeline.run_round(updates, rng=rng, reference=ctx.reference)
+    ctx.output, losses = setup.transport(setup, ctx, rng)
+    out = ctx.output
     for hook in setup.hooks:
         hook.after_sum(ctx)
     delta = out.aggregate

@@ -88,6 +88,7 @@ class RunSetup:
                                                  lambda r: client_seed(self.seed, r, server_id)))
         self.client_state: dict[int, dict[str, Any]] = {}
         self.client_metrics: dict[str, list[float]] = {}
+        self.transport: Any = None  # how rounds train and sum: set by engine.run
 
     def charge(self, record: dict[str, Any]) -> None:
         """Put one recorded one-time release (a ``releases.jsonl`` line) in the ledger, if the run has one."""

@@ -110,7 +110,7 @@ class RemoteServer:
                 seed = streams[ids.index(c)].bit_generator.seed_seq if self.reproducible else None
                 opens[c] = pack("open", round=round_, session=session, group=index, roster=list(roster_of(group)),
                                 relative_weight=p.relative_weight(float(weights[c]), top), task=task,
-                                seed=[int(seed.entropy), list(seed.spawn_key)] if seed is not None else None,
+                                seed=[seed.entropy, list(seed.spawn_key)] if seed is not None else None,
                                 directory={str(k): v.hex() for k, v in self.keys.items() if k in group})
         opened = send(opens)
         if p.protocol.secure:

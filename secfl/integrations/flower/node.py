@@ -1,0 +1,107 @@
+"""The node side of secfl over Flower: ``secfl_mod``.
+
+Messages the mod handles (the ``ServerApp`` side is ``secfl.integrations.flower.server``):
+- ``query.secfl_enroll`` (``ConfigRecord "secfl"``: ``scenario``): makes the node's long-term identity on
+  first use and replies with its enrollment (``client`` = the node config's ``partition-id``).
+- ``train``: passed to the app (``call_next``). The app replies as usual: ``ArrayRecord "arrays"`` (its new
+  weights, in the order it received them) or ``"update"`` (the update itself), and ``MetricRecord
+  "metrics"`` with ``num-examples``. The mod keeps the update on the node and forwards only the metrics.
+- ``query.secfl`` (``request``): one secure-sum request; the reply comes from ``RemoteClient.handle``.
+
+The node's secfl state (its signing key, its protocol state, the inputs it contributed) lives in
+``context.state``, on the node: it never leaves it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import numpy as np
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+
+from secfl import scenario as scenarios
+from secfl.exceptions import ConfigurationError
+from secfl.remote import RemoteClient
+
+__all__ = ["secfl_mod", "secure", "pipeline_of", "client_id"]
+
+STATE = "secfl"
+
+
+@functools.lru_cache(maxsize=4)
+def pipeline_of(text: str) -> Any:
+    """The checked pipeline of a scenario sent as JSON (built once per process)."""
+    return scenarios.validate(json.loads(text)).build_pipeline()
+
+
+def client_id(context: Context) -> int:
+    """This node's client id: its ``partition-id`` (set by Flower's simulation, or ``--node-config``)."""
+    if "partition-id" not in context.node_config:
+        raise ConfigurationError("a secfl node needs node config partition-id (flower-supernode --node-config "
+                                 "\"partition-id=N\")")
+    return int(context.node_config["partition-id"])
+
+
+def _client(context: Context, text: str) -> RemoteClient:
+    saved = context.state.config_records.get(STATE)
+    return RemoteClient(client_id(context), pipeline_of(text), state=saved["state"] if saved else None)
+
+
+def _save(context: Context, client: RemoteClient, text: str) -> None:
+    context.state.config_records[STATE] = ConfigRecord({"state": client.state(), "scenario": text})
+
+
+def _reply(msg: Message, **fields: Any) -> Message:
+    return Message(RecordDict({STATE: ConfigRecord(fields)}), reply_to=msg)
+
+
+def _enroll(msg: Message, context: Context) -> Message:
+    text = str(msg.content[STATE]["scenario"])
+    client = _client(context, text)
+    _save(context, client, text)
+    return _reply(msg, enrollment=client.enroll())
+
+
+def _query(msg: Message, context: Context) -> Message:
+    text = str(context.state.config_records[STATE]["scenario"])
+    client = _client(context, text)
+    reply = client.handle(bytes(msg.content[STATE]["request"]))
+    _save(context, client, text)
+    return _reply(msg, reply=reply)
+
+
+def secure(app: Any) -> Any:
+    """Register secfl's two protocol queries (enrollment and secure-sum stages) on a ``ClientApp`` built with
+    ``mods=[secfl_mod]``; returns the app: ``app = secure(ClientApp(mods=[secfl_mod]))``."""
+    app.query("secfl_enroll")(_enroll)
+    app.query("secfl")(_query)
+    return app
+
+
+def secfl_mod(msg: Message, context: Context, call_next: Any) -> Message:
+    """A Flower client mod: secfl's secure-sum client around any ``ClientApp`` (see the module doc)."""
+    kind = msg.metadata.message_type
+    if kind == "query.secfl_enroll":
+        return _enroll(msg, context)
+    if kind == "query.secfl":
+        return _query(msg, context)
+    if not kind.startswith("train"):
+        return call_next(msg, context)
+    reply = call_next(msg, context)
+    if reply.has_error():
+        return reply
+    round_ = int(msg.content["config"]["server-round"])
+    if "update" in reply.content.array_records:
+        update = np.concatenate([a.reshape(-1) for a in reply.content["update"].to_numpy_ndarrays()])
+    else:
+        new = reply.content["arrays"].to_numpy_ndarrays()
+        old = msg.content["arrays"].to_numpy_ndarrays()
+        update = np.concatenate([(n.astype(np.float32) - o.astype(np.float32)).reshape(-1) for n, o in zip(new, old)])
+    metrics = reply.content["metrics"]
+    text = str(context.state.config_records[STATE]["scenario"])
+    client = _client(context, text)
+    client.set_update(round_, update, float(metrics["num-examples"]))
+    _save(context, client, text)
+    return Message(RecordDict({"metrics": MetricRecord(dict(metrics))}), reply_to=msg)  # no update leaves

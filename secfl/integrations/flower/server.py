@@ -1,0 +1,146 @@
+"""The server side of secfl over Flower: ``FlowerRounds`` drives secfl's engine round through a Flower ``Grid``.
+
+One round: the engine samples clients and runs its hooks as always; the model goes to the sampled nodes in a
+``train`` message; each node's ``secfl_mod`` keeps the update and replies with its metrics; then every
+protocol stage is one ``send_and_receive`` to the nodes of all groups at once (``RemoteServer``). A node
+that does not answer in time (killed, crashed) is a dropout from that stage on: the protocol recovers as in
+the embedded engine while each group keeps its threshold. Everything after the sums (decoding, the robust
+rule over group means, the server step, the privacy ledger, ``metrics.jsonl``) is the embedded engine's.
+
+Supported: methods whose clients send model deltas without per-client server-side work (``fedavg``), any
+stages, grouping and aggregator, plaintext / SecAgg / SecAgg+; not (yet) attacks, DP-SGD clients, other
+methods, the HE sum or ``client.mode = "gradient"``: they are refused with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.serverapp import Grid
+
+from secfl import engine
+from secfl import scenario as scenarios
+from secfl.exceptions import ConfigurationError, ProtocolError
+from secfl.fl.params import num_params
+from secfl.integrations.flower.node import STATE
+from secfl.remote import RemoteServer
+from secfl.runs import RunDir
+
+__all__ = ["FlowerRounds", "serve", "check_supported"]
+
+
+def check_supported(scenario: Any) -> None:
+    """Raise ``ConfigurationError`` naming what a scenario uses that secfl over Flower does not run."""
+    problems = []
+    if scenario.method != "fedavg":
+        problems.append(f"method {scenario.method!r} (fedavg only)")
+    if scenario.attack is not None:
+        problems.append("[attack]")
+    if scenario.client.dp_sgd is not None or scenario.client.mode != "fedavg":
+        problems.append("client.dp_sgd / client.mode = \"gradient\"")
+    if scenario.protocol.get("kind") not in ("plaintext", "secagg", "secagg+"):
+        problems.append(f"protocol {scenario.protocol.get('kind')!r} (plaintext, secagg, secagg+)")
+    if scenario.build_aggregator().needs_reference:
+        problems.append(f"aggregator {scenario.aggregator.get('kind')!r} (it needs the server's root data)")
+    if problems:
+        raise ConfigurationError("secfl over Flower does not run: " + "; ".join(problems))
+
+
+class FlowerRounds:
+    """The transport of ``engine.run`` over a Flower ``Grid``: nodes are clients by their ``partition-id``.
+
+    Args:
+        grid: the ``ServerApp``'s grid.
+        scenario: the scenario (the nodes receive it at enrollment).
+        timeout: seconds each stage waits for replies (a node that misses it is a dropout).
+        reproducible: seed the clients' encoding from the round's stream (``RemoteServer``): a simulation
+            setting that makes a run equal the embedded engine's; off in a deployment.
+    """
+
+    def __init__(self, grid: Grid, scenario: Any, *, timeout: float = 120.0, reproducible: bool = False) -> None:
+        check_supported(scenario)
+        self.grid, self.timeout = grid, timeout
+        self.scenario = scenario.with_noise_solved()
+        self.text = json.dumps(self.scenario.resolved())
+        self.pipeline = scenarios.validate(json.loads(self.text)).build_pipeline()
+        self.node_of: dict[int, int] = {}
+        self.server: RemoteServer | None = None
+        self.reproducible = reproducible
+        self.errors: list[str] = []  # the nodes' error replies, newest last (for the log and the tests)
+
+    def enroll(self, model: Any, wait: float = 60.0) -> None:
+        """Wait for ``data.num_clients`` nodes and register each one's identity."""
+        want, start = self.scenario.data.num_clients, time.monotonic()
+        while len(list(self.grid.get_node_ids())) < want and time.monotonic() - start < wait:
+            time.sleep(0.2)
+        nodes = list(self.grid.get_node_ids())
+        self.server = RemoteServer(self.pipeline, num_params(model), reproducible=self.reproducible)
+        content = RecordDict({STATE: ConfigRecord({"scenario": self.text})})
+        replies = self._send({node: content for node in nodes}, "query.secfl_enroll")
+        for node, reply in replies.items():
+            cid = self.server.enroll(bytes(reply[STATE]["enrollment"]))
+            if cid in self.node_of and self.node_of[cid] != node:
+                raise ConfigurationError(f"two nodes claim partition-id {cid}")
+            self.node_of[cid] = node
+        missing = sorted(set(range(want)) - set(self.node_of))
+        if missing and self.errors:
+            raise ConfigurationError(f"nodes failed to enroll: {self.errors[-1]}")
+        if missing:
+            raise ConfigurationError(f"no node enrolled as client(s) {missing[:10]} within {wait:.0f} s; start one "
+                                     f"SuperNode per client with --node-config \"partition-id=N\" (0..{want - 1})")
+
+    def _send(self, contents: Mapping[int, RecordDict], kind: str) -> dict[int, RecordDict]:
+        messages = [Message(c, dst_node_id=node, message_type=kind) for node, c in contents.items()]
+        replies = self.grid.send_and_receive(messages, timeout=self.timeout)
+        out = {}
+        for reply in replies:
+            if reply.has_error():  # a node that failed this step is a dropout; say why in the log
+                self.errors.append(f"{kind} node {reply.metadata.src_node_id}: {reply.error.reason}")
+            else:
+                out[reply.metadata.src_node_id] = reply.content
+        return out
+
+    def exchange(self, requests: dict[int, bytes]) -> dict[int, bytes]:
+        """Carry secure-sum requests to the clients' nodes; the replies of those that answered."""
+        cid_of = {node: cid for cid, node in self.node_of.items()}
+        contents = {self.node_of[c]: RecordDict({STATE: ConfigRecord({"request": r})}) for c, r in requests.items()}
+        replies = self._send(contents, "query.secfl")
+        return {cid_of[node]: bytes(c[STATE]["reply"]) for node, c in replies.items()}
+
+    def __call__(self, setup: Any, ctx: Any, rng: np.random.Generator) -> tuple[Any, list[tuple[float, int]]]:
+        """One round's updates and secure sum (``engine.run``'s transport)."""
+        if self.server is None:
+            self.enroll(ctx.model)
+        arrays = ArrayRecord(numpy_ndarrays=[p.detach().cpu().numpy() for p in ctx.model.parameters()])
+        content = RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": ctx.round})})
+        replies = self._send({self.node_of[c]: content for c in ctx.sampled}, "train")
+        cid_of = {node: cid for cid, node in self.node_of.items()}
+        leaked = sorted(cid_of[node] for node, c in replies.items() if c.array_records)
+        if leaked:
+            raise ConfigurationError(f"clients {leaked[:10]} sent their update in the clear: their ClientApp needs "
+                                     "mods=[secfl_mod] (secfl.integrations.flower)")
+        metrics = {cid_of[node]: c["metrics"] for node, c in replies.items()}
+        weights = {c: float(metrics[c]["num-examples"]) for c in ctx.sampled if c in metrics}
+        if not weights:
+            raise ProtocolError(f"round {ctx.round}: no sampled node returned an update")
+        losses = [(float(m.get("loss", float("nan"))), int(m.get("loss-examples", m["num-examples"])))
+                  for m in metrics.values()]
+        out = self.server.run_round(ctx.round, weights, rng=rng, exchange=self.exchange, reference=ctx.reference)
+        return out, losses
+
+
+def serve(grid: Grid, context: Context) -> dict[str, Any]:
+    """A ``ServerApp`` main: run the scenario of ``run_config["scenario"]`` (a TOML path, or the scenario as
+    JSON) into ``run_config["out"]`` (default ``runs/<name>``), with ``run_config["timeout"]`` seconds per stage."""
+    source = str(context.run_config.get("scenario", ""))
+    if not source:
+        raise ConfigurationError("the ServerApp needs run config 'scenario' (a scenario TOML path)")
+    spec = scenarios.validate(json.loads(source)) if source.lstrip().startswith("{") else scenarios.load(source)
+    out = str(context.run_config.get("out", f"runs/{spec.name}"))
+    rounds = FlowerRounds(grid, spec, timeout=float(context.run_config.get("timeout", 120.0)))
+    return engine.run(spec, RunDir(out), transport=rounds)
