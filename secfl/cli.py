@@ -39,11 +39,17 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _execute(path: Path, out: Path | None, seed: int | None, sets: list[str] | None, resume: bool) -> None:
+def _execute(path: Path, out: Path | None, seed: int | None, sets: list[str] | None, resume: bool,
+             engine: str = "embedded") -> None:
     from secfl.engine import run  # torch import deferred: `secfl list` and errors stay fast
 
     overrides = list(sets or []) + ([f"run.seed={seed}"] if seed is not None else [])
     try:
+        if engine == "flower":  # Flower's simulation engine (Ray): secfl's apps, the same run directory
+            from secfl.integrations.flower import simulate
+
+            def run(spec, run_dir, *, resume, on_round):  # type: ignore[no-redef]
+                return simulate(spec, run_dir, resume=resume, on_round=on_round)
         spec = scenario.load(path, overrides=overrides)
         run_dir = RunDir(out or Path("runs") / scenario.directory_name(spec.name, "scenario"))
         rounds = spec.run.rounds
@@ -89,9 +95,13 @@ def _privacy(row: dict[str, Any]) -> str:
 def run_command(
     scenario_path: Annotated[Path, typer.Argument(metavar="SCENARIO.toml", help="the scenario to run")],
     out: Out = None, seed: Seed = None, sets: Sets = None, resume: Resume = False,
+    engine: Annotated[str, typer.Option("--engine", help="embedded (in this process) or flower (Flower's "
+                                        "simulation engine, Ray; needs secfl[flower])")] = "embedded",
 ) -> None:
     """Run a scenario and write its run directory."""
-    _execute(scenario_path, out, seed, sets, resume)
+    if engine not in ("embedded", "flower"):
+        raise fail(f"--engine {engine!r}: choose embedded or flower")
+    _execute(scenario_path, out, seed, sets, resume, engine)
 
 
 @app.command("demo")

@@ -5,25 +5,30 @@ curve for the same seed (the clients' encoding streams come from the round's see
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
-from flwr.serverapp import Grid, ServerApp
 from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
 
 from secfl import engine
+from secfl.integrations.flower.server import FlowerRounds, check_supported
 from secfl.runs import RunDir
 
 __all__ = ["simulate"]
 
 
-def simulate(scenario: Any, run_dir: RunDir, *, timeout: float = 300.0, cpus_per_client: float = 1.0) -> dict[str, Any]:
-    """Run ``scenario`` in Flower's simulation engine into ``run_dir``; return the summary."""
+def simulate(scenario: Any, run_dir: RunDir, *, resume: bool = False, on_round: Callable[[dict], None] | None = None,
+             timeout: float = 300.0, cpus_per_client: float = 1.0) -> dict[str, Any]:
+    """Run (or resume) ``scenario`` in Flower's simulation engine into ``run_dir``; return the summary.
+
+    Raises what ``engine.run`` raises, and ``ConfigurationError`` for what secfl over Flower does not run."""
+    check_supported(scenario)
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
     from flwr.simulation import run_simulation
 
     from secfl.integrations.flower.apps import client_app
-    from secfl.integrations.flower.server import FlowerRounds
 
     summary: dict[str, Any] = {}
     failure: list[BaseException] = []
@@ -32,8 +37,8 @@ def simulate(scenario: Any, run_dir: RunDir, *, timeout: float = 300.0, cpus_per
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         try:
-            summary.update(engine.run(scenario, run_dir, transport=FlowerRounds(grid, scenario, timeout=timeout,
-                                                                                reproducible=True)))
+            rounds = FlowerRounds(grid, scenario, timeout=timeout, reproducible=True)
+            summary.update(engine.run(scenario, run_dir, resume=resume, on_round=on_round, transport=rounds))
         except BaseException as exc:  # re-raised in the caller's thread below
             failure.append(exc)
 
