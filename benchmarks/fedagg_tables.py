@@ -1,6 +1,8 @@
-"""The FedAgg table of the README from the bench directory of benchmarks/suites/fedagg.toml.
+"""The FedAgg tables from bench directories: methods (benchmarks/suites/fedagg.toml, the README) or attacks x
+defences (attacks/suites/fedagg-*.toml, attacks/README.md).
 
     .venv/bin/python benchmarks/fedagg_tables.py runs/fedagg
+    .venv/bin/python benchmarks/fedagg_tables.py runs/fedagg-attacks     # rows: defence, columns: attack
 
 Per method (mean ± sample standard deviation over the seeds): the cloud's final test accuracy (the global
 model: FedAgg's cloud, hierarchical FedAvg's one model), the mean of the device models' and of the edge models'
@@ -11,6 +13,7 @@ bridge inputs and logits; FedAvg: the model).
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -22,7 +25,27 @@ def _first(rows: list[dict], level: float) -> float | None:
     return next((float(r["round"]) for r in rows if r["accuracy"] >= level), None)
 
 
+def attacks(out: Path) -> None:
+    """Final cloud accuracy per defence (rows) and attack (columns), mean over seeds."""
+    from secfl.experiments.suite import expand, load_suite
+
+    order = [c.id for c in expand(load_suite(json.loads((out / "suite.json").read_text())["suite"]))]
+    paths = sorted((out / "cells").iterdir(), key=lambda p: order.index(p.name) if p.name in order else len(order))
+    cells = [(cell_of(p), rows) for p in paths if (rows := rows_of(p))]
+    defence_key = "defense" if "defense" in cells[0][0] else "fedagg.rule"
+    attacks_seen = list(dict.fromkeys(c["attack"] for c, _ in cells))
+    defences = list(dict.fromkeys(c[defence_key] for c, _ in cells))
+    print("| defence | " + " | ".join(attacks_seen) + " |")
+    print("|---|" + "---|" * len(attacks_seen))
+    for defence in defences:
+        values = [fmt([rows[-1]["accuracy"] for c, rows in cells if c[defence_key] == defence and c["attack"] == a])
+                  for a in attacks_seen]
+        print(f"| {defence} | " + " | ".join(values) + " |")
+
+
 def main(out: Path) -> None:
+    if "attack" in cell_of(next((out / "cells").iterdir())):
+        return attacks(out)
     runs: dict[str, list[list[dict]]] = defaultdict(list)
     for path in sorted((out / "cells").iterdir()):
         if rows := rows_of(path):
