@@ -25,6 +25,10 @@ class TargetedLogits(UpdateAttack):
     Guarantee: on every bridge sample the forged logits' top class is ``target``; all f rows equal.
     It is a targeted poisoning of knowledge distillation: a parent that distils from the mean of its
     children with a large KL weight (FedAgg's alpha = 10) learns to favour ``target``.
+
+    References: no published attack of this exact form; it carries targeted label flipping (Tolpegin et al.,
+        Data Poisoning Attacks Against Federated Learning Systems, ESORICS 2020) over to the logits a
+        distillation parent learns from.
     """
 
     name: ClassVar[str] = "targeted_logits"

@@ -16,6 +16,7 @@ SPECS["mimic-0"] = {"kind": "mimic", "target": 0}
 SPECS["gaussian-shared"] = {"kind": "gaussian", "shared": True}
 SPECS["adaptive-ipm"] = {"kind": "adaptive", "attack": {"kind": "ipm"}, "budget": 8, "objective": "inner_product"}
 SPECS["adaptive-gaussian"] = {"kind": "adaptive", "attack": "gaussian", "budget": 6}
+SPECS["targeted_logits"] = {"kind": "targeted_logits", "classes": 3, "target": 1}  # vectors of 6 = 2 x 3 logits
 
 
 def call(attack, honest, f=3, seed=7):

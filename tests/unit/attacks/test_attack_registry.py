@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 
 from secfl.attacks import (UPDATE_ATTACKS, Adaptive, ALittleIsEnough, GaussianAttack, InnerProductManipulation,
-                           LargeNorm, Mimic, MinMax, MinSum, SignFlip, build_attack)
+                           LargeNorm, Mimic, MinMax, MinSum, SignFlip, TargetedLogits, build_attack)
 from secfl.exceptions import ConfigurationError
 
 
 def test_the_registry_keys():
     assert UPDATE_ATTACKS == {"sign_flip": SignFlip, "gaussian": GaussianAttack, "alie": ALittleIsEnough,
                               "ipm": InnerProductManipulation, "min_max": MinMax, "min_sum": MinSum, "mimic": Mimic,
-                              "large_norm": LargeNorm, "adaptive": Adaptive}
+                              "large_norm": LargeNorm, "adaptive": Adaptive, "targeted_logits": TargetedLogits}
 
 
 def test_build_passes_options():
@@ -50,6 +50,7 @@ def test_every_class_documents_formula_defaults_and_references():
 def test_built_attacks_run():
     honest = np.random.default_rng(0).normal(size=(6, 3))
     for kind in UPDATE_ATTACKS:
-        out = build_attack({"kind": kind})(honest, num_byzantine=2, rng=np.random.default_rng(0),
+        spec = {"kind": kind, **({"classes": 3} if kind == "targeted_logits" else {})}  # logits of 3 classes
+        out = build_attack(spec)(honest, num_byzantine=2, rng=np.random.default_rng(0),
                                            aggregator=lambda x: np.median(x, axis=0))
         assert out.shape == (2, 3)
