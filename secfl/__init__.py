@@ -5,6 +5,10 @@ rule), ``secfl.privacy`` (accountant, ledger), ``secfl.fl`` (the embedded engine
 ``secfl.fl.own_data``), ``secfl.attacks`` (update and data attacks), ``secfl.audit`` (the privacy and protocol
 audits), ``secfl.experiments`` (suites, ``bench``, ``report``); ``secfl.hazmat`` holds raw primitives and is
 not public.
+
+Your own loop or transport: ``RemoteClient`` / ``RemoteServer`` (``secfl.remote``) run the secure sum between
+processes that exchange only bytes; ``flatten`` / ``unflatten`` / ``num_params`` (``secfl.fl.params``) turn a
+torch model into the float vector they sum and back (loaded on first use, so ``import secfl`` stays torch-free).
 """
 
 from secfl.aggregators import Chain, Krum, Mean, Median, TrimmedMean
@@ -24,6 +28,7 @@ from secfl.fl.own_data import from_arrays, from_flower, from_torch_dataset, from
 from secfl.grouping import Buckets, Edges, Individual, OneGroup
 from secfl.pipeline import Pipeline, RoundOutput
 from secfl.protocols import KeyDirectory, Plaintext, SecAgg, SecAggPlus
+from secfl.remote import RemoteClient, RemoteServer
 from secfl.privacy import Accountant
 from secfl.stages import DistributedDiscreteGaussian, GaussianNoise, L2Clip, Quantize
 from secfl.types import NO_DROPOUTS, Bounds, DropoutSchedule, RoundResult, ServerView, Update
@@ -37,4 +42,22 @@ __all__ = [
     "SecflError", "ConfigurationError", "IncompatibleStagesError", "PrivacyBudgetExceededError", "PrivacyAuditError", "ProtocolError",
     "InsufficientParticipantsError", "ProtocolIntegrityError", "MalformedMessageError",
     "Dataset", "load_dataset", "from_arrays", "from_torch_dataset", "load_npz", "from_torchvision", "from_flower",
+    "RemoteClient", "RemoteServer", "flatten", "unflatten", "num_params",
 ]
+
+_LAZY = {"flatten": "secfl.fl.params", "unflatten": "secfl.fl.params", "num_params": "secfl.fl.params"}
+
+
+def __getattr__(name: str) -> object:
+    """The torch helpers of ``_LAZY``, imported on first access (``import secfl`` does not load torch)."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'secfl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from secfl.exceptions import ConfigurationError, ProtocolIntegrityError
+from secfl.exceptions import ConfigurationError, ProtocolError, ProtocolIntegrityError
 from secfl.hazmat import crypto
 from secfl.hazmat.randomness import OS_RANDOM
 from secfl.protocols.directory import KeyDirectory
@@ -56,7 +56,7 @@ class RemoteClient:
                 self.signing_key = bytes.fromhex(self.s.pop("signing_key"))
                 if self.s["id"] != self.id:
                     raise ValueError
-            except (ValueError, TypeError, KeyError):
+            except (ValueError, TypeError, KeyError, AttributeError):
                 raise ProtocolIntegrityError() from None
 
     def state(self) -> bytes:
@@ -78,13 +78,24 @@ class RemoteClient:
         """The reply to one server request: a round's opening (encode the input; the first protocol message)
         or the next protocol stage.
 
+        A refused request ends this client's current instance (it answers no later stage of it, as
+        ``SecAggClient`` after a refusal); a refused open encodes nothing. Keep ``state()`` after a refusal too.
+
         Raises:
             ProtocolIntegrityError: a request this client must refuse (one opaque error, whatever the cause).
         """
+        try:
+            return self._handle(request)
+        except ProtocolError:
+            self.s["secagg"] = None  # as SecAggClient's ABORTED: nothing more in this instance
+            raise ProtocolIntegrityError() from None
+
+    def _handle(self, request: bytes) -> bytes:
         fields = unpack(request, "open", "stage")
         if fields["kind"] == "open":
             return self._open(fields)
-        step = _STEPS.get(fields.get("stage"))  # type: ignore[arg-type]
+        stage = fields.get("stage")
+        step = _STEPS.get(stage) if isinstance(stage, str) else None
         if step is None:
             raise ProtocolIntegrityError()
         client = self._restore()
@@ -104,11 +115,17 @@ class RemoteClient:
 
     def _open(self, f: dict[str, Any]) -> bytes:
         """Encode this round's input with the server's public round parameters; start the protocol."""
-        try:
+        secure = self.pipeline.protocol.secure
+        try:  # every field is checked before the input is encoded (ConfigurationError is a ValueError)
             round_, roster = int(f["round"]), tuple(int(c) for c in f["roster"])
             relative, seed = float(f["relative_weight"]), f.get("seed")
             directory = {int(c): bytes.fromhex(k) for c, k in f.get("directory", {}).items()}
-        except (KeyError, TypeError, ValueError):
+            rng = np.random.default_rng(np.random.SeedSequence(seed[0], spawn_key=tuple(seed[1]))) if seed else \
+                np.random.default_rng()  # the OS: a deployed client's rounding and noise are its own
+            if secure:
+                instance = Instance(f["session"], round_, int(f["group"]), roster)
+                key = input_key(f.get("task", b""), round_, self.id)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
             raise ProtocolIntegrityError() from None
         update = self.s["update"]
         if (update is None or update[0] != round_ or self.id not in roster or not 0 < relative <= 1
@@ -116,19 +133,15 @@ class RemoteClient:
             raise ProtocolIntegrityError()
         if any(self.pinned.get(c, k) != k for c, k in directory.items()):
             raise ProtocolIntegrityError()  # the server's directory disagrees with a pinned key
-        rng = np.random.default_rng(np.random.SeedSequence(seed[0], spawn_key=tuple(seed[1]))) if seed else \
-            np.random.default_rng()  # the OS: a deployed client's rounding and noise are its own
         values = np.frombuffer(bytes.fromhex(update[1]), dtype=np.float32)
         words = self.pipeline.encode(Update(self.id, values, weight=update[2]), relative_weight=relative, rng=rng,
                                      group_size=len(roster)).values
         self.s["update"] = None  # an input is encoded once
-        if not self.pipeline.protocol.secure:
+        if not secure:
             return pack("reply", payload=np.ascontiguousarray(words).astype(words.dtype.newbyteorder("<")).tobytes(),
                         dtype=str(words.dtype))
         self.s["directory"] = {str(c): k.hex() for c, k in {**directory, **self.pinned}.items()}
         params = self.pipeline.protocol.params(len(roster))
-        instance = Instance(f["session"], round_, int(f["group"]), roster)
-        key = input_key(f.get("task", b""), round_, self.id)
         client = SecAggClient(self.id, instance=instance, params=params, values=words, signing_key=self.signing_key,
                               directory=self._directory(), record=_Spending(self.s), input_key=key)
         reply = client.advertise_keys()
