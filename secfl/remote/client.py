@@ -38,11 +38,16 @@ class RemoteClient:
         state: what ``state()`` returned last time (None: a new client with a fresh identity).
         pinned: the peers' public keys known out of band (then a directory from the server must agree).
         accept_sizes: the group sizes this client accepts (default: those the pipeline's grouping makes).
+        accept_seed: use the encoding seed a server sends (``RemoteServer(reproducible=True)``: a simulation
+            that must equal the embedded engine). Off by default: a deployed client rounds and adds noise with
+            its own OS randomness and ignores any seed, so no server can choose or know it.
     """
 
     def __init__(self, client_id: int, pipeline: Any, *, state: bytes | None = None,
-                 pinned: dict[int, bytes] | None = None, accept_sizes: tuple[int, int] | None = None) -> None:
+                 pinned: dict[int, bytes] | None = None, accept_sizes: tuple[int, int] | None = None,
+                 accept_seed: bool = False) -> None:
         self.id, self.pipeline, self.pinned = int(client_id), pipeline, dict(pinned or {})
+        self.accept_seed = accept_seed
         n = pipeline.clients_per_round
         self.accept = accept_sizes or (pipeline.grouping.min_group_size(pipeline.min_clients),
                                        pipeline.grouping.max_group_size(n))
@@ -120,8 +125,8 @@ class RemoteClient:
             round_, roster = int(f["round"]), tuple(int(c) for c in f["roster"])
             relative, seed = float(f["relative_weight"]), f.get("seed")
             directory = {int(c): bytes.fromhex(k) for c, k in f.get("directory", {}).items()}
-            rng = np.random.default_rng(np.random.SeedSequence(seed[0], spawn_key=tuple(seed[1]))) if seed else \
-                np.random.default_rng()  # the OS: a deployed client's rounding and noise are its own
+            rng = np.random.default_rng(np.random.SeedSequence(seed[0], spawn_key=tuple(seed[1]))) \
+                if seed and self.accept_seed else np.random.default_rng()  # else the OS: its own randomness
             if secure:
                 instance = Instance(f["session"], round_, int(f["group"]), roster)
                 key = input_key(f.get("task", b""), round_, self.id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from secfl.remote import RemoteClient
 __all__ = ["secfl_mod", "secure", "pipeline_of", "client_id"]
 
 STATE = "secfl"
+SIMULATION_ENV = "SECFL_FLOWER_SIMULATION"  # "1" in the nodes of secfl's own simulation (accepts seeds)
 
 
 @functools.lru_cache(maxsize=4)
@@ -46,7 +48,10 @@ def client_id(context: Context) -> int:
 
 def _client(context: Context, text: str) -> RemoteClient:
     saved = context.state.config_records.get(STATE)
-    return RemoteClient(client_id(context), pipeline_of(text), state=saved["state"] if saved else None)
+    # only secfl's own simulation (simulate() sets this in the nodes' environment) takes the server's seeds
+    simulation = os.environ.get(SIMULATION_ENV) == "1"
+    return RemoteClient(client_id(context), pipeline_of(text), state=saved["state"] if saved else None,
+                        accept_seed=simulation)
 
 
 def _save(context: Context, client: RemoteClient, text: str) -> None:
@@ -67,8 +72,10 @@ def _enroll(msg: Message, context: Context) -> Message:
 def _query(msg: Message, context: Context) -> Message:
     text = str(context.state.config_records[STATE]["scenario"])
     client = _client(context, text)
-    reply = client.handle(bytes(msg.content[STATE]["request"]))
-    _save(context, client, text)
+    try:
+        reply = client.handle(bytes(msg.content[STATE]["request"]))
+    finally:  # a refusal ends the client's part in the round: that too must survive until the next message
+        _save(context, client, text)
     return _reply(msg, reply=reply)
 
 

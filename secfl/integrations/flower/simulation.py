@@ -12,6 +12,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from secfl import engine
+from secfl.integrations.flower.node import SIMULATION_ENV
 from secfl.integrations.flower.server import FlowerRounds, check_supported
 from secfl.runs import RunDir
 
@@ -24,6 +25,7 @@ def simulate(scenario: Any, run_dir: RunDir, *, resume: bool = False, on_round: 
 
     Raises what ``engine.run`` raises, and ``ConfigurationError`` for what secfl over Flower does not run."""
     check_supported(scenario)
+    os.environ[SIMULATION_ENV] = "1"  # the simulated nodes take the round's seeds: the run equals the embedded one
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
     from flwr.simulation import run_simulation

@@ -64,11 +64,12 @@ class Fleet:
 
     def __init__(self, pipeline: Pipeline, ids, *, reproducible: bool = True, pinned=None) -> None:
         self.pipeline, self.ids, self.pinned = pipeline, list(ids), pinned or {}
+        self.reproducible = reproducible
         self.server = RemoteServer(pipeline, DIM, reproducible=reproducible)
         self.states: dict[int, bytes] = {}
         self.public: dict[int, bytes] = {}
         for c in self.ids:
-            client = RemoteClient(c, pipeline)
+            client = RemoteClient(c, pipeline, accept_seed=reproducible)
             enrollment = client.enroll()
             self.public[c] = wire.unpack(enrollment, "enroll")["public_key"]
             assert self.server.enroll(enrollment) == c
@@ -78,7 +79,8 @@ class Fleet:
         self.seen: list[dict[int, bytes]] = []  # every batch of requests, as the server sent it
 
     def client(self, c: int) -> RemoteClient:
-        return RemoteClient(c, self.pipeline, state=self.states[c], pinned=self.pinned.get(c))
+        return RemoteClient(c, self.pipeline, state=self.states[c], pinned=self.pinned.get(c),
+                            accept_seed=self.reproducible)
 
     def set_updates(self, round_: int, values, weights) -> None:
         for c in self.ids:
@@ -511,3 +513,23 @@ def test_the_own_loop_example_runs_end_to_end():
     assert [s for _, s, _ in rounds] == ["0, 1, 2, 3", "0, 1, 2, 3", "0, 1, 2"]
     assert "client 0: restarted" in result.stdout
     assert float(rounds[-1][2]) > 0.8
+
+
+def test_a_client_ignores_the_servers_seed_unless_it_accepts_seeds():
+    """A deployed client rounds with its own randomness: a server that sends a seed learns nothing by it."""
+    spec = {"stages": [{"kind": "l2clip", "norm": 10.0}, {"kind": "quantize", "scale": 4.0}], "protocol": {"kind": "plaintext"},
+            "grouping": {"kind": "one_group"}, "data": {"num_clients": 2}}
+    from secfl import scenario
+
+    pipeline = scenario.validate(spec).build_pipeline()
+    outs = {}
+    for accept in (True, False):
+        words = []
+        for _ in range(2):
+            client = RemoteClient(0, pipeline, accept_seed=accept)
+            client.set_update(1, np.full(64, 0.3, np.float32), 1.0)
+            request = wire.pack("open", round=1, session=b"s" * 16, group=0, roster=[0, 1], relative_weight=1.0,
+                           seed=[[1, 2, 3], [0]], directory={})
+            words.append(wire.unpack(client.handle(request), "reply")["payload"])
+        outs[accept] = words[0] == words[1]
+    assert outs == {True: True, False: False}  # stochastic rounding: the same seed, the same words
