@@ -261,6 +261,35 @@ def audit_privacy_command(
         raise typer.Exit(code=1)
 
 
+new = typer.Typer(no_args_is_help=True, help="Write a new project that uses secfl.")
+app.add_typer(new, name="new")
+
+
+@new.command("flower-app")
+def new_flower_app_command(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="the app's directory (new or empty)")],
+    name: Annotated[str | None, typer.Option("--name", help="the app's name (default: DIR's name; letters, "
+                                             "digits and '-')")] = None,
+    publisher: Annotated[str, typer.Option("--publisher", help="[tool.flwr.app] publisher")] = "secfl-user",
+    force: Annotated[bool, typer.Option("--force", help="write into a non-empty DIR (overwrites the app's "
+                                        "files)")] = False,
+) -> None:
+    """Write a Flower app (ClientApp with your PyTorch training behind secfl_mod, ServerApp running serve,
+    a SecAgg+ scenario) ready for `flwr run`; needs secfl[flower]."""
+    try:
+        from secfl.integrations.flower.template import write_flower_app
+
+        files = write_flower_app(directory, name=name, publisher=publisher, force=force)
+    except SecflError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"{directory}: {exc.strerror or exc}") from None
+    for path in files:
+        print(f"wrote {path}")
+    print(f"simulate it: FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 flwr run {directory} local --stream "
+          f"--federation-config \"num-supernodes=5\" (deployment: {directory / 'README.md'})")
+
+
 @app.command("list")
 def list_command() -> None:
     """List everything a scenario can name (the registry): methods, datasets, partitions, models, stages,

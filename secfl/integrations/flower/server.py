@@ -15,6 +15,7 @@ methods, the HE sum or ``client.mode = "gradient"``: they are refused with the r
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +33,8 @@ from secfl.remote import RemoteServer
 from secfl.runs import RunDir
 
 __all__ = ["FlowerRounds", "serve", "check_supported"]
+
+_log = logging.getLogger("flwr")  # Flower's logger: shown by `flwr run --stream` and in the SuperLink's log
 
 
 def check_supported(scenario: Any) -> None:
@@ -74,14 +77,16 @@ class FlowerRounds:
         self.errors: list[str] = []  # the nodes' error replies, newest last (for the log and the tests)
 
     def enroll(self, model: Any, wait: float = 60.0) -> None:
-        """Wait for ``data.num_clients`` nodes and register each one's identity."""
+        """Wait for ``data.num_clients`` nodes and register each one's identity. The enrollment replies get
+        ``wait`` seconds too (at least the stage timeout): a deployed node's first message of a run is a cold
+        start (it installs the app and starts a process that imports it)."""
         want, start = self.scenario.data.num_clients, time.monotonic()
         while len(list(self.grid.get_node_ids())) < want and time.monotonic() - start < wait:
             time.sleep(0.2)
         nodes = list(self.grid.get_node_ids())
         self.server = RemoteServer(self.pipeline, num_params(model), reproducible=self.reproducible)
         content = RecordDict({STATE: ConfigRecord({"scenario": self.text})})
-        replies = self._send({node: content for node in nodes}, "query.secfl_enroll")
+        replies = self._send({node: content for node in nodes}, "query.secfl_enroll", max(self.timeout, wait))
         for node, reply in replies.items():
             cid = self.server.enroll(bytes(reply[STATE]["enrollment"]))
             if cid in self.node_of and self.node_of[cid] != node:
@@ -94,13 +99,15 @@ class FlowerRounds:
             raise ConfigurationError(f"no node enrolled as client(s) {missing[:10]} within {wait:.0f} s; start one "
                                      f"SuperNode per client with --node-config \"partition-id=N\" (0..{want - 1})")
 
-    def _send(self, contents: Mapping[int, RecordDict], kind: str) -> dict[int, RecordDict]:
+    def _send(self, contents: Mapping[int, RecordDict], kind: str, timeout: float | None = None
+              ) -> dict[int, RecordDict]:
         messages = [Message(c, dst_node_id=node, message_type=kind) for node, c in contents.items()]
-        replies = self.grid.send_and_receive(messages, timeout=self.timeout)
+        replies = self.grid.send_and_receive(messages, timeout=self.timeout if timeout is None else timeout)
         out = {}
         for reply in replies:
             if reply.has_error():  # a node that failed this step is a dropout; say why in the log
                 self.errors.append(f"{kind} node {reply.metadata.src_node_id}: {reply.error.reason}")
+                _log.warning("secfl: %s", self.errors[-1])
             else:
                 out[reply.metadata.src_node_id] = reply.content
         return out
@@ -131,6 +138,10 @@ class FlowerRounds:
         losses = [(float(m.get("loss", float("nan"))), int(m.get("loss-examples", m["num-examples"])))
                   for m in metrics.values()]
         out = self.server.run_round(ctx.round, weights, rng=rng, exchange=self.exchange, reference=ctx.reference)
+        summed = sorted(c for group in out.result.survivors for c in group)
+        dropped = sorted(set(ctx.sampled) - set(summed))
+        _log.info("secfl round %d: the secure sum holds %d of %d clients%s", ctx.round, len(summed), len(ctx.sampled),
+                  f"; dropped out (no reply in time or an error): {dropped}" if dropped else "")
         return out, losses
 
 
