@@ -147,12 +147,13 @@ class RemoteServer:
             roster = roster_of(group)
             shape = p.encode(Update(group[0], np.zeros(self.dimension, np.float32)), relative_weight=1.0,
                              rng=np.random.default_rng(0), group_size=len(roster)).values
-            server = SecAggServer(instance=Instance(session, round_, index, roster), params=p.protocol.params(len(roster)),
+            server = SecAggServer(instance=Instance(session, round_, index, roster),
+                                  params=p.protocol.params(len(roster)),
                                   directory=self.directory, length=shape.size, dtype=shape.dtype)
             servers[index] = server
             down.update(server.receive_advertise({c: opened[c]["payload"] for c in group if c in opened}))
         results: dict[int, Any] = {}
-        for stage, receive in zip(_STAGES, _RECEIVE):
+        for stage, receive in zip(_STAGES, _RECEIVE, strict=True):
             replies = send({c: pack("stage", stage=stage, payload=msg) for c, msg in down.items()})
             down = {}
             for index, group in enumerate(groups):

@@ -38,7 +38,7 @@ def test_a_scenario_over_flower_simulation_equals_the_embedded_run(tmp_path, mon
     engine.run(spec, RunDir(tmp_path / "embedded"))
     flower, embedded = RunDir(tmp_path / "flower").metrics(), RunDir(tmp_path / "embedded").metrics()
     assert len(flower) == len(embedded) == 2
-    for a, b in zip(flower, embedded):
+    for a, b in zip(flower, embedded, strict=True):
         assert (a["accuracy"], a["loss"], a["train_loss"]) == (b["accuracy"], b["loss"], b["train_loss"])
         assert a["bytes_up"] >= b["bytes_up"]  # the same protocol bytes plus each message's small header
         assert a["bytes_up"] - b["bytes_up"] < 200 * 4 * 8  # < 200 B of framing per client and message

@@ -121,7 +121,8 @@ def record(key: str) -> dict[str, Any]:
     entry: dict[str, Any] = {"overrides": list(OVERRIDES), "slow": seconds > SLOW_SECONDS}
     if reason is not None:
         entry.update({"nondeterministic": True, "reason": reason, "num_rounds": len(first)})
-        print(f"{key}: nondeterministic ({'the two runs differ' if first != second else 'the two runs agreed this time'})"
+        agreed = "the two runs differ" if first != second else "the two runs agreed this time"
+        print(f"{key}: nondeterministic ({agreed})"
               f", {seconds:.1f} s")
         return entry
     if first != second:

@@ -105,7 +105,12 @@ def secfl_mod(msg: Message, context: Context, call_next: Any) -> Message:
     else:
         new = reply.content["arrays"].to_numpy_ndarrays()
         old = msg.content["arrays"].to_numpy_ndarrays()
-        update = np.concatenate([(n.astype(np.float32) - o.astype(np.float32)).reshape(-1) for n, o in zip(new, old)])
+        if [a.shape for a in new] != [a.shape for a in old]:
+            raise ConfigurationError(f"the ClientApp replied with arrays of shapes {[a.shape for a in new][:5]}..., "
+                                     f"not those it received ({[a.shape for a in old][:5]}...): reply the trained "
+                                     "weights in the order received")
+        update = np.concatenate([(n.astype(np.float32) - o.astype(np.float32)).reshape(-1)
+                                 for n, o in zip(new, old, strict=True)])
     metrics = reply.content["metrics"]
     text = str(context.state.config_records[STATE]["scenario"])
     client = _client(context, text)

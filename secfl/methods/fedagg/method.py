@@ -58,7 +58,8 @@ class FedAggOptions(MethodOptions):
     trim: int = Field(1, ge=0, description="trimmed_mean: inputs dropped on each side")
     poisoned_edges: int = Field(0, ge=0, description="attack: edges that send forged logits to the cloud")
     edge_attack: dict[str, Any] = Field(default_factory=lambda: {"kind": "sign_flip"},
-                                        description="the update attack the poisoned edges use, e.g. {kind = \"sign_flip\"}")
+                                        description="the update attack the poisoned edges use, e.g. "
+                                        "{kind = \"sign_flip\"}")
 
 
 class FedAgg(Method):

@@ -115,7 +115,7 @@ class FedAggRounds(RoundHook):
         rng = np.random.default_rng([self.seed, 13, ctx.round])
         self.bridges = [self._draw(pool, rng, ctx.data.y_public) for pool in self.pools]
         self.cloud_bridge = self._draw(self.cloud_pool, rng, ctx.data.y_public)
-        teachers = [logits_of(model, bridge.x) for model, bridge in zip(self.tree.edge_models, self.bridges)]
+        teachers = [logits_of(model, bridge.x) for model, bridge in zip(self.tree.edge_models, self.bridges, strict=True)]
         ctx.public["fedagg"] = {"bridges": self.bridges, "teachers": teachers}
         ctx.cohort = self.tree.edge_of  # each edge's devices send logits on that edge's own bridge set
         m, inputs = self.options.bridge_size, self._input_floats(ctx)

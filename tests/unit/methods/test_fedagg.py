@@ -204,7 +204,7 @@ def test_a_resumed_latent_run_equals_an_uninterrupted_one(tmp_path):
     assert len(RunDir(tmp_path / "resumed").releases()) == 1  # the codes were not sent again
     from secfl.runs import load_checkpoint
     state = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["hooks"][0]
-    assert len(state["index"]) == 6 and all(len(i) == len(y) for i, y in zip(state["index"], state["labels"]))
+    assert len(state["index"]) == 6 and all(len(i) == len(y) for i, y in zip(state["index"], state["labels"], strict=True))
     assert "link_codes_once" in whole[0] and "link_codes_once" not in whole[1]
 
 
@@ -294,7 +294,8 @@ def test_review_configs_are_refused_before_training(change, message):
 
 def test_targeted_logits_needs_a_method_that_sends_logits():
     data = json.loads(json.dumps(SCENARIO))
-    data.update(method="fedavg", grouping={"kind": "individual"}, attack={"kind": "targeted_logits", "num_byzantine": 1})
+    data.update(method="fedavg", grouping={"kind": "individual"},
+                attack={"kind": "targeted_logits", "num_byzantine": 1})
     data.pop("fedagg")
     with pytest.raises(ConfigurationError, match="does not send logits"):
         scenario.validate(data)
