@@ -28,6 +28,7 @@ def test_import_secfl_does_not_import_flower_or_ray():
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")  # Ray's actors train with one thread: float sums then agree bitwise
 def test_a_scenario_over_flower_simulation_equals_the_embedded_run(tmp_path, monkeypatch):
     pytest.importorskip("flwr")
     monkeypatch.setenv("FLWR_HOME", str(tmp_path / "flwr"))

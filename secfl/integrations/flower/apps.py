@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from typing import Any
 
 import torch
@@ -16,7 +17,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from secfl import scenario as scenarios
 from secfl.engine import client_seed
-from secfl.integrations.flower.node import STATE, client_id, secfl_mod, secure
+from secfl.integrations.flower.node import SIMULATION_ENV, STATE, client_id, secfl_mod, secure
 from secfl.integrations.flower.server import serve
 from secfl.run_setup import RunSetup
 from secfl.training import Task
@@ -36,6 +37,8 @@ def _setup(text: str) -> RunSetup:
 @client_app.train()
 def train(msg: Message, context: Context) -> Message:
     """One round of local training of client ``partition-id`` on its shard of the scenario's data."""
+    if os.environ.get(SIMULATION_ENV) == "1":  # one CPU per simulated client: one torch thread (and sums that
+        torch.set_num_threads(1)                 # do not depend on the machine's cores)
     setup = _setup(str(context.state.config_records[STATE]["scenario"]))
     cid, round_ = client_id(context), int(msg.content["config"]["server-round"])
     model = setup.model
