@@ -57,6 +57,8 @@ def run(scenario: Scenario, run_dir: RunDir, *, resume: bool = False,
         ProtocolError: a secure-sum round that cannot complete.
     """
     setup = RunSetup(scenario)
+    if transport is not None and fixed_updates:  # canaries are in-process clients: a transport would skip them
+        raise ConfigurationError("fixed updates (audit canaries) need the embedded engine, not a transport")
     setup.transport = transport if transport is not None else embedded
     if scenario.attack is not None and fixed_updates:
         raise ConfigurationError("fixed updates (audit canaries) and [attack] cannot be combined in one run")

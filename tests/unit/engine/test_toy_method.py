@@ -173,3 +173,13 @@ def test_a_misspelled_toy_option_is_named(tmp_path):
 def test_secfl_list_shows_the_registered_method():
     result = CliRunner().invoke(app, ["list"])
     assert result.exit_code == 0 and "toy" in result.output.splitlines()[0]
+
+
+def test_canaries_are_refused_with_a_transport_that_would_skip_them(tmp_path):
+    from secfl import engine, scenario
+    from secfl.exceptions import ConfigurationError
+    from secfl.runs import RunDir
+
+    spec = scenario.validate({"data": {"dataset": "digits", "num_clients": 4}, "run": {"rounds": 1}})
+    with pytest.raises(ConfigurationError, match="canaries"):
+        engine.run(spec, RunDir(tmp_path / "r"), fixed_updates={0: np.zeros(3)}, transport=engine.embedded)
