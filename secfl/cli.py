@@ -290,6 +290,22 @@ def new_flower_app_command(
           f"--federation-config \"num-supernodes=5\" (deployment: {directory / 'README.md'})")
 
 
+@app.command("digest")
+def digest_command(
+    scenario_path: Annotated[Path, typer.Argument(metavar="SCENARIO.toml", help="the scenario the server runs")],
+    seed: Seed = None, sets: Sets = None,
+) -> None:
+    """Print the SHA-256 of a scenario as a server sends it to Flower nodes: pin it on each node with
+    --node-config "secfl-scenario-sha256='DIGEST'" and a node takes no other scenario."""
+    from secfl.scenario_pin import canonical_text, digest
+
+    overrides = list(sets or []) + ([f"run.seed={seed}"] if seed is not None else [])
+    try:
+        print(digest(canonical_text(scenario.load(scenario_path, overrides=overrides))))
+    except SecflError as exc:
+        raise fail(str(exc)) from None
+
+
 @app.command("list")
 def list_command() -> None:
     """List everything a scenario can name (the registry): methods, datasets, partitions, models, stages,

@@ -111,6 +111,9 @@ class ClientSection(_Strict):
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    weight_cap: float | None = Field(
+        None, gt=0, description="a public bound on a client's weight (its example count): a client weighs "
+        "min(n, cap) / cap and can compute that itself, as clients in other processes must (1: equal weights)")
     dp_sgd: DpSgdSection | None = Field(None, description="sample-level DP-SGD (Opacus) in local training")
 
 
@@ -273,6 +276,7 @@ class Scenario(_Strict):
             protocol=registry.build("protocol", self.protocol),
             grouping=registry.build("grouping", self.grouping),
             aggregator=self.build_aggregator(),
+            weight_cap=self.client.weight_cap,
         )
 
     def build_aggregator(self) -> Any:

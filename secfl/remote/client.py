@@ -38,16 +38,27 @@ class RemoteClient:
         state: what ``state()`` returned last time (None: a new client with a fresh identity).
         pinned: the peers' public keys known out of band (then a directory from the server must agree).
         accept_sizes: the group sizes this client accepts (default: those the pipeline's grouping makes).
-        accept_seed: use the encoding seed a server sends (``RemoteServer(reproducible=True)``: a simulation
-            that must equal the embedded engine). Off by default: a deployed client rounds and adds noise with
-            its own OS randomness and ignores any seed, so no server can choose or know it.
+        simulation: take the relative weight and the encoding seed the server sends
+            (``RemoteServer(reproducible=True)``: a simulation that must equal the embedded engine, where one
+            party runs everything). Off by default: a deployed client weighs itself (``pipeline.relative_weight``:
+            uniform, or its own weight over the public ``weight_cap``) and rounds and adds noise with its own OS
+            randomness, so no server can choose its weight or know its noise.
+
+    Raises:
+        ConfigurationError: a deployed client (not ``simulation``) of a pipeline whose weights are neither
+            uniform nor capped: its relative weight would depend on the other clients', which only the server
+            knows (and a server that chose each client's weight could single one out of the sum).
     """
 
     def __init__(self, client_id: int, pipeline: Any, *, state: bytes | None = None,
                  pinned: dict[int, bytes] | None = None, accept_sizes: tuple[int, int] | None = None,
-                 accept_seed: bool = False) -> None:
+                 simulation: bool = False) -> None:
         self.id, self.pipeline, self.pinned = int(client_id), pipeline, dict(pinned or {})
-        self.accept_seed = accept_seed
+        self.simulation = simulation
+        if not simulation and not pipeline.uniform and pipeline.weight_cap is None:
+            raise ConfigurationError(
+                "a deployed client weighs itself: give the pipeline a public weight_cap (scenario: client.weight_cap, "
+                "e.g. the largest client's example count; weight_cap = 1 weighs every client equally)")
         n = pipeline.clients_per_round
         self.accept = accept_sizes or (pipeline.grouping.min_group_size(pipeline.min_clients),
                                        pipeline.grouping.max_group_size(n))
@@ -91,7 +102,7 @@ class RemoteClient:
         """
         try:
             return self._handle(request)
-        except ProtocolError:
+        except (ProtocolError, ConfigurationError):  # ConfigurationError: a field the protocol refuses
             self.s["secagg"] = None  # as SecAggClient's ABORTED: nothing more in this instance
             raise ProtocolIntegrityError() from None
 
@@ -122,23 +133,27 @@ class RemoteClient:
         """Encode this round's input with the server's public round parameters; start the protocol."""
         secure = self.pipeline.protocol.secure
         try:  # every field is checked before the input is encoded (ConfigurationError is a ValueError)
-            round_, roster = int(f["round"]), tuple(int(c) for c in f["roster"])
-            relative, seed = float(f["relative_weight"]), f.get("seed")
-            directory = {int(c): bytes.fromhex(k) for c, k in f.get("directory", {}).items()}
-            rng = np.random.default_rng(np.random.SeedSequence(seed[0], spawn_key=tuple(seed[1]))) \
-                if seed and self.accept_seed else np.random.default_rng()  # else the OS: its own randomness
+            round_, roster = _integer(f["round"]), tuple(_integer(c) for c in _listed(f["roster"]))
+            directory = {int(c): bytes.fromhex(k) for c, k in _mapping(f.get("directory", {})).items()}
+            KeyDirectory({**directory, **self.pinned})  # 32-byte keys, checked before anything is spent
             if secure:
-                instance = Instance(f["session"], round_, int(f["group"]), roster)
-                key = input_key(f.get("task", b""), round_, self.id)
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+                task = f.get("task", b"")
+                if not isinstance(task, bytes):
+                    raise TypeError
+                instance = Instance(f["session"], round_, _integer(f["group"]), roster)
+                key = input_key(task, round_, self.id)
+            relative, rng = self._weight_and_randomness(f)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError):
             raise ProtocolIntegrityError() from None
         update = self.s["update"]
-        if (update is None or update[0] != round_ or self.id not in roster or not 0 < relative <= 1
+        if (update is None or update[0] != round_ or self.id not in roster
                 or not self.accept[0] <= len(roster) <= self.accept[1]):
             raise ProtocolIntegrityError()
         if any(self.pinned.get(c, k) != k for c, k in directory.items()):
             raise ProtocolIntegrityError()  # the server's directory disagrees with a pinned key
         values = np.frombuffer(bytes.fromhex(update[1]), dtype=np.float32)
+        if relative is None:  # the client weighs itself: the server cannot choose it
+            relative = self.pipeline.relative_weight(update[2], update[2])
         words = self.pipeline.encode(Update(self.id, values, weight=update[2]), relative_weight=relative, rng=rng,
                                      group_size=len(roster)).values
         self.s["update"] = None  # an input is encoded once
@@ -152,6 +167,40 @@ class RemoteClient:
         reply = client.advertise_keys()
         self.s["params_n"], self.s["secagg"] = len(roster), dump_client(client).hex()
         return pack("reply", payload=reply)
+
+    def _weight_and_randomness(self, f: dict[str, Any]) -> tuple[float | None, np.random.Generator]:
+        """A simulation takes the server's relative weight and encoding seed (so that it equals the embedded
+        engine); a deployed client ignores both: None (it weighs itself) and the OS's randomness."""
+        if not self.simulation:
+            return None, np.random.default_rng()
+        relative, seed = f["relative_weight"], f.get("seed")
+        if isinstance(relative, bool) or not isinstance(relative, (int, float)) or not 0 < relative <= 1:
+            raise ValueError
+        if seed is None:
+            return float(relative), np.random.default_rng()
+        entropy, spawn_key = seed
+        entropy = [_integer(e) for e in _listed(entropy)] if isinstance(entropy, list) else _integer(entropy)
+        return float(relative), np.random.default_rng(np.random.SeedSequence(
+            entropy, spawn_key=tuple(_integer(k) for k in _listed(spawn_key))))
+
+
+def _integer(value: Any) -> int:
+    """A JSON integer (not a bool, a float or a string)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError
+    return value
+
+
+def _listed(value: Any) -> list:
+    if not isinstance(value, list):
+        raise TypeError
+    return value
+
+
+def _mapping(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise TypeError
+    return value
 
 
 _STEPS = {"share_keys": SecAggClient.share_keys, "check_shares": SecAggClient.check_shares,

@@ -8,6 +8,7 @@ from that stage on, exactly as in the embedded protocol.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -69,7 +70,8 @@ class RemoteServer:
     def run_round(self, round_: int, weights: Mapping[int, float], *, rng: np.random.Generator, exchange: Exchange,
                   reference: np.ndarray | None = None, task: bytes = b"") -> Any:
         """One round over the clients in ``weights`` (id -> weight, in the round's order), each holding its
-        update (``RemoteClient.set_update``); returns the pipeline's ``RoundOutput``.
+        update (``RemoteClient.set_update``); returns the pipeline's ``RoundOutput``. Only clients that run as
+        a simulation use the weights' values (their relative weights); a deployed client weighs itself.
 
         ``rng`` is the round's generator after sampling, as in ``Pipeline.run_round`` (groups and, if
         ``reproducible``, the clients' encoding streams come from it).
@@ -81,6 +83,9 @@ class RemoteServer:
         start, p, ids = time.perf_counter(), self.pipeline, list(weights)
         if len(ids) > p.clients_per_round or not ids:
             raise ConfigurationError(f"a round of {len(ids)} clients (the pipeline takes 1..{p.clients_per_round})")
+        bad = [c for c, w in weights.items() if not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0)]
+        if bad:
+            raise ConfigurationError(f"clients {bad[:10]}: a weight must be a finite number > 0")
         missing = [c for c in ids if c not in self.keys]
         if missing:
             raise ConfigurationError(f"clients {missing} never enrolled")
@@ -126,27 +131,31 @@ class RemoteServer:
         return p.conclude(result, groups, clients=len(ids), reference=reference, start=start)
 
     def _plain(self, groups: Sequence[Sequence[int]], opened: dict[int, dict]) -> tuple[list, list]:
+        """Each group's plain sum; a reply that is not one encoded vector of the expected length and dtype is
+        a dropout (a client cannot crash the server or change the sum's shape)."""
         sums, survivors = [], []
         for group in groups:
-            alive = tuple(c for c in group if c in opened)
+            shape = self._encoded_shape(len(group))
+            words = {c: _vector(opened[c], shape) for c in group if c in opened}
+            alive = tuple(c for c in group if words.get(c) is not None)
             if not alive:
                 raise InsufficientParticipantsError(f"no client of group {list(group)} answered")
-            words = [np.frombuffer(opened[c]["payload"], dtype=np.dtype(opened[c]["dtype"]).newbyteorder("<"))
-                     for c in alive]
-            if len({w.shape for w in words}) != 1:
-                raise ProtocolError("clients of one group sent vectors of different lengths")
-            sums.append(np.sum(np.stack(words).astype(np.float64 if words[0].dtype.kind == "f" else words[0].dtype),
-                               axis=0))
+            total = np.float64 if shape.dtype.kind == "f" else shape.dtype
+            sums.append(np.sum(np.stack([words[c] for c in alive]).astype(total), axis=0))
             survivors.append(alive)
         return sums, survivors
+
+    def _encoded_shape(self, group_size: int) -> np.ndarray:
+        """An encoded zero update: the length and dtype every client's input has in a group of ``group_size``."""
+        return self.pipeline.encode(Update(0, np.zeros(self.dimension, np.float32)), relative_weight=1.0,
+                                    rng=np.random.default_rng(0), group_size=group_size).values
 
     def _secagg(self, groups, session: bytes, round_: int, opened: dict[int, dict], send) -> tuple[list, list]:
         p = self.pipeline
         servers, down = {}, {}
         for index, group in enumerate(groups):
             roster = roster_of(group)
-            shape = p.encode(Update(group[0], np.zeros(self.dimension, np.float32)), relative_weight=1.0,
-                             rng=np.random.default_rng(0), group_size=len(roster)).values
+            shape = self._encoded_shape(len(roster))
             server = SecAggServer(instance=Instance(session, round_, index, roster),
                                   params=p.protocol.params(len(roster)),
                                   directory=self.directory, length=shape.size, dtype=shape.dtype)
@@ -163,3 +172,10 @@ class RemoteServer:
                 else:
                     down.update(out)
         return [results[i] for i in range(len(groups))], [servers[i].survivors for i in range(len(groups))]
+
+
+def _vector(reply: dict, like: np.ndarray) -> np.ndarray | None:
+    """A plaintext reply's vector if it has ``like``'s dtype and length, else None."""
+    if reply.get("dtype") != str(like.dtype) or len(reply["payload"]) != like.size * like.dtype.itemsize:
+        return None
+    return np.frombuffer(reply["payload"], dtype=like.dtype.newbyteorder("<")).astype(like.dtype)

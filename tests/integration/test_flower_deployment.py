@@ -26,6 +26,8 @@ import tomli_w
 pytest.importorskip("flwr")
 
 from secfl.integrations.flower.template import write_flower_app  # noqa: E402
+from secfl.scenario import load  # noqa: E402
+from secfl.scenario_pin import canonical_text, digest  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -61,6 +63,7 @@ def test_a_supernode_killed_mid_round_drops_out_and_the_run_finishes(tmp_path, p
     out = tmp_path / "run"
     assert "'" not in str(scenario) + str(out)
 
+    pin = digest(canonical_text(load(scenario)))  # `secfl digest scenario.toml`: each node takes only this one
     link, node_ports = processes.port(), [processes.port() for _ in range(NODES)]
     (Path(flower_env["FLWR_HOME"]) / "config.toml").write_text(
         f'[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\naddress = "127.0.0.1:{link}"\ninsecure = true\n')
@@ -69,7 +72,8 @@ def test_a_supernode_killed_mid_round_drops_out_and_the_run_finishes(tmp_path, p
     wait_for("the SuperLink", lambda: "Uvicorn running" in processes.log("superlink"), processes, 60)
     for i, port in enumerate(node_ports):
         processes.start(f"node{i}", "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{link}",
-                        "--port", str(port), "--node-config", f"partition-id={i} num-partitions={NODES}", cwd=tmp_path)
+                        "--port", str(port), "--node-config",
+                        f"partition-id={i} num-partitions={NODES} secfl-scenario-sha256='{pin}'", cwd=tmp_path)
     wait_for("the SuperNodes to connect", lambda: all("SuperNode ID:" in processes.log(f"node{i}")
                                                       for i in range(NODES)), processes, 90)
 

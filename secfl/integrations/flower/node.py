@@ -5,11 +5,18 @@ Messages the mod handles (the ``ServerApp`` side is ``secfl.integrations.flower.
   first use and replies with its enrollment (``client`` = the node config's ``partition-id``).
 - ``train``: passed to the app (``call_next``). The app replies as usual: ``ArrayRecord "arrays"`` (its new
   weights, in the order it received them) or ``"update"`` (the update itself), and ``MetricRecord
-  "metrics"`` with ``num-examples``. The mod keeps the update on the node and forwards only the metrics.
+  "metrics"`` with ``num-examples``. The mod keeps the update on the node and forwards only the other
+  metrics (``num-examples`` is the client's weight: it travels inside the masked vector).
 - ``query.secfl`` (``request``): one secure-sum request; the reply comes from ``RemoteClient.handle``.
 
 The node's secfl state (its signing key, its protocol state, the inputs it contributed) lives in
 ``context.state``, on the node: it never leaves it.
+
+Threat model: the server (SuperLink and ServerApp) may be malicious. The node computes its own weight
+(``client.weight_cap``) and noise; it takes the first scenario of a run and refuses any other; it refuses a
+plaintext protocol unless its node config allows it; and with ``secfl-scenario-sha256`` in its node config it
+takes only that scenario (without the pin the server chooses the scenario's parameters, such as the noise
+and the group sizes: pin it in a deployment). Inside the protocol, ``RemoteClient``'s checks hold.
 """
 
 from __future__ import annotations
@@ -25,11 +32,13 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from secfl import scenario as scenarios
 from secfl.exceptions import ConfigurationError
 from secfl.remote import RemoteClient
+from secfl.scenario_pin import digest
 
 __all__ = ["secfl_mod", "secure", "pipeline_of", "client_id"]
 
 STATE = "secfl"
 SIMULATION_ENV = "SECFL_FLOWER_SIMULATION"  # "1" in the nodes of secfl's own simulation (accepts seeds)
+WEIGHT_METRICS = ("num-examples", "loss-examples")  # a client's weight: kept on a deployed node
 
 
 @functools.lru_cache(maxsize=4)
@@ -46,12 +55,16 @@ def client_id(context: Context) -> int:
     return int(context.node_config["partition-id"])
 
 
+def _simulation() -> bool:
+    """Only secfl's own simulation (``simulate()`` sets this in the nodes' environment) takes the server's
+    relative weights and seeds, shows the server each client's example count and may run in plaintext."""
+    return os.environ.get(SIMULATION_ENV) == "1"
+
+
 def _client(context: Context, text: str) -> RemoteClient:
     saved = context.state.config_records.get(STATE)
-    # only secfl's own simulation (simulate() sets this in the nodes' environment) takes the server's seeds
-    simulation = os.environ.get(SIMULATION_ENV) == "1"
     return RemoteClient(client_id(context), pipeline_of(text), state=saved["state"] if saved else None,
-                        accept_seed=simulation)
+                        simulation=_simulation())
 
 
 def _save(context: Context, client: RemoteClient, text: str) -> None:
@@ -62,8 +75,27 @@ def _reply(msg: Message, **fields: Any) -> Message:
     return Message(RecordDict({STATE: ConfigRecord(fields)}), reply_to=msg)
 
 
+def _check_scenario(text: str, context: Context) -> None:
+    """The node's own checks of the scenario the server sends (a malicious server would send a weaker one):
+    - the first scenario of a run is the only one (no re-enrollment with another);
+    - if the node config pins ``secfl-scenario-sha256`` (``secfl digest SCENARIO.toml``), the scenario must
+      have that digest;
+    - a deployed node refuses a protocol that is not a secure sum unless ``secfl-allow-plaintext = true``."""
+    saved = context.state.config_records.get(STATE)
+    if saved is not None and str(saved["scenario"]) != text:
+        raise ConfigurationError("this node already enrolled with another scenario in this run: refused")
+    pin = context.node_config.get("secfl-scenario-sha256")
+    if pin is not None and str(pin).lower() != digest(text):
+        raise ConfigurationError("the server's scenario does not match this node's secfl-scenario-sha256: refused")
+    allow_plain = str(context.node_config.get("secfl-allow-plaintext", "false")).lower() == "true"
+    if not (_simulation() or allow_plain or pipeline_of(text).protocol.secure):
+        raise ConfigurationError("the server's scenario sends updates in plaintext: refused (set node config "
+                                 "secfl-allow-plaintext=true to allow it)")
+
+
 def _enroll(msg: Message, context: Context) -> Message:
     text = str(msg.content[STATE]["scenario"])
+    _check_scenario(text, context)
     client = _client(context, text)
     _save(context, client, text)
     return _reply(msg, enrollment=client.enroll())
@@ -111,9 +143,11 @@ def secfl_mod(msg: Message, context: Context, call_next: Any) -> Message:
                                      "weights in the order received")
         update = np.concatenate([(n.astype(np.float32) - o.astype(np.float32)).reshape(-1)
                                  for n, o in zip(new, old, strict=True)])
-    metrics = reply.content["metrics"]
+    metrics = dict(reply.content["metrics"])
     text = str(context.state.config_records[STATE]["scenario"])
     client = _client(context, text)
     client.set_update(round_, update, float(metrics["num-examples"]))
     _save(context, client, text)
-    return Message(RecordDict({"metrics": MetricRecord(dict(metrics))}), reply_to=msg)  # no update leaves
+    if not _simulation():  # the weight travels only inside the masked vector: the server never sees it
+        metrics = {k: v for k, v in metrics.items() if k not in WEIGHT_METRICS}
+    return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)  # no update leaves

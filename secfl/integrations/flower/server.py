@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +32,7 @@ from secfl.fl.params import num_params
 from secfl.integrations.flower.node import STATE
 from secfl.remote import RemoteServer
 from secfl.runs import RunDir
+from secfl.scenario_pin import canonical_text
 
 __all__ = ["FlowerRounds", "serve", "check_supported"]
 
@@ -69,11 +71,14 @@ class FlowerRounds:
         check_supported(scenario)
         self.grid, self.timeout = grid, timeout
         self.scenario = scenario.with_noise_solved()
-        self.text = json.dumps(self.scenario.resolved())
+        self.text = canonical_text(self.scenario)
         self.pipeline = scenarios.validate(json.loads(self.text)).build_pipeline()
         self.node_of: dict[int, int] = {}
         self.server: RemoteServer | None = None
         self.reproducible = reproducible
+        if not reproducible and not self.pipeline.uniform and self.pipeline.weight_cap is None:
+            raise ConfigurationError("deployed nodes weigh themselves: set client.weight_cap in the scenario (a "
+                                     "public bound on a client's example count; 1 weighs every client equally)")
         self.errors: list[str] = []  # the nodes' error replies, newest last (for the log and the tests)
 
     def enroll(self, model: Any, wait: float = 60.0) -> None:
@@ -88,7 +93,11 @@ class FlowerRounds:
         content = RecordDict({STATE: ConfigRecord({"scenario": self.text})})
         replies = self._send({node: content for node in nodes}, "query.secfl_enroll", max(self.timeout, wait))
         for node, reply in replies.items():
-            cid = self.server.enroll(bytes(reply[STATE]["enrollment"]))
+            try:
+                cid = self.server.enroll(_bytes(reply[STATE]["enrollment"]))
+            except (ProtocolError, KeyError, TypeError, ValueError) as error:  # that node is not enrolled
+                self._error(f"enrollment of node {node}: {type(error).__name__} {error}")
+                continue
             if cid in self.node_of and self.node_of[cid] != node:
                 raise ConfigurationError(f"two nodes claim partition-id {cid}")
             self.node_of[cid] = node
@@ -106,18 +115,47 @@ class FlowerRounds:
         out = {}
         for reply in replies:
             if reply.has_error():  # a node that failed this step is a dropout; say why in the log
-                self.errors.append(f"{kind} node {reply.metadata.src_node_id}: {reply.error.reason}")
-                _log.warning("secfl: %s", self.errors[-1])
-            else:
+                self._error(f"{kind} node {reply.metadata.src_node_id}: {reply.error.reason}")
+            elif reply.metadata.src_node_id in contents:  # only the nodes asked
                 out[reply.metadata.src_node_id] = reply.content
         return out
 
+    def _error(self, text: str) -> None:
+        self.errors.append(text)
+        _log.warning("secfl: %s", text)
+
     def exchange(self, requests: dict[int, bytes]) -> dict[int, bytes]:
-        """Carry secure-sum requests to the clients' nodes; the replies of those that answered."""
+        """Carry secure-sum requests to the clients' nodes; the replies of those that answered (a reply
+        without the expected record is a dropout)."""
         cid_of = {node: cid for cid, node in self.node_of.items()}
         contents = {self.node_of[c]: RecordDict({STATE: ConfigRecord({"request": r})}) for c, r in requests.items()}
-        replies = self._send(contents, "query.secfl")
-        return {cid_of[node]: bytes(c[STATE]["reply"]) for node, c in replies.items()}
+        out = {}
+        for node, content in self._send(contents, "query.secfl").items():
+            try:
+                out[cid_of[node]] = _bytes(content[STATE]["reply"])
+            except (KeyError, TypeError, ValueError):
+                self._error(f"query.secfl node {node}: a reply without secfl's record")
+        return out
+
+    def _train_replies(self, replies: Mapping[int, RecordDict]) -> dict[int, tuple[float, float, float]]:
+        """Client -> (weight, loss, loss weight) of the well-formed train replies. A deployed node keeps its
+        example count (its weight is inside the masked vector): then the weight is 1, a member of the round."""
+        cid_of, out = {node: cid for cid, node in self.node_of.items()}, {}
+        for node, content in replies.items():
+            try:
+                metrics = content["metrics"]
+                weight = float(metrics.get("num-examples", 1.0))
+                loss = float(metrics.get("loss", float("nan")))
+                counted = float(metrics.get("loss-examples", metrics.get("num-examples", 1.0)))
+                if not (math.isfinite(weight) and weight > 0 and math.isfinite(counted)):
+                    raise ValueError("num-examples / loss-examples not a finite number > 0")
+                if counted <= 0:  # no example behind the loss
+                    loss, counted = float("nan"), 1.0
+            except (KeyError, TypeError, ValueError) as error:
+                self._error(f"train node {node}: a malformed reply ({error}): a dropout")
+                continue
+            out[cid_of[node]] = (weight, loss, counted)
+        return out
 
     def __call__(self, setup: Any, ctx: Any, rng: np.random.Generator) -> tuple[Any, list[tuple[float, int]]]:
         """One round's updates and secure sum (``engine.run``'s transport)."""
@@ -131,18 +169,24 @@ class FlowerRounds:
         if leaked:
             raise ConfigurationError(f"clients {leaked[:10]} sent their update in the clear: their ClientApp needs "
                                      "mods=[secfl_mod] (secfl.integrations.flower)")
-        metrics = {cid_of[node]: c["metrics"] for node, c in replies.items()}
-        weights = {c: float(metrics[c]["num-examples"]) for c in ctx.sampled if c in metrics}
+        trained = self._train_replies(replies)
+        weights = {c: trained[c][0] for c in ctx.sampled if c in trained}
         if not weights:
             raise ProtocolError(f"round {ctx.round}: no sampled node returned an update")
-        losses = [(float(m.get("loss", float("nan"))), int(m.get("loss-examples", m["num-examples"])))
-                  for m in metrics.values()]
+        losses = [(loss, counted) for _, loss, counted in trained.values()]
         out = self.server.run_round(ctx.round, weights, rng=rng, exchange=self.exchange, reference=ctx.reference)
         summed = sorted(c for group in out.result.survivors for c in group)
         dropped = sorted(set(ctx.sampled) - set(summed))
         _log.info("secfl round %d: the secure sum holds %d of %d clients%s", ctx.round, len(summed), len(ctx.sampled),
                   f"; dropped out (no reply in time or an error): {dropped}" if dropped else "")
         return out, losses
+
+
+def _bytes(value: Any) -> bytes:
+    """A record's bytes value (``bytes(3)`` would be three zero bytes)."""
+    if not isinstance(value, bytes):
+        raise TypeError(f"{type(value).__name__}, not bytes")
+    return value
 
 
 def serve(grid: Grid, context: Context) -> dict[str, Any]:

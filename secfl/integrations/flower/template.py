@@ -168,8 +168,9 @@ SCENARIO = '''\
 # {name}: the secfl scenario the ServerApp runs. FedAvg on scikit-learn's 8x8 digits over 5 clients (one
 # SuperNode each, partition-id 0..4), every round's updates summed by SecAgg+: the server learns only the
 # sum. SecAgg+ tolerates dropouts while its threshold of each client's neighbours remains; a round needs
-# at least 3 clients. The clients train with client_app.py (the [client] table is secfl's own trainer's
-# and is not used there); the model here must be the one client_app.py builds.
+# at least 3 clients. The clients train with client_app.py; the model here must be the one client_app.py
+# builds. Each client weighs itself min(num-examples, weight_cap) / weight_cap inside its masked vector (the
+# server never sees or chooses a weight): weight_cap is a public bound on a client's example count.
 name = "{name}"
 stages = [{{ kind = "l2clip", norm = 2.0 }}, {{ kind = "quantize", scale = 65536.0 }}]
 protocol = {{ kind = "secagg+" }}
@@ -188,6 +189,9 @@ partition = {{ kind = "iid" }}
 [model]
 kind = "mlp"
 options = {{ hidden = 64 }}
+
+[client]
+weight_cap = 300.0
 
 [server]
 lr = 1.0
@@ -210,11 +214,13 @@ secfl is installed instead of installing its dependencies):
     FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 flwr run . local --stream --federation-config "num-supernodes=5"
 
 Deployment: a SuperLink, one SuperNode per client (`--node-config "partition-id=N"`, N = 0..4, each its
-own `--port`), a connection named e.g. `loopback` in `$FLWR_HOME/config.toml` (`[superlink.loopback]`
-with `address = "127.0.0.1:9092"` and `insecure = true`), then `flwr run`:
+own `--port`; `secfl-scenario-sha256` pins the scenario: the node refuses any other the server sends), a
+connection named e.g. `loopback` in `$FLWR_HOME/config.toml` (`[superlink.loopback]` with
+`address = "127.0.0.1:9092"` and `insecure = true`), then `flwr run`:
 
     flower-superlink --insecure --host 127.0.0.1 --port 9092 --disable-runtime-dependency-installation
-    flower-supernode --insecure --superlink 127.0.0.1:9092 --port 9100 --node-config "partition-id=0"
+    flower-supernode --insecure --superlink 127.0.0.1:9092 --port 9100 \\
+        --node-config "partition-id=0 secfl-scenario-sha256='$(secfl digest scenario.toml)'"
     flwr run . loopback --stream
 
 The run directory (`out`, default `runs/{name}`, relative to the SuperLink's working directory) gets

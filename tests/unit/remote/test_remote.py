@@ -29,9 +29,12 @@ DIM = 12
 CLIP = 5.0
 
 
+CAP = 100.0  # the public weight cap (above every weight here: the relative weights are proportional to them)
+
+
 def make_pipeline(n: int, protocol=None, grouping=None) -> Pipeline:
-    return Pipeline(clients_per_round=n, stages=[L2Clip(norm=CLIP), Quantize(scale=2.0**16)],
-                    protocol=protocol or SecAggPlus(), grouping=grouping or OneGroup())
+    return Pipeline(clients_per_round=n, stages=[L2Clip(norm=CLIP), Quantize(scale=2.0**20)],
+                    protocol=protocol or SecAggPlus(), grouping=grouping or OneGroup(), weight_cap=CAP)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +72,7 @@ class Fleet:
         self.states: dict[int, bytes] = {}
         self.public: dict[int, bytes] = {}
         for c in self.ids:
-            client = RemoteClient(c, pipeline, accept_seed=reproducible)
+            client = RemoteClient(c, pipeline, simulation=reproducible)
             enrollment = client.enroll()
             self.public[c] = wire.unpack(enrollment, "enroll")["public_key"]
             assert self.server.enroll(enrollment) == c
@@ -80,7 +83,7 @@ class Fleet:
 
     def client(self, c: int) -> RemoteClient:
         return RemoteClient(c, self.pipeline, state=self.states[c], pinned=self.pinned.get(c),
-                            accept_seed=self.reproducible)
+                            simulation=self.reproducible)
 
     def set_updates(self, round_: int, values, weights) -> None:
         for c in self.ids:
@@ -306,7 +309,9 @@ MALFORMED_OPENS = {
     "weight 0": {"relative_weight": 0}, "weight above 1": {"relative_weight": 1.5},
     "weight NaN": {"relative_weight": float("nan")}, "weight a string": {"relative_weight": "x"},
     "another round": {"round": 2}, "no round": {"round": None}, "negative round": {"round": -1},
-    "not in the roster": {"roster": [1, 2, 3, 4, 5]},
+    "not in the roster": {"roster": [1, 2, 3, 4, 5]}, "a key of 1 byte": {"directory": {"1": "00"}},
+    "round a float": {"round": 1.0}, "group a string": {"group": "0"}, "roster of strings": {"roster": list("01234")},
+    "task a string": {"task": "abc"}, "weight a bool": {"relative_weight": True},
 }
 
 
@@ -320,6 +325,36 @@ def test_a_malformed_open_is_refused_and_spends_nothing(five, change):
     genuine = _open_for(fleet, 0, weights)
     assert fleet.deliver(0, reframe(genuine, **MALFORMED_OPENS[change])) is None
     assert fleet.deliver(0, genuine) is not None
+
+
+@pytest.mark.parametrize("garble", [lambda f: {**f, "dtype": "float64"},
+                                    lambda f: {**f, "payload": f["payload"][:-4]}, lambda f: {**f, "dtype": ["x"]},
+                                    lambda f: {k: v for k, v in f.items() if k != "dtype"}],
+                         ids=["another dtype", "short", "dtype a list", "no dtype"])
+def test_a_malformed_plaintext_reply_is_a_dropout_not_a_crash(garble):
+    """A client's plaintext reply that is not one vector of the pipeline's length and dtype: a dropout."""
+    pipeline = make_pipeline(4, Plaintext())
+    values, weights = updates(range(4)), {c: 1.0 for c in range(4)}
+    fleet = Fleet(pipeline, range(4))
+    fleet.set_updates(1, values, weights)
+
+    def exchange(requests):
+        replies = fleet.exchange(requests)
+        fields = wire.unpack(replies[2], "reply")
+        fields = garble({k: v for k, v in fields.items() if k != "kind"})
+        replies[2] = wire.pack("reply", fields.pop("payload"), **fields)
+        return replies
+
+    out = fleet.server.run_round(1, weights, rng=np.random.default_rng(7), exchange=exchange)
+    assert survivors(out) == [0, 1, 3]
+    np.testing.assert_allclose(out.aggregate, mean_of(values, weights, [0, 1, 3]), atol=1e-3)
+
+
+def test_a_weight_that_is_not_a_finite_positive_number_is_refused(five):
+    fleet = Fleet(five, range(5))
+    for bad in (float("nan"), 0.0, -1.0, float("inf")):
+        with pytest.raises(ConfigurationError, match="finite number > 0"):
+            fleet.run(1, {c: (bad if c == 2 else 1.0) for c in range(5)})
 
 
 def test_a_stage_before_any_open_is_refused(five):
@@ -518,7 +553,7 @@ def test_the_own_loop_example_runs_end_to_end():
 def test_a_client_ignores_the_servers_seed_unless_it_accepts_seeds():
     """A deployed client rounds with its own randomness: a server that sends a seed learns nothing by it."""
     spec = {"stages": [{"kind": "l2clip", "norm": 10.0}, {"kind": "quantize", "scale": 4.0}], "protocol": {"kind": "plaintext"},
-            "grouping": {"kind": "one_group"}, "data": {"num_clients": 2}}
+            "grouping": {"kind": "one_group"}, "data": {"num_clients": 2}, "client": {"weight_cap": 1.0}}
     from secfl import scenario
 
     pipeline = scenario.validate(spec).build_pipeline()
@@ -526,7 +561,7 @@ def test_a_client_ignores_the_servers_seed_unless_it_accepts_seeds():
     for accept in (True, False):
         words = []
         for _ in range(2):
-            client = RemoteClient(0, pipeline, accept_seed=accept)
+            client = RemoteClient(0, pipeline, simulation=accept)
             client.set_update(1, np.full(64, 0.3, np.float32), 1.0)
             request = wire.pack("open", round=1, session=b"s" * 16, group=0, roster=[0, 1], relative_weight=1.0,
                            seed=[[1, 2, 3], [0]], directory={})

@@ -1,0 +1,92 @@
+"""A malicious server's round openings, searched (hypothesis stateful).
+
+The server chooses every field of every client's ``open``: the relative weight, the encoding seed, the
+session, and it replays openings of earlier rounds. Deployed clients (``simulation=False``) must make that
+choice worthless: in every round that completes, the sum is the survivors' inputs weighted by the weights
+the CLIENTS computed (``min(w, cap) / cap``), whatever the server sent; an input is encoded at most once.
+
+Before the fix a client used the server's ``relative_weight``: a server that sent 1 to a target and 1e-9 to
+everyone else received the target's input as the group's "mean". This machine finds that in a few examples
+(the aggregate differs from the clients' own weighting).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from test_remote import CAP, Fleet, make_pipeline, reframe, survivors, updates
+
+from secfl import ProtocolError
+from secfl.hazmat.randomness import OS_RANDOM
+
+N = 4
+PIPELINE = make_pipeline(N)  # SecAgg+ over one group of 4, public weight cap CAP
+
+forged_weight = st.one_of(st.none(), st.sampled_from([1.0, 1e-9, 1e-3, 0.5]), st.floats(1e-12, 1.0))
+forged_seed = st.one_of(st.none(), st.tuples(st.integers(0, 2**64 - 1), st.lists(st.integers(0, 7), max_size=2)))
+
+
+class MaliciousOpens(RuleBasedStateMachine):
+    opens = Bundle("opens")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fleet = Fleet(PIPELINE, range(N), reproducible=False)
+        self.round = 0
+
+    @rule(target=opens, weights=st.lists(st.floats(0.5, 2 * CAP), min_size=N, max_size=N),
+          forged=st.lists(forged_weight, min_size=N, max_size=N), seeds=st.lists(forged_seed, min_size=N, max_size=N),
+          split=st.sampled_from([None, *range(N)]))
+    def a_round_with_forged_opens(self, weights, forged, seeds, split):
+        """One round; the server rewrites each client's open (weight, seed) and may give one client another
+        session (splitting the group)."""
+        self.round += 1
+        values = updates(range(N), seed=self.round)
+        self.fleet.set_updates(self.round, values, dict(enumerate(weights)))
+        sent = {}
+
+        def tamper(c, stage, request):
+            if stage != "open":
+                return request
+            changes = {}
+            if forged[c] is not None:
+                changes["relative_weight"] = forged[c]
+            if seeds[c] is not None:
+                changes["seed"] = [seeds[c][0], seeds[c][1]]
+            if split == c:
+                changes["session"] = OS_RANDOM.bytes(16)
+            sent[c] = reframe(request, **changes)
+            return sent[c]
+
+        self.fleet.tamper = tamper
+        try:
+            out = self.fleet.run(self.round, dict(enumerate(weights)))
+        except ProtocolError:
+            return sent
+        finally:
+            self.fleet.tamper = None
+        alive = survivors(out)
+        own = {c: min(weights[c], CAP) / CAP for c in alive}  # what each client computes for itself
+        expected = sum(own[c] * values[c].astype(np.float64) for c in alive) / sum(own.values())
+        np.testing.assert_allclose(out.aggregate, expected, atol=2e-3)
+        np.testing.assert_allclose(out.group_weights.sum(), sum(own.values()), rtol=1e-3)
+        return sent
+
+    @rule(batch=opens, sender=st.integers(0, N - 1), receiver=st.integers(0, N - 1))
+    def an_old_open_is_refused(self, batch, sender, receiver):
+        """Any earlier open (of any round, meant for any client) delivered again: refused, nothing encoded."""
+        assert self.fleet.deliver(receiver, batch[sender]) is None
+
+    @invariant()
+    def the_state_never_holds_an_encoded_input_twice(self):
+        for c in range(N):
+            state = self.fleet.client(c).s
+            assert len(state["spent"]) == len(set(state["spent"]))
+
+
+MaliciousOpens.TestCase.settings = settings(max_examples=25, stateful_step_count=4, deadline=None,
+                                            suppress_health_check=[HealthCheck.too_slow])
+test_a_server_choosing_every_open_field_never_skews_the_sum = MaliciousOpens.TestCase
+
