@@ -8,7 +8,8 @@ not public.
 
 Your own loop or transport: ``RemoteClient`` / ``RemoteServer`` (``secfl.remote``) run the secure sum between
 processes that exchange only bytes; ``flatten`` / ``unflatten`` / ``num_params`` (``secfl.fl.params``) turn a
-torch model into the float vector they sum and back (loaded on first use, so ``import secfl`` stays torch-free).
+torch model into the float vector they sum and back (loaded on first use, so ``import secfl`` stays torch-free);
+``model_context`` binds a sum to the model each client received (``secfl.protocols.binding``).
 """
 
 from secfl.aggregators import Chain, Krum, Mean, Median, TrimmedMean
@@ -28,6 +29,7 @@ from secfl.fl.own_data import from_arrays, from_flower, from_torch_dataset, from
 from secfl.grouping import Buckets, Edges, Individual, OneGroup
 from secfl.pipeline import Pipeline, RoundOutput
 from secfl.protocols import KeyDirectory, Plaintext, SecAgg, SecAggPlus
+from secfl.protocols.binding import model_context
 from secfl.remote import RemoteClient, RemoteServer
 from secfl.privacy import Accountant
 from secfl.stages import DistributedDiscreteGaussian, GaussianNoise, L2Clip, Quantize
@@ -42,7 +44,7 @@ __all__ = [
     "SecflError", "ConfigurationError", "IncompatibleStagesError", "PrivacyBudgetExceededError", "PrivacyAuditError", "ProtocolError",
     "InsufficientParticipantsError", "ProtocolIntegrityError", "MalformedMessageError",
     "Dataset", "load_dataset", "from_arrays", "from_torch_dataset", "load_npz", "from_torchvision", "from_flower",
-    "RemoteClient", "RemoteServer", "flatten", "unflatten", "num_params",
+    "RemoteClient", "RemoteServer", "flatten", "unflatten", "num_params", "model_context",
 ]
 
 _LAZY = {"flatten": "secfl.fl.params", "unflatten": "secfl.fl.params", "num_params": "secfl.fl.params"}

@@ -22,6 +22,7 @@ from secfl.exceptions import ConfigurationError, PrivacyBudgetExceededError
 from secfl.runs import RunDir
 from secfl.fl.params import num_params
 from secfl.hooks import FixedUpdates, Observer, RoundContext, RoundHook, RoundSeen
+from secfl.protocols.binding import model_context
 from secfl.run_setup import RunSetup, account, client_seed, sample_clients, summarize
 from secfl.scenario import Scenario
 from secfl.training import DpSgd, DpSgdConfig, Task, evaluate
@@ -35,9 +36,12 @@ Transport = Callable[[RunSetup, RoundContext, np.random.Generator], tuple[Any, l
 
 
 def embedded(setup: RunSetup, ctx: RoundContext, rng: np.random.Generator) -> tuple[Any, list[tuple[float, int]]]:
-    """The in-process transport: every sampled client trains here, then the pipeline's secure sum."""
+    """The in-process transport: every sampled client trains here, then the pipeline's secure sum, each
+    client bound to the model it received (``secfl.protocols.binding``; here the same model for all)."""
+    context = model_context([p.detach().cpu().numpy() for p in ctx.model.parameters()], ctx.round)
     updates, losses = _updates(setup, ctx)
-    return setup.pipeline.run_round(updates, rng=rng, reference=ctx.reference), losses
+    contexts = {u.client_id: context for u in updates}
+    return setup.pipeline.run_round(updates, rng=rng, reference=ctx.reference, contexts=contexts), losses
 
 
 def run(scenario: Scenario, run_dir: RunDir, *, resume: bool = False,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import dp_accounting
@@ -279,12 +279,15 @@ class Pipeline:
 
     def run_round(
         self, updates: Sequence[Update], *, rng: np.random.Generator, dropouts: DropoutSchedule = NO_DROPOUTS,
-        reference: np.ndarray | None = None,
+        reference: np.ndarray | None = None, contexts: Mapping[int, bytes] | None = None,
     ) -> RoundOutput:
         """Encode every update, securely sum per group, decode, aggregate.
 
         ``reference``: the server's own update of this round (e.g. FLTrust's g0, shape [d]), passed as
         ``reference=`` to an aggregator that declares ``needs_reference``; other aggregators never see it.
+        ``contexts``: each client's model binding (``secfl.protocols.binding.model_context`` of the model it
+        trained on): under SecAgg/SecAgg+ members that trained on different models cannot complete a group's
+        sum together. Other protocols do not bind (plaintext has nothing to protect; HE is not bound).
 
         Raises:
             ConfigurationError: more clients than ``clients_per_round``, a non-finite update, or no
@@ -312,7 +315,8 @@ class Pipeline:
         size_of = {cid: len(group) for group in groups for cid in group}
         encoded = [self.encode(u, relative_weight=self.relative_weight(u.weight, top), rng=r,
                                group_size=size_of[u.client_id]) for u, r in zip(updates, client_rngs)]
-        result = self.protocol.run(encoded, groups=groups, dropouts=dropouts)
+        bind = {"contexts": contexts} if contexts is not None and getattr(self.protocol, "binds_model", False) else {}
+        result = self.protocol.run(encoded, groups=groups, dropouts=dropouts, **bind)
         return self.conclude(result, groups, clients=len(updates), reference=reference, start=start)
 
     def conclude(self, result: RoundResult, groups: Sequence[Sequence[int]], *, clients: int,

@@ -18,7 +18,9 @@ deployed client derives them from its own configured n and refuses rosters of an
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -64,6 +66,7 @@ class SecAggPlus(BaseSecureSum):
     min_group_size: ClassVar[int] = MIN_GROUP
     secure: ClassVar[bool] = True
     complete: ClassVar[bool] = False
+    binds_model: ClassVar[bool] = True  # run(..., contexts=): the model binding (secfl.protocols.binding)
 
     def __init__(self, *, neighbours: int | None = None, threshold: int | None = None, dropout_rate: float = 0.05,
                  corrupt_rate: float = 0.0, security_bits: int = 40, failure_bits: int = 20,
@@ -108,8 +111,13 @@ class SecAggPlus(BaseSecureSum):
         return self._records.setdefault(client, ContributionRecord())
 
     def run(self, updates: Sequence[Update], *, groups: Sequence[Sequence[int]],
-            dropouts: DropoutSchedule = NO_DROPOUTS) -> RoundResult:
+            dropouts: DropoutSchedule = NO_DROPOUTS, contexts: Mapping[int, bytes] | None = None) -> RoundResult:
         """One round: one bound protocol instance per group; returns the per-group sums over survivors.
+
+        ``contexts``: each client's model binding (``binding.model_context`` of the model it trained on; None:
+        unbound). A client's instance carries its own context; the simulated server takes the context most
+        members of the group share, so a member that received another model is excluded like a dropout (and
+        the group fails if too few remain): clients on different models never complete an instance together.
 
         Raises:
             ConfigurationError: float inputs, ids out of range, groups smaller than 3, bad dropouts.
@@ -129,7 +137,7 @@ class SecAggPlus(BaseSecureSum):
         sums, survivors, received, down, used = [], [], {}, 0, []
         for index, group in enumerate(groups):
             instance = Instance(session, self._round, index, roster_of(group))
-            total, alive, got, sent, params = self._run_group(instance, by_id, dropouts)
+            total, alive, got, sent, params = self._run_group(instance, by_id, dropouts, contexts)
             sums.append(total)
             survivors.append(alive)
             received.update({c: tuple(msgs) for c, msgs in got.items()})
@@ -147,10 +155,13 @@ class SecAggPlus(BaseSecureSum):
         }
         return RoundResult(np.stack(sums), tuple(survivors), view, measurements)
 
-    def clients(self, instance: Instance, values: Mapping[int, np.ndarray]) -> dict[int, SecAggClient]:
-        """Honest simulated clients of ``instance`` (each with its own record and long-term key)."""
+    def clients(self, instance: Instance, values: Mapping[int, np.ndarray],
+                contexts: Mapping[int, bytes] | None = None) -> dict[int, SecAggClient]:
+        """Honest simulated clients of ``instance`` (each with its own record and long-term key, and its own
+        context if ``contexts`` names them)."""
         params = self.params(instance.n)
-        return {c: SecAggClient(c, instance=instance, params=params, values=values[c], signing_key=self.identity(c),
+        mine = {c: replace(instance, context=contexts[c]) if contexts else instance for c in instance.roster}
+        return {c: SecAggClient(c, instance=mine[c], params=params, values=values[c], signing_key=self.identity(c),
                                 directory=self.directory, record=self.client_record(c),
                                 input_key=input_key(self._uid, instance.round, c), randomness=self.randomness)
                 for c in instance.roster}
@@ -160,9 +171,16 @@ class SecAggPlus(BaseSecureSum):
         return SecAggServer(instance=instance, params=self.params(instance.n), directory=self.directory,
                             length=length, dtype=dtype)
 
-    def _run_group(self, instance: Instance, by_id: dict[int, Update], dropouts: DropoutSchedule):
+    def _run_group(self, instance: Instance, by_id: dict[int, Update], dropouts: DropoutSchedule,
+                   contexts: Mapping[int, bytes] | None = None):
         template = by_id[instance.roster[0]].values
-        clients = self.clients(instance, {c: by_id[c].values for c in instance.roster})
+        if contexts is not None:
+            missing = [c for c in instance.roster if c not in contexts]
+            if missing:
+                raise ConfigurationError(f"contexts: no model binding for clients {missing[:10]}")
+            shared = Counter(contexts[c] for c in instance.roster).most_common(1)[0][0]
+            instance = replace(instance, context=shared)  # the server's: the context most members share
+        clients = self.clients(instance, {c: by_id[c].values for c in instance.roster}, contexts)
         server = self.server(instance, length=template.size, dtype=template.dtype)
         total, sent = run_instance(clients, server, dropped_by=lambda stage: dropouts.dropped_by(stage, self.stages))
         return total, server.survivors, server.received, sent, server.params

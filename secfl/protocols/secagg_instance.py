@@ -3,7 +3,9 @@
 Threat model: the server chooses sessions, rounds, groups and rosters, and may show different clients
 different ones. Binding the exact roster (hence n) into a digest that enters every signature, every
 key derivation and every message header means two clients that were shown different rosters are in
-different instances: neither accepts the other's keys, shares or signatures. A client checks the
+different instances: neither accepts the other's keys, shares or signatures. The same holds for the
+context: clients that received different models (the model-inconsistency attack) cannot share an
+instance, so the server cannot make every member but one contribute a zero update. A client checks the
 roster itself (its own id is in it, its size is the n its parameters were derived for), so the
 server cannot grow an instance beyond n members or shrink it below what the client accepts.
 """
@@ -28,7 +30,9 @@ KIND_INVITE = 23  # outside the message kinds of secagg_messages (10..22)
 
 @dataclass(frozen=True)
 class Instance:
-    """One protocol instance: a fresh session id, the round, the group index and the sorted roster.
+    """One protocol instance: a fresh session id, the round, the group index, the sorted roster and the
+    context (the digest of the model and round configuration a client trained on, ``binding.model_context``;
+    empty: unbound). Members whose contexts differ are in different instances.
 
     Raises:
         ConfigurationError: a session that is not 16 bytes, negative round/group, a roster that is
@@ -39,6 +43,7 @@ class Instance:
     round: int
     group: int
     roster: tuple[int, ...]
+    context: bytes = b""
     digest: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -51,9 +56,16 @@ class Instance:
         roster = tuple(_as_id(c) for c in self.roster)
         if any(a >= b for a, b in zip(roster, roster[1:])):
             raise ConfigurationError("roster must list distinct client ids in increasing order; pass sorted(set(ids))")
+        if not isinstance(self.context, (bytes, bytearray)) or len(self.context) not in (0, DIGEST_BYTES):
+            raise ConfigurationError(f"context must be empty or {DIGEST_BYTES} bytes (binding.model_context)")
         object.__setattr__(self, "session", bytes(self.session))
+        object.__setattr__(self, "context", bytes(self.context))
         object.__setattr__(self, "roster", roster)
-        info = crypto.hkdf_info("secagg-instance", self.session, self.round, self.group, len(roster))
+        if self.context:  # bound to the model the client trained on (another label: never equal to an unbound D)
+            info = crypto.hkdf_info("secagg-instance-bound", self.session, self.round, self.group, len(roster),
+                                    self.context)
+        else:
+            info = crypto.hkdf_info("secagg-instance", self.session, self.round, self.group, len(roster))
         digest = hashlib.sha256(info)
         digest.update(b"".join(c.to_bytes(4, "little") for c in roster))
         object.__setattr__(self, "digest", digest.digest())

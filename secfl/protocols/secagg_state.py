@@ -27,7 +27,7 @@ from secfl.protocols.secagg_record import ContributionRecord
 
 __all__ = ["dump_client", "load_client"]
 
-_FORMAT = 1
+_FORMAT = 2  # 2: the instance carries its context (model binding)
 
 
 def _entry(e: m.KeyEntry) -> list[Any]:
@@ -40,7 +40,7 @@ def dump_client(client: SecAggClient) -> bytes:
     state = {
         "format": _FORMAT, "id": client.id, "stage": client.stage,
         "instance": [client.instance.session.hex(), client.instance.round, client.instance.group,
-                     list(client.instance.roster)],
+                     list(client.instance.roster), client.instance.context.hex()],
         "round_keys": [k.hex() for k in (client.c_sk, client.c_pk, client.s_sk, client.s_pk, client.b_seed)],
         "input_key": client.input_key.hex(),
         "values": [str(values.dtype), values.astype(values.dtype.newbyteorder("<")).tobytes().hex()],
@@ -65,8 +65,9 @@ def load_client(data: bytes, *, params: SecAggParams, signing_key: bytes, direct
         s = json.loads(bytes(data))
         if s["format"] != _FORMAT:
             raise ValueError
-        session, round_, group, roster = s["instance"]
-        instance = Instance(bytes.fromhex(session), int(round_), int(group), tuple(int(c) for c in roster))
+        session, round_, group, roster, context = s["instance"]
+        instance = Instance(bytes.fromhex(session), int(round_), int(group), tuple(int(c) for c in roster),
+                            bytes.fromhex(context))
         dtype = np.dtype(s["values"][0])
         if dtype not in (np.uint32, np.uint64):
             raise ValueError

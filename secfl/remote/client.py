@@ -83,12 +83,19 @@ class RemoteClient:
         """The message that registers this client's long-term public key with the server."""
         return pack("enroll", client=self.id, public_key=bytes.fromhex(self.s["public"]))
 
-    def set_update(self, round_: int, values: np.ndarray, weight: float) -> None:
-        """The float vector this client contributes to round ``round_``'s sum, and its weight."""
+    def set_update(self, round_: int, values: np.ndarray, weight: float, *, context: bytes = b"") -> None:
+        """The float vector this client contributes to round ``round_``'s sum, and its weight.
+
+        ``context``: ``secfl.protocols.binding.model_context`` of the model this client received (and trained
+        on), computed by the client; the server must bind the same (``RemoteServer.run_round(context=...)``),
+        so clients that received different models cannot complete one sum together. Empty: unbound.
+        """
         values = np.asarray(values, dtype=np.float32)
         if values.ndim != 1 or not np.all(np.isfinite(values)) or not weight > 0:
             raise ConfigurationError(f"client {self.id}: the update must be a finite 1-D vector with weight > 0")
-        self.s["update"] = [int(round_), values.tobytes().hex(), float(weight)]
+        if not isinstance(context, bytes) or len(context) not in (0, 32):
+            raise ConfigurationError(f"client {self.id}: context must be empty or binding.model_context's 32 bytes")
+        self.s["update"] = [int(round_), values.tobytes().hex(), float(weight), context.hex()]
 
     def handle(self, request: bytes) -> bytes:
         """The reply to one server request: a round's opening (encode the input; the first protocol message)
@@ -140,7 +147,8 @@ class RemoteClient:
                 task = f.get("task", b"")
                 if not isinstance(task, bytes):
                     raise TypeError
-                instance = Instance(f["session"], round_, _integer(f["group"]), roster)
+                context = bytes.fromhex(self.s["update"][3]) if self.s["update"] else b""
+                instance = Instance(f["session"], round_, _integer(f["group"]), roster, context)
                 key = input_key(task, round_, self.id)
             relative, rng = self._weight_and_randomness(f)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError):

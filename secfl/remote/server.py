@@ -68,13 +68,15 @@ class RemoteServer:
         return client
 
     def run_round(self, round_: int, weights: Mapping[int, float], *, rng: np.random.Generator, exchange: Exchange,
-                  reference: np.ndarray | None = None, task: bytes = b"") -> Any:
+                  reference: np.ndarray | None = None, task: bytes = b"", context: bytes = b"") -> Any:
         """One round over the clients in ``weights`` (id -> weight, in the round's order), each holding its
         update (``RemoteClient.set_update``); returns the pipeline's ``RoundOutput``. Only clients that run as
         a simulation use the weights' values (their relative weights); a deployed client weighs itself.
 
         ``rng`` is the round's generator after sampling, as in ``Pipeline.run_round`` (groups and, if
-        ``reproducible``, the clients' encoding streams come from it).
+        ``reproducible``, the clients' encoding streams come from it). ``context``: the model binding of the
+        model the server sent (``secfl.protocols.binding.model_context``); a client bound to another model
+        cannot take part (see ``RemoteClient.set_update``).
 
         Raises:
             ConfigurationError: a client that never enrolled, more clients than the pipeline allows.
@@ -119,7 +121,7 @@ class RemoteServer:
                                 directory={str(k): v.hex() for k, v in self.keys.items() if k in group})
         opened = send(opens)
         if p.protocol.secure:
-            sums, survivors = self._secagg(groups, session, round_, opened, send)
+            sums, survivors = self._secagg(groups, session, round_, opened, send, context)
         else:
             sums, survivors = self._plain(groups, opened)
         name = p.protocol.name
@@ -150,13 +152,14 @@ class RemoteServer:
         return self.pipeline.encode(Update(0, np.zeros(self.dimension, np.float32)), relative_weight=1.0,
                                     rng=np.random.default_rng(0), group_size=group_size).values
 
-    def _secagg(self, groups, session: bytes, round_: int, opened: dict[int, dict], send) -> tuple[list, list]:
+    def _secagg(self, groups, session: bytes, round_: int, opened: dict[int, dict], send,
+                context: bytes) -> tuple[list, list]:
         p = self.pipeline
         servers, down = {}, {}
         for index, group in enumerate(groups):
             roster = roster_of(group)
             shape = self._encoded_shape(len(roster))
-            server = SecAggServer(instance=Instance(session, round_, index, roster),
+            server = SecAggServer(instance=Instance(session, round_, index, roster, context),
                                   params=p.protocol.params(len(roster)),
                                   directory=self.directory, length=shape.size, dtype=shape.dtype)
             servers[index] = server

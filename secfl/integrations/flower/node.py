@@ -31,6 +31,7 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 from secfl import scenario as scenarios
 from secfl.exceptions import ConfigurationError
+from secfl.protocols.binding import model_context
 from secfl.remote import RemoteClient
 from secfl.scenario_pin import digest
 
@@ -146,7 +147,8 @@ def secfl_mod(msg: Message, context: Context, call_next: Any) -> Message:
     metrics = dict(reply.content["metrics"])
     text = str(context.state.config_records[STATE]["scenario"])
     client = _client(context, text)
-    client.set_update(round_, update, float(metrics["num-examples"]))
+    received = msg.content["arrays"].to_numpy_ndarrays()  # the model this node trained on: bound into the sum
+    client.set_update(round_, update, float(metrics["num-examples"]), context=model_context(received, round_))
     _save(context, client, text)
     if not _simulation():  # the weight travels only inside the masked vector: the server never sees it
         metrics = {k: v for k, v in metrics.items() if k not in WEIGHT_METRICS}

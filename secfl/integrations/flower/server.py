@@ -30,6 +30,7 @@ from secfl import scenario as scenarios
 from secfl.exceptions import ConfigurationError, ProtocolError
 from secfl.fl.params import num_params
 from secfl.integrations.flower.node import STATE
+from secfl.protocols.binding import model_context
 from secfl.remote import RemoteServer
 from secfl.runs import RunDir
 from secfl.scenario_pin import canonical_text
@@ -161,7 +162,8 @@ class FlowerRounds:
         """One round's updates and secure sum (``engine.run``'s transport)."""
         if self.server is None:
             self.enroll(ctx.model)
-        arrays = ArrayRecord(numpy_ndarrays=[p.detach().cpu().numpy() for p in ctx.model.parameters()])
+        sent = [p.detach().cpu().numpy() for p in ctx.model.parameters()]
+        arrays = ArrayRecord(numpy_ndarrays=sent)
         content = RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": ctx.round})})
         replies = self._send({self.node_of[c]: content for c in ctx.sampled}, "train")
         cid_of = {node: cid for cid, node in self.node_of.items()}
@@ -174,7 +176,8 @@ class FlowerRounds:
         if not weights:
             raise ProtocolError(f"round {ctx.round}: no sampled node returned an update")
         losses = [(loss, counted) for _, loss, counted in trained.values()]
-        out = self.server.run_round(ctx.round, weights, rng=rng, exchange=self.exchange, reference=ctx.reference)
+        out = self.server.run_round(ctx.round, weights, rng=rng, exchange=self.exchange, reference=ctx.reference,
+                                    context=model_context(sent, ctx.round))
         summed = sorted(c for group in out.result.survivors for c in group)
         dropped = sorted(set(ctx.sampled) - set(summed))
         _log.info("secfl round %d: the secure sum holds %d of %d clients%s", ctx.round, len(summed), len(ctx.sampled),

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from secfl import (Buckets, ConfigurationError, DropoutSchedule, L2Clip, OneGroup, Pipeline, Plaintext, ProtocolError,
-                   ProtocolIntegrityError, Quantize, RemoteClient, RemoteServer, SecAgg, SecAggPlus, Update)
+                   ProtocolIntegrityError, Quantize, RemoteClient, RemoteServer, SecAgg, SecAggPlus, Update,
+                   model_context)
 from secfl.hazmat import crypto
 from secfl.hazmat.randomness import OS_RANDOM
 from secfl.remote import wire
@@ -568,3 +569,20 @@ def test_a_client_ignores_the_servers_seed_unless_it_accepts_seeds():
             words.append(wire.unpack(client.handle(request), "reply")["payload"])
         outs[accept] = words[0] == words[1]
     assert outs == {True: True, False: False}  # stochastic rounding: the same seed, the same words
+
+
+def test_a_client_bound_to_another_model_takes_no_part_in_the_sum(five):
+    """Each client binds the model it received (``set_update(context=...)``), the server the one it sent:
+    client 2, sent another model (the inconsistency attack's target), cannot join the others' sum."""
+    sent, other = model_context([np.zeros(4, np.float32)], 1), model_context([np.ones(4, np.float32)], 1)
+    values, weights = updates(range(5)), {c: 1.0 for c in range(5)}
+    fleet = Fleet(five, range(5), reproducible=False)
+    for c in range(5):
+        client = fleet.client(c)
+        client.set_update(1, values[c], weights[c], context=other if c == 2 else sent)
+        fleet.states[c] = client.state()
+    out = fleet.server.run_round(1, weights, rng=np.random.default_rng(7), exchange=fleet.exchange, context=sent)
+    assert survivors(out) == [0, 1, 3, 4]
+    np.testing.assert_allclose(out.aggregate, mean_of(values, weights, [0, 1, 3, 4]), atol=1e-3)
+    with pytest.raises(ConfigurationError):
+        fleet.client(0).set_update(2, values[0], 1.0, context=b"short")
