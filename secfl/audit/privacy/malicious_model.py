@@ -1,0 +1,190 @@
+"""A malicious server attacks through the model it sends, for one round run for real through a scenario's pipeline.
+
+Two attacks (``secfl.audit.privacy.imprint`` builds the models and reconstructs):
+
+- ``trap_weights`` (Fowl et al., ICLR 2022): every client of the round receives one common imprint model.
+  The server reconstructs examples from every group sum it decodes; the truth is every client's batch.
+- ``inconsistency`` (Pasquini, Francati, Ateniese, CCS 2022): the target (the first client drawn) receives
+  the imprint model, every other client the dead model, whose update is zero: without protection the
+  group's sum is the target's update. The truth is the target's batch.
+
+The round is FedSGD, as in both papers: each of ``clients`` clients drawn from the scenario's partition takes
+ONE gradient step (the scenario's ``client.lr``, no momentum or weight decay) on a batch of its own examples
+(``batch_size``, default the scenario's) and sends the model delta, weighted by its batch size, through the
+scenario's REAL pipeline (``Pipeline.run_round``: its clipping, noise, quantization and secure sum per
+group). The server decodes each group's sum (mean times total weight) and runs ``imprint.recover`` on it.
+With ``binding`` each client passes ``model_context`` of the model IT received, so under SecAgg/SecAgg+ the
+members of a group that received different models cannot complete one instance together; a round the
+protocol refuses releases nothing and counts as 0 recovered (``refused`` says why). Plaintext and HE do not
+bind: the server sees what it would see anyway.
+
+Threat model: the server crafts the models and knows the pipeline (it is public) and its own public data;
+it does not see individual updates inside a secure sum. What this measures is one attack's success, not a
+bound: an adaptive server (denoising, more bins, several rounds) may do better against noise.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from secfl import registry
+from secfl.audit.privacy.image_metrics import Normalization
+from secfl.audit.privacy.imprint import DEFAULT_THRESHOLD, ImprintNet, dead_model, imprint_model, recover, score
+from secfl.exceptions import ConfigurationError, ProtocolError
+from secfl.fl.data import Dataset
+from secfl.run_setup import RunSetup
+from secfl.scenario import NEEDS_DIM, Scenario
+from secfl.types import Update
+
+__all__ = ["ATTACKS", "MaliciousRound", "Outcome", "population", "run_malicious_round"]
+
+ATTACKS = ("trap_weights", "inconsistency")
+ROUND = 1  # the attacked round (in the model context)
+
+
+@dataclass(frozen=True)
+class MaliciousRound:
+    """One attacked round: ``attack`` (``ATTACKS``) on ``clients`` clients, an imprint layer of ``bins`` units,
+    batches of ``batch_size`` (None: the scenario's), with or without the model ``binding``; a true example
+    counts as recovered at PSNR >= ``threshold`` dB."""
+
+    attack: str
+    clients: int
+    bins: int = 128
+    batch_size: int | None = None
+    binding: bool = False
+    threshold: float = DEFAULT_THRESHOLD
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.attack not in ATTACKS:
+            raise ConfigurationError(f"attack={self.attack!r} is unknown; choose one of {', '.join(ATTACKS)}")
+        for name, low in (("clients", 1), ("bins", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigurationError(f"{name}={value!r} is invalid; pass an integer >= {low}")
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+                                            or self.batch_size < 1):
+            raise ConfigurationError(f"batch_size={self.batch_size!r} is invalid; pass None or an integer >= 1")
+        if not isinstance(self.binding, bool):
+            raise ConfigurationError(f"binding={self.binding!r} must be True or False")
+        if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold) and self.threshold > 0):
+            raise ConfigurationError(f"threshold={self.threshold!r} must be a finite number of dB > 0")
+
+
+@dataclass
+class Outcome:
+    """``summary`` (JSON-ready) and, unless refused, the pictures: true examples, their best reconstructions."""
+
+    summary: dict[str, Any]
+    truth: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    matched: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+def population(scenario: Scenario) -> tuple[Dataset, list[np.ndarray]]:
+    """The scenario's data and its clients' shards, exactly as the engine partitions them."""
+    setup = RunSetup(scenario)
+    return setup.data, list(setup.shards)
+
+
+def _check_scenario(scenario: Scenario) -> None:
+    method = registry.resolve("method", scenario.method)
+    if method.reshapes(scenario, scenario.method_options()) or scenario.method != "fedavg":
+        raise ConfigurationError(f"{scenario.name}: method {scenario.method!r}: the malicious-model attacks need "
+                                 "clients that send model deltas (method = \"fedavg\")")
+    sized = [s["kind"] for s in scenario.stages if s.get("kind") in NEEDS_DIM]
+    if sized:
+        raise ConfigurationError(f"{scenario.name}: stage {sized[0]!r} is sized to the scenario's model; the crafted "
+                                 "model has another size (not supported)")
+
+
+def _fedsgd_delta(model: ImprintNet, x: np.ndarray, y: np.ndarray, lr: float) -> np.ndarray:
+    """-lr x the gradient of the batch's mean cross-entropy, flattened in ``named_parameters`` order."""
+    loss = torch.nn.functional.cross_entropy(model(torch.as_tensor(x)), torch.as_tensor(y))
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    return (-lr * torch.cat([g.reshape(-1) for g in grads])).detach().numpy().astype(np.float32)
+
+
+def _contexts(received: dict[int, torch.nn.Module]) -> dict[int, bytes]:
+    """Each client's binding: ``model_context`` of the parameter arrays of the model IT received."""
+    from secfl.protocols.binding import model_context
+
+    return {c: model_context([p.detach().numpy().copy() for _, p in m.named_parameters()], ROUND)
+            for c, m in received.items()}
+
+
+def run_malicious_round(scenario: Scenario, spec: MaliciousRound, *,
+                        data: tuple[Dataset, list[np.ndarray]] | None = None) -> Outcome:
+    """Run ``spec`` against ``scenario``'s pipeline (noise solved from ``privacy.target_epsilon`` if set).
+
+    Args:
+        data: ``population(scenario)``, to reuse across calls (default: built here).
+
+    Raises:
+        ConfigurationError: a method or stage the attacks cannot run, more clients than the pipeline takes or
+            than have examples, or a spec that is invalid.
+    """
+    if not isinstance(spec, MaliciousRound):
+        raise ConfigurationError(f"spec is a {type(spec).__name__}; pass a MaliciousRound")
+    _check_scenario(scenario)
+    scenario = scenario.with_noise_solved()
+    pipeline = scenario.build_pipeline()
+    if spec.clients > pipeline.clients_per_round:
+        raise ConfigurationError(f"{spec.clients} clients: the pipeline takes at most {pipeline.clients_per_round}")
+    dataset, shards = data if data is not None else population(scenario)
+    rng = np.random.default_rng([spec.seed, 22])
+    eligible = [c for c, s in enumerate(shards) if len(s)]
+    if spec.clients > len(eligible):
+        raise ConfigurationError(f"{spec.clients} clients: only {len(eligible)} clients hold examples")
+    chosen = [int(c) for c in rng.choice(eligible, size=spec.clients, replace=False)]
+    public = dataset.x_public if dataset.x_public is not None else dataset.x_test
+    shape, classes = tuple(dataset.input_shape), dataset.num_classes
+    trap = imprint_model(shape, classes, bins=spec.bins, public_x=public)
+    dead = dead_model(shape, classes, bins=spec.bins)
+    received = {c: trap if spec.attack == "trap_weights" or i == 0 else dead for i, c in enumerate(chosen)}
+    batch = spec.batch_size or scenario.client.batch_size
+    updates, batches = [], {}
+    for cid in chosen:
+        idx = rng.choice(shards[cid], size=min(batch, len(shards[cid])), replace=False)
+        batches[cid] = idx
+        delta = _fedsgd_delta(received[cid], dataset.x_train[idx], dataset.y_train[idx], scenario.client.lr)
+        updates.append(Update(cid, delta, weight=float(len(idx))))
+    bind = {"contexts": _contexts(received)} if spec.binding else {}
+    targets = chosen if spec.attack == "trap_weights" else chosen[:1]
+    truth_idx = np.concatenate([batches[c] for c in targets])
+    norm = Normalization.infer(dataset.x_train)
+    truth = np.clip(norm.to_pixels(dataset.x_train[truth_idx]), 0.0, 1.0)
+    mean_image = np.clip(norm.to_pixels(public.mean(axis=0)), 0.0, 1.0)
+    summary: dict[str, Any] = {
+        "scenario": scenario.name, **asdict(spec), "batch_size": batch, "lr": scenario.client.lr,
+        "binds": bool(getattr(pipeline.protocol, "binds_model", False)), "examples": int(len(truth_idx)),
+        "examples_in_round": int(sum(len(b) for b in batches.values())), "target": chosen[0],
+    }
+    start = time.perf_counter()
+    try:
+        out = pipeline.run_round(updates, rng=np.random.default_rng([spec.seed, 22, 1]), **bind)
+    except ProtocolError as exc:  # InsufficientParticipantsError included: nothing is released
+        base = score(np.zeros((0, *truth.shape[1:])), truth, threshold=spec.threshold, mean_image=mean_image)
+        summary.update(base.summary, refused=f"{type(exc).__name__}: {exc}", fraction=0.0, recovered=0.0,
+                       seconds=time.perf_counter() - start)
+        return Outcome(summary)
+    candidates = [recover(mean * weight, trap)[0] for mean, weight in zip(out.group_means, out.group_weights,
+                                                                           strict=True)]
+    pixels = np.clip(norm.to_pixels(np.concatenate(candidates)), 0.0, 1.0)
+    result = score(pixels, truth, threshold=spec.threshold, mean_image=mean_image)
+    survivors = [list(map(int, s)) for s in out.result.survivors]
+    summary.update(result.summary, refused=None, groups=len(survivors),
+                   largest_sum=max((len(s) for s in survivors), default=0),
+                   target_in_sum=any(chosen[0] in s for s in survivors),
+                   excluded=sorted(set(chosen) - {c for s in survivors for c in s}),
+                   noise_multiplier=out.measurements.get("dp/noise_multiplier"),
+                   seconds=time.perf_counter() - start)
+    matched = pixels[result.best] if len(pixels) else np.zeros_like(truth)
+    return Outcome(summary, truth=truth, matched=matched, labels=dataset.y_train[truth_idx])
