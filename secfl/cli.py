@@ -231,6 +231,11 @@ def audit_privacy_command(
     inversion_round: Annotated[int, typer.Option("--round", help="the round whose view is inverted (0: none)")] = 1,
     shadows: Annotated[int, typer.Option("--shadows", help="LiRA shadow models (0: loss threshold only)")] = 4,
     seed: Annotated[int, typer.Option("--seed", help="the audit's seed (canaries, MIA samples, attack starts)")] = 0,
+    malicious_model: Annotated[bool, typer.Option("--malicious-model", help="also attack through a crafted model: "
+                                                  "trap weights and model inconsistency, with and without the "
+                                                  "model binding")] = False,
+    malicious_bins: Annotated[int, typer.Option("--malicious-bins", help="imprint units of the crafted "
+                                                "model")] = 256,
     sets: Sets = None,
 ) -> None:
     """Invert what the server saw, attack membership on the released model, and bound epsilon from below
@@ -239,7 +244,8 @@ def audit_privacy_command(
 
     try:
         options = PrivacyAuditOptions(canaries=canaries, inversion_round=inversion_round, inversion_method=method,
-                                      inversion_iterations=iterations, shadows=shadows, seed=seed)
+                                      inversion_iterations=iterations, shadows=shadows, seed=seed,
+                                      malicious_model=malicious_model, malicious_bins=malicious_bins)
         specs = [scenario.load(p, overrides=list(sets or [])) for p in paths]
 
         def done(result: dict[str, Any]) -> None:

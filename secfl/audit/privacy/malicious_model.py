@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,7 @@ from secfl.run_setup import RunSetup
 from secfl.scenario import NEEDS_DIM, Scenario
 from secfl.types import Update
 
-__all__ = ["ATTACKS", "MaliciousRound", "Outcome", "population", "run_malicious_round"]
+__all__ = ["ATTACKS", "MaliciousRound", "Outcome", "audit_malicious_model", "population", "run_malicious_round"]
 
 ATTACKS = ("trap_weights", "inconsistency")
 ROUND = 1  # the attacked round (in the model context)
@@ -86,6 +87,7 @@ class Outcome:
     truth: np.ndarray = field(default_factory=lambda: np.zeros(0))
     matched: np.ndarray = field(default_factory=lambda: np.zeros(0))
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    best_psnr: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def population(scenario: Scenario) -> tuple[Dataset, list[np.ndarray]]:
@@ -187,4 +189,34 @@ def run_malicious_round(scenario: Scenario, spec: MaliciousRound, *,
                    noise_multiplier=out.measurements.get("dp/noise_multiplier"),
                    seconds=time.perf_counter() - start)
     matched = pixels[result.best] if len(pixels) else np.zeros_like(truth)
-    return Outcome(summary, truth=truth, matched=matched, labels=dataset.y_train[truth_idx])
+    return Outcome(summary, truth=truth, matched=matched, labels=dataset.y_train[truth_idx], best_psnr=result.best_psnr)
+
+
+def audit_malicious_model(scenario: Scenario, out: Path, *, bins: int = 256, seed: int = 0,
+                          threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+    """Both attacks, without and with the model binding, on a round of the scenario's size (its
+    ``clients_per_round``, the expected count under Poisson sampling) through its own pipeline; one PNG per
+    attack that released anything (``<out>/malicious-<attack>[-bound].png``). A scenario the attacks cannot
+    run gives ``{"skipped": reason}``."""
+    from secfl.audit.privacy.malicious_report import save_grid
+
+    try:
+        _check_scenario(scenario)
+    except ConfigurationError as exc:
+        return {"skipped": str(exc)}
+    scenario = scenario.with_noise_solved()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    clients = min(scenario.clients_per_round, scenario.build_pipeline().clients_per_round)
+    pop, runs = population(scenario), []
+    for attack in ATTACKS:
+        for binding in (False, True):
+            outcome = run_malicious_round(scenario, MaliciousRound(attack, clients, bins=bins, binding=binding,
+                                                                   threshold=threshold, seed=seed), data=pop)
+            if outcome.summary["refused"] is None:
+                png = f"malicious-{attack}{'-bound' if binding else ''}.png"
+                s = outcome.summary
+                save_grid(outcome, Path(out) / png, f"{scenario.name}: {attack}, binding {'on' if binding else 'off'}"
+                          f"\n{s['recovered']:.0f}/{s['examples']:.0f} at PSNR >= {threshold:g} dB")
+                outcome.summary["png"] = png
+            runs.append(outcome.summary)
+    return {"clients": clients, "bins": bins, "threshold_db": threshold, "runs": runs}

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from secfl.audit.privacy.image_metrics import RECOGNISABLE_PSNR
+from secfl.audit.privacy.malicious_report import malicious_lines
 from secfl.runs import atomic_write
 
 __all__ = ["write_privacy_report", "save_reconstruction_png"]
@@ -192,6 +193,7 @@ def write_privacy_report(results: Sequence[dict[str, Any]], out: str | Path) -> 
                                               f"{inv['psnr_black']:.1f}, mean image {inv['psnr_mean']:.1f})")
             lines += [f"## {result['name']}", "", f"![{result['name']}]({result['name']}/inversion.png)", ""]
     lines += _bridge_lines(results, out)
+    lines += malicious_lines(results, out)
     path = out / "audit.md"
     atomic_write(path, "\n".join(lines).encode())
     return path

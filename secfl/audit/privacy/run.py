@@ -55,6 +55,7 @@ from secfl.audit.privacy.bridge_inversion import BridgeRecorder, audit_bridges
 from secfl.audit.privacy.canaries import Canaries
 from secfl.audit.privacy.image_metrics import Normalization, evaluate_reconstruction
 from secfl.audit.privacy.inversion import ATTACKS, InversionTarget
+from secfl.audit.privacy.malicious_model import audit_malicious_model
 from secfl.audit.privacy.report import write_privacy_report
 from secfl.audit.privacy.membership import (dp_auc_bound, dp_tpr_bound, lira_offline_scores, loss_threshold_scores,
                                       roc_metrics, train_shadow_models)
@@ -78,6 +79,8 @@ class PrivacyAuditOptions:
     ``l2clip`` stage's norm (1.0 without one). inversion_round: the round attacked (0: no inversion).
     max_inversion_examples: groups with more examples are not inverted (reported as skipped).
     mia_examples: members and non-members each. shadows: LiRA shadow models (0: loss threshold only).
+    malicious_model: also run the malicious-server attacks through a crafted model (trap weights, model
+    inconsistency; ``secfl.audit.privacy.malicious_model``) with imprint layers of ``malicious_bins`` units.
     """
 
     canaries: int | None = None
@@ -91,10 +94,13 @@ class PrivacyAuditOptions:
     shadows: int = 4
     confidence: float = 0.95
     seed: int = 0
+    malicious_model: bool = False
+    malicious_bins: int = 256
 
     def __post_init__(self) -> None:
         for name, low in (("inversion_round", 0), ("inversion_iterations", 1), ("inversion_restarts", 1),
-                          ("max_inversion_examples", 1), ("mia_examples", 2), ("shadows", 0), ("seed", 0)):
+                          ("max_inversion_examples", 1), ("mia_examples", 2), ("shadows", 0), ("seed", 0),
+                          ("malicious_bins", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigurationError(f"{name}={value!r} is invalid; pass an integer >= {low}")
@@ -106,6 +112,8 @@ class PrivacyAuditOptions:
                                      f"{', '.join(ATTACKS)}")
         if self.shadows == 1:
             raise ConfigurationError("shadows=1 cannot estimate a variance; pass 0 or at least 2")
+        if not isinstance(self.malicious_model, bool):
+            raise ConfigurationError(f"malicious_model={self.malicious_model!r} must be True or False")
         if not 0 < self.confidence < 1:
             raise ConfigurationError(f"confidence={self.confidence!r} must lie in (0, 1)")
 
@@ -188,6 +196,8 @@ def audit_scenario(scenario: Scenario, out: str | Path, options: PrivacyAuditOpt
     }
     result["inversion"] = _inversion(scenario, recorder, options, out)
     result["membership"] = _membership(scenario, recorder, options, claimed, delta)
+    if options.malicious_model:
+        result["malicious_model"] = audit_malicious_model(scenario, out, bins=options.malicious_bins, seed=options.seed)
     if bridges is not None:
         result["bridges"] = audit_bridges(bridges, recorder.model, out, mia_examples=options.mia_examples,
                                           seed=options.seed)
