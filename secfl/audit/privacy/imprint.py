@@ -15,9 +15,10 @@ difference of two neighbouring units isolates the examples of one bin:
 exactly when the bin holds one example. This holds on the SUM of many clients' updates, whatever each
 update's scalar factor (learning rate, FedAvg weight, L2 clipping), so a secure sum does not stop it.
 
-``v`` is ``e_0`` (class 0): ``s(x)`` is then ``p_0 - 1`` for label 0 and ``p_0`` otherwise, never zero;
-the imprint rows and biases are scaled by ``gain`` (small) so the logits stay near zero (``p`` near
-uniform) while the gradients keep the size of ``x``.
+``v`` alternates +1, -1 over the classes: ``s(x) = p.v - v_y`` has |p.v| < 1 (p is never one-hot), so
+``s(x)`` is never zero, and about +-1 for every label (p near uniform), which keeps every example's
+signal the same size against quantization and noise. The imprint rows and biases are scaled by ``gain``
+(small) so the logits stay near zero while the gradients keep the size of ``x``.
 
 ``dead_model`` has the same shapes but every imprint unit is dead (zero rows, bias -1): its update is
 exactly zero on any input (the head has no bias), the model the server sends non-targets in the model
@@ -70,6 +71,12 @@ def _check(input_shape: object, num_classes: object, bins: object) -> tuple[int,
     return input_shape
 
 
+def _alternating(num_classes: int, bins: int) -> torch.Tensor:
+    """The head's weight [C, k]: every column is (+1, -1, +1, ...)."""
+    signs = torch.tensor([1.0 if c % 2 == 0 else -1.0 for c in range(num_classes)])
+    return signs[:, None].expand(num_classes, bins).clone()
+
+
 def imprint_model(input_shape: tuple[int, ...], num_classes: int, *, bins: int, public_x: np.ndarray,
                   gain: float = 1e-3) -> ImprintNet:
     """The crafted model, its bins at quantiles of the mean input over ``public_x`` (the server's data).
@@ -102,8 +109,7 @@ def imprint_model(input_shape: tuple[int, ...], num_classes: int, *, bins: int, 
     with torch.no_grad():
         model.imprint.weight.copy_(torch.full((bins, dim), gain / dim, dtype=torch.float32))
         model.imprint.bias.copy_(torch.tensor(-gain * thresholds, dtype=torch.float32))
-        model.head.weight.zero_()
-        model.head.weight[0].fill_(1.0)  # every column is e_0
+        model.head.weight.copy_(_alternating(num_classes, bins))  # every column is (+1, -1, +1, ...)
     return model
 
 
@@ -118,8 +124,7 @@ def dead_model(input_shape: tuple[int, ...], num_classes: int, *, bins: int) -> 
     with torch.no_grad():
         model.imprint.weight.zero_()
         model.imprint.bias.fill_(-1.0)
-        model.head.weight.zero_()
-        model.head.weight[0].fill_(1.0)
+        model.head.weight.copy_(_alternating(num_classes, bins))
     return model
 
 
