@@ -151,10 +151,15 @@ class Pipeline:
 
     def _check_groups(self) -> None:
         n, need = self.clients_per_round, self.aggregator.min_inputs
-        groups = self.grouping.num_groups(n)
+        groups, smallest = self.grouping.num_groups(n), max(1, self.protocol.min_group_size)
         if groups < need:
-            fix = (f"use grouping = {{ kind = \"buckets\", size = {n // need} }} or smaller"
-                   if n >= need else f"sample at least {need} clients per round")
+            if n < need * smallest:  # no grouping of n clients works: say what would
+                fix = (f"{self.protocol!r} needs groups of >= {smallest} clients, so {need} groups need >= "
+                       f"{need * smallest} clients per round (have {n}): sample more clients, or use "
+                       "protocol = { kind = \"plaintext\" } with grouping = { kind = \"individual\" }"
+                       if smallest > 1 else f"sample at least {need} clients per round")
+            else:
+                fix = f"use grouping = {{ kind = \"buckets\", size = {n // need} }} (or smaller, >= {smallest})"
             raise IncompatibleStagesError(
                 f"{self.aggregator!r} needs >= {need} inputs but {self.grouping!r} over {n} clients yields "
                 f"{groups} group(s); {fix}, or use an aggregator that needs fewer inputs (e.g. Mean)"
@@ -309,6 +314,11 @@ class Pipeline:
         for update in updates:
             if update.values.dtype.kind == "f" and not np.all(np.isfinite(update.values)):
                 raise ConfigurationError(f"client {update.client_id} sent a non-finite update")
+            if update.values.shape != updates[0].values.shape:  # in the user's units, before any encoding
+                raise ConfigurationError(
+                    f"client {update.client_id} sent an update of shape {update.values.shape}, client "
+                    f"{updates[0].client_id} one of {updates[0].values.shape}: every update of a round must have "
+                    "the model's length (flatten the same model)")
         top = max((u.weight for u in updates), default=1.0)
         client_rngs = rng.spawn(len(updates) + 1)
         groups = self.grouping.assign([u.client_id for u in updates], rng=client_rngs[-1])

@@ -416,7 +416,14 @@ def load(path: str | Path, *, overrides: Sequence[str] = ()) -> Scenario:
         raise ConfigurationError(f"cannot read scenario {str(path)!r}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
-    return validate(apply_overrides(_anchor_data_path(data, path.parent), overrides), source=str(path))
+    data = _anchor_data_path(data, path.parent)
+    if not overrides:
+        return validate(data, source=str(path))
+    try:
+        return validate(apply_overrides(data, overrides), source=f"{path} with --set {' '.join(overrides)}")
+    except ConfigurationError:
+        validate(data, source=str(path))  # the file alone is wrong: blame the file
+        raise  # the file alone is fine: the --set values are wrong (the message names them)
 
 
 def _anchor_data_path(data: dict[str, Any], directory: Path) -> dict[str, Any]:
