@@ -11,6 +11,8 @@ attack success rate), the same tables are drawn for the final ASR.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import re
@@ -178,6 +180,11 @@ class _Report:
             "final round's "
             "test accuracy" + (", mean ± standard deviation over seeds." if self.seed else "."), "",
         ]
+        rounds = sorted({int(e.get("rounds", 0)) for e in meta["cells"] if e.get("rounds")})
+        self.lines += [f"Rounds per cell: {', '.join(map(str, rounds)) or '-'}. Tidy data: `cells.csv` (one row per "
+                       "cell: its axis values, state and final metrics) and `rounds.csv` (one row per cell and "
+                       "round: every logged metric).", ""]
+        self.write_csv()
         self.per_cell_table()
         settings = _unique([self.setting_of(c) for c in self.cells])
         worst: dict[str, dict[str, _Worst]] = {}
@@ -198,6 +205,19 @@ class _Report:
         path = self.dir / "report.md"
         atomic_write(path, ("\n".join(self.lines).rstrip() + "\n").encode())
         return path
+
+    def write_csv(self) -> None:
+        """``cells.csv`` and ``rounds.csv`` beside report.md (for pandas, R or a spreadsheet)."""
+        axes = list(self.meta["axes"])
+        cells = [[c.id, *[c.values.get(a, "") for a in axes], c.state, _num(c.accuracy), _num(c.asr), len(c.rows)]
+                 for c in self.cells]
+        _csv(self.dir / "cells.csv", ["cell", *map(_axis, axes), "state", "final_accuracy", "final_asr", "rounds"],
+             cells)
+        keys = _unique([k for c in self.cells for row in c.rows for k, v in row.items()
+                        if isinstance(v, (int, float, str, bool)) or v is None])
+        rows = [[c.id, *[c.values.get(a, "") for a in axes], *[_num(row.get(k)) for k in keys]]
+                for c in self.cells for row in c.rows]
+        _csv(self.dir / "rounds.csv", ["cell", *map(_axis, axes), *keys], rows)
 
     def per_cell_table(self) -> None:
         seeds = self.seed is not None
@@ -328,6 +348,19 @@ class _Report:
 
 
 # ---------------------------------------------------------------- figures
+
+
+def _num(value: Any) -> Any:
+    """A CSV field: numbers and strings as they are, None as empty."""
+    return "" if value is None else value
+
+
+def _csv(path: Path, head: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(head)
+    writer.writerows(rows)
+    atomic_write(path, buffer.getvalue().encode())
 
 
 def _figure(width: float, height: float) -> Any:

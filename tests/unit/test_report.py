@@ -156,3 +156,21 @@ def test_report_needs_a_bench_directory(tmp_path):
         write_report(tmp_path)
     result = runner.invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "secfl bench" in result.output
+
+
+def test_report_writes_tidy_csv_and_the_round_count(finished, tmp_path):
+    import csv
+
+    out = copy(finished, tmp_path)
+    text = write_report(out).read_text()
+    assert "Rounds per cell: 2." in text
+    with open(out / "cells.csv", newline="") as f:
+        cells = list(csv.DictReader(f))
+    assert len(cells) == 16 and set(cells[0]) >= {"cell", "attack", "aggregator", "run.seed", "state", "final_accuracy"}
+    one = next(c for c in cells if c["cell"] == "attack=none,aggregator=mean,data.partition=iid,run.seed=0")
+    assert float(one["final_accuracy"]) == final(out, one["cell"]) and one["state"] == "done"
+    with open(out / "rounds.csv", newline="") as f:
+        rounds = list(csv.DictReader(f))
+    assert len(rounds) == 32 and {r["round"] for r in rounds} == {"1", "2"}
+    assert float(next(r for r in rounds if r["cell"] == one["cell"] and r["round"] == "2")["accuracy"]) \
+        == final(out, one["cell"])
