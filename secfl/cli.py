@@ -23,6 +23,20 @@ from secfl.runs import RunDir
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Secure, private, robust federated learning.")
 err = Console(stderr=True)
 
+
+def _version(value: bool) -> None:
+    if value:
+        from secfl import __version__
+
+        print(f"secfl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="print secfl's version and exit")] = False) -> None:
+    """Secure, private, robust federated learning."""
+
 Out = Annotated[Path | None, typer.Option("--out", help="run directory (default: runs/<scenario name>)")]
 Seed = Annotated[int | None, typer.Option("--seed", help="override run.seed")]
 Sets = Annotated[list[str] | None, typer.Option("--set", help="override a key: --set client.lr=0.1 (repeatable)")]
@@ -125,12 +139,17 @@ def bench_command(
     resume: Annotated[bool, typer.Option("--resume", help="continue the suite in --out: skip finished cells, "
                                          "resume interrupted ones")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="bench directory (default: runs/<suite name>)")] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="override a scenario key in every cell: --set "
+                                                   "run.rounds=5 (repeatable; not a key the grid varies)")] = None,
+    seeds: Annotated[list[int] | None, typer.Option("--seed", help="run every cell with these seeds: --seed 0 "
+                                                    "--seed 1 (replaces the suite's run.seed axis)")] = None,
 ) -> None:
     """Run every cell of a suite, one run directory per cell (OUT/cells/<id>/); resumable."""
     from secfl.experiments import bench
+    from secfl.experiments.suite import with_overrides
 
     try:
-        suite = bench.load_suite(suite_path)
+        suite = with_overrides(bench.load_suite(suite_path), sets or (), seeds or ())
         out = out or Path("runs") / scenario.directory_name(suite.name, "suite")
         if fancy():
             columns = (TextColumn("cells"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),

@@ -6,6 +6,8 @@ A suite is a TOML file::
     base = "../scenarios/base.toml"      # optional: a scenario file, relative to the suite file
     skip_incompatible = true             # optional: cells whose components cannot work together (e.g.
                                          # trimmed_mean over one secure-sum group) are "n/a", not errors
+    baseline = true                      # optional (default true): an `attack` axis without {} gets {} (no
+                                         # attack) first, so every attack is measured against its baseline
     [scenario]                           # optional: scenario keys merged over `base`
     run = { rounds = 3, seed = 0 }
     data = { dataset = "digits", num_clients = 12 }
@@ -57,17 +59,18 @@ import itertools
 import json
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from secfl import scenario
 from secfl.exceptions import ConfigurationError, IncompatibleStagesError
+from secfl.overrides import apply_overrides, parse_override
 
 SEED_AXIS = "run.seed"
 MAX_ID = 120  # characters of a cell id (a directory name); longer ids are cut and get a hash
-SUITE_KEYS = ("name", "base", "scenario", "grid", "zip", "cells", "labels", "skip_incompatible")
+SUITE_KEYS = ("name", "base", "scenario", "grid", "zip", "cells", "labels", "skip_incompatible", "baseline")
 
 
 @dataclass(frozen=True)
@@ -166,10 +169,36 @@ def parse_suite(data: Mapping[str, Any], *, path: Path | None = None) -> Suite:
                 raise ConfigurationError(f"{source}: labels.{role} = {names!r}: each must be one of the axes "
                                          f"{suite.axes}")
         labels = {"defense": list(labels.get("defense", [])), "attack": list(labels.get("attack", []))}
-    skip = data.get("skip_incompatible", False)
+    skip, baseline = data.get("skip_incompatible", False), data.get("baseline", True)
     if not isinstance(skip, bool):
         raise ConfigurationError(f"{source}: skip_incompatible must be true or false (got {skip!r})")
+    if not isinstance(baseline, bool):
+        raise ConfigurationError(f"{source}: baseline must be true or false (got {baseline!r})")
+    if baseline:  # every attack grid gets its no-attack row: what the attacks cost is measured against it
+        axes = [(k, [{}, *v] if k == "attack" and {} not in v else v) for k, v in axes]
     return Suite(name=name, path=path, base=base, grid=axes, extra=extra, labels=labels, skip_incompatible=skip)
+
+
+def with_overrides(suite: Suite, sets: Sequence[str] = (), seeds: Sequence[int] = ()) -> Suite:
+    """``suite`` with ``--set KEY=VALUE`` applied to its base scenario (every cell) and, if ``seeds`` are given,
+    its ``run.seed`` axis replaced by them (added if it had none).
+
+    Raises:
+        ConfigurationError: a malformed ``--set``, or one that sets a key the grid varies.
+    """
+    axes = {k for k, _ in suite.grid} | {p for _, v in suite.grid for j in v if isinstance(j, Joint) for p in j.values}
+    for text in sets:
+        key = ".".join(parse_override(text)[0])
+        clash = next((a for a in axes if a == key or a.startswith(key + ".") or key.startswith(a + ".")), None)
+        if clash is not None:
+            raise ConfigurationError(f"--set {text!r}: {clash!r} is an axis of suite {suite.name!r}; a --set applies "
+                                     "to every cell, so change the axis in the suite file instead")
+    grid = list(suite.grid)
+    if seeds:
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ConfigurationError(f"--seed {list(seeds)}: give distinct integers >= 0")
+        grid = [(k, v) for k, v in grid if k != SEED_AXIS] + [(SEED_AXIS, list(seeds))]
+    return replace(suite, base=apply_overrides(suite.base, sets), grid=grid)
 
 
 def roles(suite: Suite) -> dict[str, list[str]]:

@@ -88,7 +88,7 @@ def test_empty_table_unsets_a_key_and_attack_axes_are_inferred():
 
 
 def test_variables_are_substituted_everywhere_in_the_cell():
-    suite = bench.parse_suite({"scenario": {"pre": [{"kind": "nnm", "num_byzantine": "$f"}]},
+    suite = bench.parse_suite({"scenario": {"pre": [{"kind": "nnm", "num_byzantine": "$f"}]}, "baseline": False,
                                "grid": {"attack": [{"kind": "alie", "num_byzantine": "$f"}],
                                         "aggregator": [{"kind": "krum", "num_byzantine": "$f"}], "$f": [1, 2]}})
     cells = bench.expand(suite)
