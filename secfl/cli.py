@@ -6,6 +6,7 @@ A user mistake (bad scenario, bad option) exits with code 2 and one line on stde
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from importlib import resources
@@ -36,6 +37,11 @@ def _version(value: bool) -> None:
 def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                help="print secfl's version and exit")] = False) -> None:
     """Secure, private, robust federated learning."""
+    signal.signal(signal.SIGTERM, _terminate)  # `kill`, a scheduler's stop: the same clean stop as Ctrl-C
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 Out = Annotated[Path | None, typer.Option("--out", help="run directory (default: runs/<scenario name>)")]
 Seed = Annotated[int | None, typer.Option("--seed", help="override run.seed")]

@@ -140,8 +140,11 @@ def _run_pool(tasks: list[dict[str, Any]], jobs: int, finish: Callable[[CellResu
                 except Exception as exc:  # the worker process died (e.g. out of memory): the cell failed
                     result = CellResult(cell, "failed", error=f"worker process failed: {type(exc).__name__}: {exc}")
                 finish(result)
-    except BaseException:
+    except BaseException:  # Ctrl-C, SIGTERM (the CLI raises KeyboardInterrupt), an error in `finish`
+        processes = list((pool._processes or {}).values())  # noqa: SLF001 (no public handle on the workers)
         pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:  # a worker mid-cell would run on until its cell ends; its rounds are saved
+            process.terminate()
         raise
     pool.shutdown()
 
