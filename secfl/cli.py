@@ -34,7 +34,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                help="print secfl's version and exit")] = False) -> None:
     """Secure, private, robust federated learning."""
     signal.signal(signal.SIGTERM, _terminate)  # `kill`, a scheduler's stop: the same clean stop as Ctrl-C
