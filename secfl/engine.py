@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from secfl.exceptions import ConfigurationError, PrivacyBudgetExceededError
+from secfl.exceptions import ConfigurationError, InsufficientParticipantsError, PrivacyBudgetExceededError
+from secfl.fl.model_check import check_model
 from secfl.runs import RunDir
 from secfl.fl.params import num_params
 from secfl.hooks import FixedUpdates, Observer, RoundContext, RoundHook, RoundSeen
@@ -40,6 +41,10 @@ def embedded(setup: RunSetup, ctx: RoundContext, rng: np.random.Generator) -> tu
     client bound to the model it received (``secfl.protocols.binding``; here the same model for all)."""
     context = model_context([p.detach().cpu().numpy() for p in ctx.model.parameters()], ctx.round)
     updates, losses = _updates(setup, ctx)
+    if len(updates) < setup.pipeline.min_clients:  # clients refused the model: abort, never sum fewer
+        raise InsufficientParticipantsError(
+            f"round {ctx.round}: {len(setup.refusals)} of {len(ctx.sampled)} clients refused the model "
+            f"(client.model_check); {len(updates)} left, the round needs {setup.pipeline.min_clients}")
     contexts = {u.client_id: context for u in updates}
     return setup.pipeline.run_round(updates, rng=rng, reference=ctx.reference, contexts=contexts), losses
 
@@ -63,6 +68,8 @@ def run(scenario: Scenario, run_dir: RunDir, *, resume: bool = False,
     setup = RunSetup(scenario)
     if transport is not None and fixed_updates:  # canaries are in-process clients: a transport would skip them
         raise ConfigurationError("fixed updates (audit canaries) need the embedded engine, not a transport")
+    if transport is not None and scenario.client.model_check:
+        raise ConfigurationError("client.model_check runs in the embedded engine's clients, not over a transport")
     setup.transport = transport if transport is not None else embedded
     if scenario.attack is not None and fixed_updates:
         raise ConfigurationError("fixed updates (audit canaries) and [attack] cannot be combined in one run")
@@ -105,12 +112,16 @@ def set_pseudo_gradient(model: torch.nn.Module, delta: np.ndarray) -> None:
         offset += param.numel()
 
 
-def _train(setup: RunSetup, ctx: RoundContext, cid: int) -> tuple[Update, tuple[float, int]]:
-    """One client's local training through the method's trainer (and DP-SGD if configured)."""
+def _train(setup: RunSetup, ctx: RoundContext, cid: int) -> tuple[Update, tuple[float, int]] | None:
+    """One client's local training through the method's trainer (and DP-SGD if configured); None if the client
+    refuses the model (``client.model_check``)."""
     scenario, idx = setup.scenario, setup.shards[cid]
     x, y = setup.data.x_train[idx], setup.data.y_train[idx]
     for hook in setup.hooks:
         x, y = hook.client_data(ctx, cid, x, y)
+    if scenario.client.model_check and len(y) and check_model(ctx.model, x, y):
+        setup.refusals.append(cid)
+        return None
     dp = scenario.client.dp_sgd
     privacy = None if dp is None else DpSgd(DpSgdConfig(noise_multiplier=dp.noise_multiplier, delta=dp.delta,
                                                          max_grad_norm=dp.max_grad_norm,
@@ -138,11 +149,13 @@ def _updates(setup: RunSetup, ctx: RoundContext) -> tuple[list[Update], list[tup
         if supplied is not None:
             updates[cid] = supplied
         elif not any(h.skips_training(ctx, cid) for h in setup.hooks):
-            updates[cid], loss = _train(setup, ctx, cid)
-            losses.append(loss)
+            trained = _train(setup, ctx, cid)
+            if trained is not None:
+                updates[cid], loss = trained
+                losses.append(loss)
     for hook in setup.hooks:
         updates = hook.round_updates(ctx, updates)
-    return [updates[cid] for cid in ctx.sampled], losses
+    return [updates[cid] for cid in ctx.sampled if cid not in setup.refusals], losses
 
 
 def _round(setup: RunSetup, round_: int, run_dir: RunDir) -> dict[str, Any]:
@@ -173,7 +186,7 @@ def _round(setup: RunSetup, round_: int, run_dir: RunDir) -> dict[str, Any]:
                        release=release)
     for hook in setup.hooks:
         hook.before_round(ctx)
-    setup.client_metrics = {}
+    setup.client_metrics, setup.refusals = {}, []
     ctx.output, losses = setup.transport(setup, ctx, rng)
     out = ctx.output
     for hook in setup.hooks:
@@ -205,6 +218,8 @@ def _round(setup: RunSetup, round_: int, run_dir: RunDir) -> dict[str, Any]:
     if epsilons:
         row["client_epsilon"] = max(epsilons)
     row["bytes_up_per_client"], row["bytes_down_per_client"] = row["bytes_up"] / k, row["bytes_down"] / k
+    if setup.scenario.client.model_check:
+        row["model_refusals"] = len(setup.refusals)
     for key, values in setup.client_metrics.items():  # e.g. FedBAT's uplink bits per honest client
         row[key] = sum(values) / len(values)
     return row

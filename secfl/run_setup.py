@@ -88,6 +88,7 @@ class RunSetup:
                                                  lambda r: client_seed(self.seed, r, server_id)))
         self.client_state: dict[int, dict[str, Any]] = {}
         self.client_metrics: dict[str, list[float]] = {}
+        self.refusals: list[int] = []  # the clients of this round that refused the model (client.model_check)
         self.transport: Any = None  # how rounds train and sum: set by engine.run
 
     def charge(self, record: dict[str, Any]) -> None:

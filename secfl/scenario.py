@@ -115,6 +115,8 @@ class ClientSection(_Strict):
         None, gt=0, description="a public bound on a client's weight (its example count): a client weighs "
         "min(n, cap) / cap and can compute that itself, as clients in other processes must (1: equal weights)")
     dp_sgd: DpSgdSection | None = Field(None, description="sample-level DP-SGD (Opacus) in local training")
+    model_check: bool = Field(False, description="each client checks the model before training and refuses one "
+                              "with imprint structure or a zero update on its data (secfl.fl.model_check)")
 
 
 class DpSgdSection(_Strict):
