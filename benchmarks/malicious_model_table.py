@@ -11,15 +11,15 @@ quantize (SecAgg+ sums ring elements); plaintext sends raw updates. DP: clip 1, 
 with z solved for (epsilon, 1e-5) over 20 rounds of fixed-size sampling of that round size, quantize.
 Recovered: best reconstruction at PSNR >= 25 dB. Imprint layer: 256 bins (``--bins``); two sweeps beside:
 the bin count for trap weights on the secure sum of 20 without DP, and few bins (the signal concentrated in
-few units) against DP at epsilon 8.
+few units) against DP at epsilon 8; and a sweep of the noise multiplier z itself, to find where the
+attack starts to work (with the epsilon that z gives over the 20 rounds).
 
 ``--accuracy`` also trains the honest scenario (MLP(64), 20 rounds, 1 local epoch of batch 8) with the
 engine under each defense and reports its final test accuracy (the defenses' accuracy cost).
 
     .venv/bin/python benchmarks/malicious_model_table.py [--seeds 0 1 2] [--accuracy] [--out benchmarks/results]
 
-Writes malicious_model_table.json and prints the markdown tables. About 5 minutes on 2 cores (+5 with
---accuracy).
+Writes malicious_model_table.json and prints the markdown tables. About 5 minutes on 2 cores with --accuracy.
 """
 
 from __future__ import annotations
@@ -46,11 +46,12 @@ CONFIGS = {  # name: (protocol, grouping, clients in the round)
 PRIVACY = {"no DP": None, "DP eps 8": 8.0, "DP eps 3": 3.0}
 
 
-def build(config: str, epsilon: float | None) -> scenario.Scenario:
+def build(config: str, epsilon: float | None, *, z: float | None = None) -> scenario.Scenario:
+    """The configuration at ``epsilon`` (z solved), or with noise multiplier ``z`` given (no target)."""
     protocol, grouping, clients = CONFIGS[config]
-    if epsilon is not None:
-        stages = [{"kind": "l2clip", "norm": 1.0}, {"kind": "gaussian_noise", "placement": "distributed"},
-                  {"kind": "quantize", "scale": 65536.0}]
+    if epsilon is not None or z is not None:
+        noise = {"kind": "gaussian_noise", "placement": "distributed", **({"noise_multiplier": z} if z else {})}
+        stages = [{"kind": "l2clip", "norm": 1.0}, noise, {"kind": "quantize", "scale": 65536.0}]
     else:
         stages = [] if protocol == "plaintext" else [{"kind": "l2clip", "norm": 1.0},
                                                      {"kind": "quantize", "scale": 65536.0}]
@@ -89,6 +90,12 @@ def accuracy(config: str, epsilon: float | None, seeds: list[int]) -> float:
     return float(np.mean(values))
 
 
+def epsilon_of(spec: scenario.Scenario) -> float:
+    """The client-level epsilon (delta 1e-5) of the scenario's 20 rounds, as its ledger would count them."""
+    return spec.accountant().epsilon_of([(spec.build_pipeline().dp_event(), spec.run.rounds)],
+                                        sample_rate=spec.sample_rate, delta=spec.privacy.delta)
+
+
 def _fmt(c: dict[str, Any]) -> str:
     text = f"{c['fraction']:.2f}"
     if c["fraction_max"] - c["fraction_min"] > 0.005:
@@ -118,6 +125,12 @@ def tables(results: dict[str, Any]) -> str:
     lines += ["| bins (DP eps 8, one client's update alone, inconsistency) | " + " | ".join(
         str(b) for b in results["dp_bins"]) + " |", "|---|" + "---|" * len(results["dp_bins"]),
         "| fraction recovered | " + " | ".join(_fmt(c) for c in results["dp_bins"].values()) + " |", ""]
+    sweep = results["noise_sweep"]
+    lines += ["| noise multiplier z (epsilon over 20 rounds) | " + " | ".join(
+        f"{z} ({v['epsilon']:.3g})" for z, v in sweep.items()) + " |", "|---|" + "---|" * len(sweep)]
+    for name in ("trap_weights, SecAgg+ sum of 20", "inconsistency, plaintext (one update)"):
+        lines.append(f"| {name} | " + " | ".join(_fmt(v[name]) for v in sweep.values()) + " |")
+    lines.append("")
     if "accuracy" in results:
         lines += ["| honest training under | final accuracy (20 rounds) |", "|---|---|"]
         lines += [f"| {k} | {v:.3f} |" for k, v in results["accuracy"].items()]
@@ -148,6 +161,15 @@ def main() -> None:
     spec = build("plaintext (each update alone)", 8.0)
     results["dp_bins"] = {b: cell(spec, pop, attack="inconsistency", clients=20, bins=b, binding=False,
                                   seeds=args.seeds) for b in (2, 8, 32, 256)}
+    results["noise_sweep"] = {}
+    for z in (1e-5, 1e-4, 3e-4, 1e-3, 1e-2):
+        secure, plain = build("SecAgg+ sum of 20", None, z=z), build("plaintext (each update alone)", None, z=z)
+        results["noise_sweep"][z] = {
+            "epsilon": epsilon_of(secure),
+            "trap_weights, SecAgg+ sum of 20": cell(secure, pop, attack="trap_weights", clients=20, bins=args.bins,
+                                                    binding=False, seeds=args.seeds),
+            "inconsistency, plaintext (one update)": cell(plain, pop, attack="inconsistency", clients=20,
+                                                          bins=args.bins, binding=False, seeds=args.seeds)}
     if args.accuracy:
         results["accuracy"] = {
             "plaintext, no defense": accuracy("plaintext (each update alone)", None, args.seeds),
