@@ -39,7 +39,7 @@ Transport = Callable[[RunSetup, RoundContext, np.random.Generator], tuple[Any, l
 def embedded(setup: RunSetup, ctx: RoundContext, rng: np.random.Generator) -> tuple[Any, list[tuple[float, int]]]:
     """The in-process transport: every sampled client trains here, then the pipeline's secure sum, each
     client bound to the model it received (``secfl.protocols.binding``; here the same model for all)."""
-    context = model_context([p.detach().cpu().numpy() for p in ctx.model.parameters()], ctx.round)
+    context = model_context({n: p.detach().cpu().numpy() for n, p in ctx.model.named_parameters()})
     updates, losses = _updates(setup, ctx)
     if len(updates) < setup.pipeline.min_clients:  # clients refused the model: abort, never sum fewer
         raise InsufficientParticipantsError(

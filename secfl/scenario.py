@@ -421,11 +421,8 @@ def load(path: str | Path, *, overrides: Sequence[str] = ()) -> Scenario:
     data = _anchor_data_path(data, path.parent)
     if not overrides:
         return validate(data, source=str(path))
-    try:
-        return validate(apply_overrides(data, overrides), source=f"{path} with --set {' '.join(overrides)}")
-    except ConfigurationError:
-        validate(data, source=str(path))  # the file alone is wrong: blame the file
-        raise  # the file alone is fine: the --set values are wrong (the message names them)
+    # the source names the --set values too: the error may be in them (the message names the key)
+    return validate(apply_overrides(data, overrides), source=f"{path} with --set {' '.join(overrides)}")
 
 
 def _anchor_data_path(data: dict[str, Any], directory: Path) -> dict[str, Any]:

@@ -125,7 +125,7 @@ def client_main(cid: int, address: tuple[str, int], authkey: bytes, state_file: 
             client = RemoteClient(cid, pipeline, state=state_file.read_bytes())
             received = np.frombuffer(body[4:], dtype=np.float32)  # bind the sum to the model this client got
             client.set_update(round_, flatten(model) - start, weight=float(len(y)),
-                              context=model_context([received], round_))
+                              context=model_context([received]))
             save(state_file, client.state())
             conn.send_bytes(b"trained")  # ready for the round (its weight travels inside the masked vector)
         elif tag == b"P":  # one secure-sum request
@@ -239,7 +239,7 @@ def server_main(authkey: bytes, ready: mp.Queue, rounds: int) -> None:
             if reply is not None:
                 weights[cid] = 1.0  # the round's members (deployed clients weigh themselves)
         out = server.run_round(round_, weights, rng=np.random.default_rng([0, round_]), exchange=exchange,
-                               context=model_context([vector], round_))
+                               context=model_context([vector]))
         unflatten(model, (vector + out.aggregate).astype(np.float32))
         summed = sorted(c for group in out.result.survivors for c in group)
         print(f"round {round_}: clients {summed} summed (of {sorted(weights)}), "

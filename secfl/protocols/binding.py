@@ -13,7 +13,7 @@ complete one instance together. What this does not stop: one common crafted mode
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -23,22 +23,29 @@ from secfl.hazmat import crypto
 __all__ = ["model_context"]
 
 
-def model_context(arrays: Sequence[np.ndarray], round_: int, config: bytes = b"") -> bytes:
-    """The 32-byte context of a model given as its parameter arrays (in order), for round ``round_``, with
-    any round configuration the client received (``config``, canonical bytes): every dtype, shape and value
-    counts, so two models that differ anywhere have different contexts.
+def model_context(arrays: Sequence[np.ndarray] | Mapping[str, np.ndarray], *, config: bytes = b"") -> bytes:
+    """The 32-byte context of a model given as its parameter arrays (in order, or name -> array: then the
+    names count too), with the round configuration the client received (``config``: canonical bytes, e.g.
+    the learning rate it is told to use): every name, dtype, shape and value counts, so two models that differ
+    anywhere have different contexts. The round is not part of it (the instance binds the round): the same
+    model sent again in another round has the same context, and the client's contribution record, keyed on
+    it, refuses to contribute a second update computed from it.
 
     Raises:
-        ConfigurationError: ``arrays`` is not a sequence of numeric arrays, or ``round_`` is not an int >= 0.
+        ConfigurationError: not numeric arrays, names that are not strings, or ``config`` not bytes.
     """
-    if isinstance(round_, bool) or not isinstance(round_, int) or round_ < 0:
-        raise ConfigurationError(f"round_={round_!r} must be an int >= 0")
-    digest = hashlib.sha256(crypto.hkdf_info("secfl-model-context", round_, bytes(config), len(arrays)))
-    for array in arrays:
+    if not isinstance(config, (bytes, bytearray)):
+        raise ConfigurationError(f"config must be bytes (a canonical encoding), got {type(config).__name__}")
+    named = isinstance(arrays, Mapping)
+    items = list(arrays.items()) if named else [("", a) for a in arrays]
+    if named and not all(isinstance(name, str) for name, _ in items):
+        raise ConfigurationError("model array names must be strings")
+    digest = hashlib.sha256(crypto.hkdf_info("secfl-model-context", bytes(config), int(named), len(items)))
+    for name, array in items:
         a = np.asarray(array)
         if a.dtype.kind not in "fiub":
             raise ConfigurationError(f"a model array of dtype {a.dtype} cannot be bound; pass numeric arrays")
         a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
-        digest.update(crypto.hkdf_info(a.dtype.str, len(a.shape), *a.shape))
+        digest.update(crypto.hkdf_info(name, a.dtype.str, len(a.shape), *a.shape, a.nbytes))
         digest.update(a.tobytes())
     return digest.digest()

@@ -2,7 +2,9 @@
 
 Threat model: the server (and the transport) may be malicious. The client's long-term Ed25519 key never
 leaves it; every protocol message is checked by ``SecAggClient`` (bound instance, signatures, a roster size
-the client accepts); an input is masked at most once (the contribution record is part of the state). The
+the client accepts); an input is masked at most once: the contribution record (part of the state) names it
+by the model it was computed from (``set_update(context=...)``), else by its bytes, never by anything the
+server sends, so a server that re-sends a model under a new round or task gets no second sum of it. The
 state holds secrets (the signing key, the round's keys and shares): keep it where the client keeps its key.
 The key directory arrives from the server at the start of a round: against a malicious server that can
 forge the directory, pin the peers' keys out of band (``pinned``), else the server is trusted for keys.
@@ -10,6 +12,7 @@ forge the directory, pin the peers' keys out of band (``pinned``), else the serv
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -55,6 +58,8 @@ class RemoteClient:
                  simulation: bool = False) -> None:
         self.id, self.pipeline, self.pinned = int(client_id), pipeline, dict(pinned or {})
         self.simulation = simulation
+        if pipeline.protocol.secure and not getattr(pipeline.protocol, "binds_model", False):
+            raise ConfigurationError(f"{pipeline.protocol!r}: only plaintext, secagg and secagg+ run across processes")
         if not simulation and not pipeline.uniform and pipeline.weight_cap is None:
             raise ConfigurationError(
                 "a deployed client weighs itself: give the pipeline a public weight_cap (scenario: client.weight_cap, "
@@ -144,12 +149,8 @@ class RemoteClient:
             directory = {int(c): bytes.fromhex(k) for c, k in _mapping(f.get("directory", {})).items()}
             KeyDirectory({**directory, **self.pinned})  # 32-byte keys, checked before anything is spent
             if secure:
-                task = f.get("task", b"")
-                if not isinstance(task, bytes):
-                    raise TypeError
                 context = bytes.fromhex(self.s["update"][3]) if self.s["update"] else b""
                 instance = Instance(f["session"], round_, _integer(f["group"]), roster, context)
-                key = input_key(task, round_, self.id)
             relative, rng = self._weight_and_randomness(f)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError):
             raise ProtocolIntegrityError() from None
@@ -160,6 +161,11 @@ class RemoteClient:
         if any(self.pinned.get(c, k) != k for c, k in directory.items()):
             raise ProtocolIntegrityError()  # the server's directory disagrees with a pinned key
         values = np.frombuffer(bytes.fromhex(update[1]), dtype=np.float32)
+        if secure:  # the input's name in the contribution record: only what the client holds, nothing the server
+            # sends (a server-chosen task or round would re-key the same input into a second sum). Bound: the
+            # model it was computed from, so an update from a model already contributed to is never masked
+            # again; unbound: the update's own bytes.
+            key = input_key("remote-input", self.id, bytes.fromhex(update[3]) or hashlib.sha256(values).digest())
         if relative is None:  # the client weighs itself: the server cannot choose it
             relative = self.pipeline.relative_weight(update[2], update[2])
         words = self.pipeline.encode(Update(self.id, values, weight=update[2]), relative_weight=relative, rng=rng,

@@ -17,8 +17,8 @@ import numpy as np
 
 from secfl.exceptions import ConfigurationError, InsufficientParticipantsError, ProtocolError
 from secfl.hazmat.randomness import OS_RANDOM
-from secfl.protocols.directory import KeyDirectory
-from secfl.protocols.secagg_instance import SESSION_BYTES, Instance, roster_of
+from secfl.protocols.directory import PUBLIC_KEY_BYTES, KeyDirectory
+from secfl.protocols.secagg_instance import MAX_CLIENT_ID, SESSION_BYTES, Instance, roster_of
 from secfl.protocols.secagg_server import SecAggServer
 from secfl.remote.wire import pack, unpack
 from secfl.types import RoundResult, ServerView, Update
@@ -46,7 +46,7 @@ class RemoteServer:
     """
 
     def __init__(self, pipeline: Any, dimension: int, *, reproducible: bool = False) -> None:
-        if pipeline.protocol.secure and not hasattr(pipeline.protocol, "params"):
+        if pipeline.protocol.secure and not getattr(pipeline.protocol, "binds_model", False):
             raise ConfigurationError(f"{pipeline.protocol!r}: only plaintext, secagg and secagg+ run across processes")
         self.pipeline, self.dimension, self.reproducible = pipeline, int(dimension), reproducible
         self.directory = KeyDirectory()
@@ -56,10 +56,10 @@ class RemoteServer:
         """Register a client's long-term public key (``RemoteClient.enroll``); return its id. A client id
         enrolls once: a second, different key is refused."""
         fields = unpack(message, "enroll")
-        try:
-            client, key = int(fields["client"]), fields["public_key"]
-        except (KeyError, TypeError, ValueError):
-            raise ProtocolError("a malformed enrollment") from None
+        client, key = fields.get("client"), fields.get("public_key")
+        if isinstance(client, bool) or not isinstance(client, int) or not 0 <= client <= MAX_CLIENT_ID \
+                or not isinstance(key, bytes) or len(key) != PUBLIC_KEY_BYTES:
+            raise ProtocolError("a malformed enrollment")
         if self.keys.get(client, key) != key:
             raise ProtocolError(f"client {client} enrolled again with another key")
         if client not in self.keys:
@@ -68,7 +68,7 @@ class RemoteServer:
         return client
 
     def run_round(self, round_: int, weights: Mapping[int, float], *, rng: np.random.Generator, exchange: Exchange,
-                  reference: np.ndarray | None = None, task: bytes = b"", context: bytes = b"") -> Any:
+                  reference: np.ndarray | None = None, context: bytes = b"") -> Any:
         """One round over the clients in ``weights`` (id -> weight, in the round's order), each holding its
         update (``RemoteClient.set_update``); returns the pipeline's ``RoundOutput``. Only clients that run as
         a simulation use the weights' values (their relative weights); a deployed client weighs itself.
@@ -116,7 +116,7 @@ class RemoteServer:
             for c in group:
                 seed = streams[ids.index(c)].bit_generator.seed_seq if self.reproducible else None
                 opens[c] = pack("open", round=round_, session=session, group=index, roster=list(roster_of(group)),
-                                relative_weight=p.relative_weight(float(weights[c]), top), task=task,
+                                relative_weight=p.relative_weight(float(weights[c]), top),
                                 seed=[seed.entropy, list(seed.spawn_key)] if seed is not None else None,
                                 directory={str(k): v.hex() for k, v in self.keys.items() if k in group})
         opened = send(opens)

@@ -35,12 +35,16 @@ def unpack(data: object, *kinds: str) -> dict[str, Any]:
         size = int.from_bytes(data[:4], "little")
         if size > min(_MAX_HEADER, len(data) - 4):
             raise ValueError
-        header = json.loads(bytes(data[4:4 + size]))
+        header = json.loads(bytes(data[4:4 + size]), parse_constant=_no_constant)
         if not isinstance(header, dict) or header.get("kind") not in kinds or "payload" in header:
             raise ValueError
         fields = {k: bytes.fromhex(v["hex"]) if isinstance(v, dict) and set(v) == {"hex"} else v
                   for k, v in header.items()}
         fields["payload"] = bytes(data[4 + size:])
         return fields
-    except (ValueError, TypeError, UnicodeDecodeError):
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting a peer chose
         raise ProtocolIntegrityError() from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

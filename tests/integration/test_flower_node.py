@@ -14,7 +14,7 @@ import torch
 
 pytest.importorskip("flwr")
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict  # noqa: E402
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict  # noqa: E402
 from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
 from secfl import ConfigurationError, scenario  # noqa: E402
@@ -167,3 +167,35 @@ def test_a_malformed_enrollment_is_skipped_and_reported():
         rounds.enroll(torch.nn.Linear(2, 1), wait=0.0)
     assert rounds.node_of == {0: 1, 1: 2, 3: 4} and "node 3" in rounds.errors[0]
 
+
+
+def test_the_train_binding_covers_arrays_names_config_and_the_scenario():
+    """Nodes told anything different (a value, an array's name, a config entry such as lr, the scenario) have
+    different contexts, so they are never in one sum (the review's F2-F4)."""
+    arrays = {"0.weight": np.zeros((2, 3), np.float32), "0.bias": np.ones(2, np.float32)}
+
+    def content(arrays=arrays, **config):
+        record = ArrayRecord({k: Array(v) for k, v in arrays.items()})
+        return RecordDict({"arrays": record, "config": ConfigRecord({"server-round": 1, **config})})
+
+    base = node.train_context(content(), text_of())
+    assert base == node.train_context(content(), text_of())
+    swapped = {"0.weight": arrays["0.weight"], "0.bias": arrays["0.bias"] * 2}
+    renamed = dict(zip(["0.bias", "0.weight"], arrays.values(), strict=True))  # same order of values, names swapped
+    others = [node.train_context(content(swapped), text_of()), node.train_context(content(renamed), text_of()),
+              node.train_context(content(lr=0.0), text_of()), node.train_context(content(b=b"x"), text_of()),
+              node.train_context(content(b="78"), text_of()),
+              node.train_context(content(), text_of(client={"weight_cap": 1e9}))]
+    assert len({base, *others}) == 1 + len(others)
+
+
+def test_a_node_refuses_a_protocol_it_cannot_run_and_a_non_bytes_request():
+    with pytest.raises(ConfigurationError, match="a node runs secagg"):
+        enroll(context(), text_of(protocol={"kind": "he"}, stages=[{"kind": "l2clip", "norm": 5.0},
+                                                                  {"kind": "quantize", "scale": 65536.0}]))
+    ctx = context()
+    enroll(ctx, text_of())
+    msg = Message(RecordDict({node.STATE: ConfigRecord({"request": 10**12})}), dst_node_id=7,
+                  message_type="query.secfl")
+    with pytest.raises(ConfigurationError, match="expected bytes"):
+        node.secfl_mod(msg, ctx, call_next=None)

@@ -40,5 +40,7 @@ def test_a_bad_set_value_is_blamed_on_the_set_not_the_file(tmp_path):
     with pytest.raises(ConfigurationError, match=r"with --set client.lr=-1: client.lr"):
         scenario.load(path, overrides=["client.lr=-1"])
     path.write_text("[data]\nnum_clients = -4\n")
-    with pytest.raises(ConfigurationError, match=r"s.toml: data.num_clients"):
+    with pytest.raises(ConfigurationError, match=r"s.toml with --set client.lr=0.1: data.num_clients"):
         scenario.load(path, overrides=["client.lr=0.1"])
+    with pytest.raises(ConfigurationError, match=r"s.toml: data.num_clients"):
+        scenario.load(path)

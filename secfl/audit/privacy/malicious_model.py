@@ -118,7 +118,7 @@ def _contexts(received: dict[int, torch.nn.Module]) -> dict[int, bytes]:
     """Each client's binding: ``model_context`` of the parameter arrays of the model IT received."""
     from secfl.protocols.binding import model_context
 
-    return {c: model_context([p.detach().numpy().copy() for _, p in m.named_parameters()], ROUND)
+    return {c: model_context({n: p.detach().numpy().copy() for n, p in m.named_parameters()})
             for c, m in received.items()}
 
 

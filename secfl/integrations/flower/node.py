@@ -76,6 +76,35 @@ def _reply(msg: Message, **fields: Any) -> Message:
     return Message(RecordDict({STATE: ConfigRecord(fields)}), reply_to=msg)
 
 
+def train_context(content: RecordDict, text: str) -> bytes:
+    """The model binding of a ``train`` message: every array record (names, dtypes, shapes, values), every
+    config and metric record (sorted), and the scenario's digest. The node computes it from what it received,
+    the server from what it sent: nodes told anything different (another model, learning rate or scenario)
+    are never in one sum."""
+    arrays = {f"{name}/{key}": array.numpy() for name, record in sorted(content.array_records.items())
+              for key, array in record.items()}
+    records = {kind: {name: sorted((k, _plain(v)) for k, v in record.items()) for name, record in sorted(group.items())}
+               for kind, group in (("config", content.config_records), ("metrics", content.metric_records))}
+    config = json.dumps({"records": records, "scenario": digest(text)}, sort_keys=True, separators=(",", ":"))
+    return model_context(arrays, config=config.encode())
+
+
+def as_bytes(value: Any) -> bytes:
+    """A record's bytes value, checked (``bytes(n)`` of an int would allocate n zero bytes)."""
+    if not isinstance(value, bytes):
+        raise ConfigurationError(f"expected bytes in secfl's record, got {type(value).__name__}")
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A record value as JSON (bytes as hex, tagged so that they never equal a string)."""
+    if isinstance(value, (bytes, bytearray)):
+        return {"hex": bytes(value).hex()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _check_scenario(text: str, context: Context) -> None:
     """The node's own checks of the scenario the server sends (a malicious server would send a weaker one):
     - the first scenario of a run is the only one (no re-enrollment with another);
@@ -89,7 +118,11 @@ def _check_scenario(text: str, context: Context) -> None:
     if pin is not None and str(pin).lower() != digest(text):
         raise ConfigurationError("the server's scenario does not match this node's secfl-scenario-sha256: refused")
     allow_plain = str(context.node_config.get("secfl-allow-plaintext", "false")).lower() == "true"
-    if not (_simulation() or allow_plain or pipeline_of(text).protocol.secure):
+    protocol = pipeline_of(text).protocol
+    if protocol.secure and not getattr(protocol, "binds_model", False):
+        raise ConfigurationError(f"the server's scenario uses {protocol.name}: a node runs secagg, secagg+ or "
+                                 "(if allowed) plaintext")
+    if not (_simulation() or allow_plain or protocol.secure):
         raise ConfigurationError("the server's scenario sends updates in plaintext: refused (set node config "
                                  "secfl-allow-plaintext=true to allow it)")
 
@@ -106,7 +139,7 @@ def _query(msg: Message, context: Context) -> Message:
     text = str(context.state.config_records[STATE]["scenario"])
     client = _client(context, text)
     try:
-        reply = client.handle(bytes(msg.content[STATE]["request"]))
+        reply = client.handle(as_bytes(msg.content[STATE]["request"]))
     finally:  # a refusal ends the client's part in the round: that too must survive until the next message
         _save(context, client, text)
     return _reply(msg, reply=reply)
@@ -147,8 +180,7 @@ def secfl_mod(msg: Message, context: Context, call_next: Any) -> Message:
     metrics = dict(reply.content["metrics"])
     text = str(context.state.config_records[STATE]["scenario"])
     client = _client(context, text)
-    received = msg.content["arrays"].to_numpy_ndarrays()  # the model this node trained on: bound into the sum
-    client.set_update(round_, update, float(metrics["num-examples"]), context=model_context(received, round_))
+    client.set_update(round_, update, float(metrics["num-examples"]), context=train_context(msg.content, text))
     _save(context, client, text)
     if not _simulation():  # the weight travels only inside the masked vector: the server never sees it
         metrics = {k: v for k, v in metrics.items() if k not in WEIGHT_METRICS}

@@ -29,8 +29,7 @@ from secfl import engine
 from secfl import scenario as scenarios
 from secfl.exceptions import ConfigurationError, ProtocolError
 from secfl.fl.params import num_params
-from secfl.integrations.flower.node import STATE
-from secfl.protocols.binding import model_context
+from secfl.integrations.flower.node import STATE, as_bytes, train_context
 from secfl.remote import RemoteServer
 from secfl.runs import RunDir
 from secfl.scenario_pin import canonical_text
@@ -95,7 +94,7 @@ class FlowerRounds:
         replies = self._send({node: content for node in nodes}, "query.secfl_enroll", max(self.timeout, wait))
         for node, reply in replies.items():
             try:
-                cid = self.server.enroll(_bytes(reply[STATE]["enrollment"]))
+                cid = self.server.enroll(as_bytes(reply[STATE]["enrollment"]))
             except (ProtocolError, KeyError, TypeError, ValueError) as error:  # that node is not enrolled
                 self._error(f"enrollment of node {node}: {type(error).__name__} {error}")
                 continue
@@ -133,7 +132,7 @@ class FlowerRounds:
         out = {}
         for node, content in self._send(contents, "query.secfl").items():
             try:
-                out[cid_of[node]] = _bytes(content[STATE]["reply"])
+                out[cid_of[node]] = as_bytes(content[STATE]["reply"])
             except (KeyError, TypeError, ValueError):
                 self._error(f"query.secfl node {node}: a reply without secfl's record")
         return out
@@ -162,34 +161,30 @@ class FlowerRounds:
         """One round's updates and secure sum (``engine.run``'s transport)."""
         if self.server is None:
             self.enroll(ctx.model)
-        sent = [p.detach().cpu().numpy() for p in ctx.model.parameters()]
-        arrays = ArrayRecord(numpy_ndarrays=sent)
+        arrays = ArrayRecord(numpy_ndarrays=[p.detach().cpu().numpy() for p in ctx.model.parameters()])
         content = RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": ctx.round})})
         replies = self._send({self.node_of[c]: content for c in ctx.sampled}, "train")
         cid_of = {node: cid for cid, node in self.node_of.items()}
         leaked = sorted(cid_of[node] for node, c in replies.items() if c.array_records)
-        if leaked:
-            raise ConfigurationError(f"clients {leaked[:10]} sent their update in the clear: their ClientApp needs "
-                                     "mods=[secfl_mod] (secfl.integrations.flower)")
+        if leaked:  # their update already left in the clear: not summed (one such node cannot stop the run)
+            self._error(f"clients {leaked[:10]} sent their update in the clear (their ClientApp needs "
+                        "mods=[secfl_mod], secfl.integrations.flower): dropped")
+            replies = {node: c for node, c in replies.items() if not c.array_records}
+            if not replies:
+                raise ConfigurationError(f"round {ctx.round}: every node sent its update in the clear: their "
+                                         "ClientApp needs mods=[secfl_mod] (secfl.integrations.flower)")
         trained = self._train_replies(replies)
         weights = {c: trained[c][0] for c in ctx.sampled if c in trained}
         if not weights:
             raise ProtocolError(f"round {ctx.round}: no sampled node returned an update")
         losses = [(loss, counted) for _, loss, counted in trained.values()]
         out = self.server.run_round(ctx.round, weights, rng=rng, exchange=self.exchange, reference=ctx.reference,
-                                    context=model_context(sent, ctx.round))
+                                    context=train_context(content, self.text))
         summed = sorted(c for group in out.result.survivors for c in group)
         dropped = sorted(set(ctx.sampled) - set(summed))
         _log.info("secfl round %d: the secure sum holds %d of %d clients%s", ctx.round, len(summed), len(ctx.sampled),
                   f"; dropped out (no reply in time or an error): {dropped}" if dropped else "")
         return out, losses
-
-
-def _bytes(value: Any) -> bytes:
-    """A record's bytes value (``bytes(3)`` would be three zero bytes)."""
-    if not isinstance(value, bytes):
-        raise TypeError(f"{type(value).__name__}, not bytes")
-    return value
 
 
 def serve(grid: Grid, context: Context) -> dict[str, Any]:

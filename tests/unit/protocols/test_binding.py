@@ -13,24 +13,27 @@ from secfl import (ConfigurationError, L2Clip, Pipeline, ProtocolError, Quantize
 from secfl.protocols.secagg_instance import Instance
 
 MODELS = [[np.full((2, 3), v, np.float32), np.zeros(3, np.float32)] for v in (0.0, 1.0, 2.0)]
-CONTEXTS = [model_context(m, 1) for m in MODELS]
+CONTEXTS = [model_context(m) for m in MODELS]
 
 
 def test_the_context_changes_with_anything_the_client_received():
-    base = model_context(MODELS[0], 1)
-    assert base == model_context([a.copy() for a in MODELS[0]], 1) and len(base) == 32
-    changed = [model_context(MODELS[1], 1), model_context(MODELS[0], 2), model_context(MODELS[0], 1, b"lr=0.1"),
-               model_context([MODELS[0][0].reshape(3, 2), MODELS[0][1]], 1),
-               model_context([MODELS[0][0].astype(np.float64), MODELS[0][1]], 1),
-               model_context([np.concatenate([MODELS[0][0].ravel(), MODELS[0][1]])], 1),
-               model_context(MODELS[0][:1], 1)]
+    base = model_context(MODELS[0])
+    assert base == model_context([a.copy() for a in MODELS[0]]) and len(base) == 32
+    named = {"w": MODELS[0][0], "b": MODELS[0][1]}
+    changed = [model_context(MODELS[1]), model_context(MODELS[0], config=b"lr=0.1"),
+               model_context([MODELS[0][0].reshape(3, 2), MODELS[0][1]]),
+               model_context([MODELS[0][0].astype(np.float64), MODELS[0][1]]),
+               model_context([np.concatenate([MODELS[0][0].ravel(), MODELS[0][1]])]),
+               model_context(MODELS[0][:1]), model_context(named), model_context({"b": named["w"], "w": named["b"]}),
+               model_context({"w2": named["w"], "b": named["b"]})]
     assert len({base, *changed}) == 1 + len(changed)
+    assert model_context(named) == model_context(dict(named))  # the round is not in it: the instance binds it
 
 
-@pytest.mark.parametrize("bad", [{"round_": -1}, {"round_": 1.0}, {"arrays": [np.array(["a"])]}])
+@pytest.mark.parametrize("bad", [{"config": 1}, {"arrays": [np.array(["a"])]}, {"arrays": {1: np.zeros(2)}}])
 def test_bad_input_is_a_configuration_error(bad):
     with pytest.raises(ConfigurationError):
-        model_context(**{"arrays": MODELS[0], "round_": 1, **bad})
+        model_context(**{"arrays": MODELS[0], **bad})
 
 
 def test_an_instance_context_is_empty_or_32_bytes_and_changes_the_digest():
