@@ -16,7 +16,10 @@ group). The server decodes each group's sum (mean times total weight) and runs `
 With ``binding`` each client passes ``model_context`` of the model IT received, so under SecAgg/SecAgg+ the
 members of a group that received different models cannot complete one instance together; a round the
 protocol refuses releases nothing and counts as 0 recovered (``refused`` says why). Plaintext and HE do not
-bind: the server sees what it would see anyway.
+bind: the server sees what it would see anyway. With ``model_check`` (default: the scenario's
+``client.model_check``) each client first runs ``secfl.fl.model_check.check_model`` on the model it received
+and its own examples, as the engine's clients do; a client that refuses sends nothing, and a round left with
+fewer clients than the pipeline needs is refused.
 
 Threat model: the server crafts the models and knows the pipeline (it is public) and its own public data;
 it does not see individual updates inside a secure sum. What this measures is one attack's success, not a
@@ -37,7 +40,8 @@ import torch
 from secfl import registry
 from secfl.audit.privacy.image_metrics import Normalization
 from secfl.audit.privacy.imprint import DEFAULT_THRESHOLD, ImprintNet, dead_model, imprint_model, recover, score
-from secfl.exceptions import ConfigurationError, ProtocolError
+from secfl.exceptions import ConfigurationError, InsufficientParticipantsError, ProtocolError
+from secfl.fl.model_check import check_model
 from secfl.fl.data import Dataset
 from secfl.run_setup import RunSetup
 from secfl.scenario import NEEDS_DIM, Scenario
@@ -46,7 +50,6 @@ from secfl.types import Update
 __all__ = ["ATTACKS", "MaliciousRound", "Outcome", "audit_malicious_model", "population", "run_malicious_round"]
 
 ATTACKS = ("trap_weights", "inconsistency")
-ROUND = 1  # the attacked round (in the model context)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class MaliciousRound:
     bins: int = 128
     batch_size: int | None = None
     binding: bool = False
+    model_check: bool | None = None
     threshold: float = DEFAULT_THRESHOLD
     seed: int = 0
 
@@ -75,6 +79,8 @@ class MaliciousRound:
             raise ConfigurationError(f"batch_size={self.batch_size!r} is invalid; pass None or an integer >= 1")
         if not isinstance(self.binding, bool):
             raise ConfigurationError(f"binding={self.binding!r} must be True or False")
+        if self.model_check is not None and not isinstance(self.model_check, bool):
+            raise ConfigurationError(f"model_check={self.model_check!r} must be None (the scenario's), True or False")
         if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold) and self.threshold > 0):
             raise ConfigurationError(f"threshold={self.threshold!r} must be a finite number of dB > 0")
 
@@ -152,13 +158,18 @@ def run_malicious_round(scenario: Scenario, spec: MaliciousRound, *,
     dead = dead_model(shape, classes, bins=spec.bins)
     received = {c: trap if spec.attack == "trap_weights" or i == 0 else dead for i, c in enumerate(chosen)}
     batch = spec.batch_size or scenario.client.batch_size
-    updates, batches = [], {}
+    check = scenario.client.model_check if spec.model_check is None else spec.model_check
+    updates, batches, refusals = [], {}, []
     for cid in chosen:
         idx = rng.choice(shards[cid], size=min(batch, len(shards[cid])), replace=False)
         batches[cid] = idx
+        if check and check_model(received[cid], dataset.x_train[shards[cid]], dataset.y_train[shards[cid]]):
+            refusals.append(cid)  # as in the engine: a client that refuses the model sends nothing
+            continue
         delta = _fedsgd_delta(received[cid], dataset.x_train[idx], dataset.y_train[idx], scenario.client.lr)
         updates.append(Update(cid, delta, weight=float(len(idx))))
-    bind = {"contexts": _contexts(received)} if spec.binding else {}
+    sent = {u.client_id: received[u.client_id] for u in updates}
+    bind = {"contexts": _contexts(sent)} if spec.binding else {}
     targets = chosen if spec.attack == "trap_weights" else chosen[:1]
     truth_idx = np.concatenate([batches[c] for c in targets])
     norm = Normalization.infer(dataset.x_train)
@@ -168,9 +179,14 @@ def run_malicious_round(scenario: Scenario, spec: MaliciousRound, *,
         "scenario": scenario.name, **asdict(spec), "batch_size": batch, "lr": scenario.client.lr,
         "binds": bool(getattr(pipeline.protocol, "binds_model", False)), "examples": int(len(truth_idx)),
         "examples_in_round": int(sum(len(b) for b in batches.values())), "target": chosen[0],
+        "model_check": check, "model_refusals": refusals,
     }
     start = time.perf_counter()
     try:
+        if len(updates) < pipeline.min_clients:  # as the engine: never sum fewer than the protocol needs
+            raise InsufficientParticipantsError(f"{len(refusals)} of {len(chosen)} clients refused the model "
+                                                f"(model check); {len(updates)} left, the round needs "
+                                                f"{pipeline.min_clients}")
         out = pipeline.run_round(updates, rng=np.random.default_rng([spec.seed, 22, 1]), **bind)
     except ProtocolError as exc:  # InsufficientParticipantsError included: nothing is released
         base = score(np.zeros((0, *truth.shape[1:])), truth, threshold=spec.threshold, mean_image=mean_image)
@@ -185,7 +201,7 @@ def run_malicious_round(scenario: Scenario, spec: MaliciousRound, *,
     summary.update(result.summary, refused=None, groups=len(survivors),
                    largest_sum=max((len(s) for s in survivors), default=0),
                    target_in_sum=any(chosen[0] in s for s in survivors),
-                   excluded=sorted(set(chosen) - {c for s in survivors for c in s}),
+                   excluded=sorted(set(sent) - {c for s in survivors for c in s}),
                    noise_multiplier=out.measurements.get("dp/noise_multiplier"),
                    seconds=time.perf_counter() - start)
     matched = pixels[result.best] if len(pixels) else np.zeros_like(truth)

@@ -114,6 +114,17 @@ def test_the_binding_refuses_a_bucket_left_too_small():
     assert out["refused"] is not None or not out["target_in_sum"]
 
 
+def test_the_client_side_model_check_refuses_the_crafted_models():
+    s = spec(per_round=5)
+    pop = population(s)
+    for attack in ("trap_weights", "inconsistency"):
+        out = run_malicious_round(s, MaliciousRound(attack, 5, bins=64, model_check=True), data=pop).summary
+        assert out["model_check"] and len(out["model_refusals"]) == 5
+        assert out["refused"].startswith("InsufficientParticipantsError") and out["recovered"] == 0
+    unchecked = run_malicious_round(s, MaliciousRound("trap_weights", 5, bins=64), data=pop).summary
+    assert not unchecked["model_check"] and unchecked["model_refusals"] == [] and unchecked["recovered"] > 0
+
+
 def test_distributed_noise_at_epsilon_8_leaves_nothing_above_the_threshold():
     s = spec(stages=[{"kind": "l2clip", "norm": 1.0}, {"kind": "gaussian_noise", "placement": "distributed"},
                      {"kind": "quantize", "scale": 65536.0}], target=8.0)
@@ -136,7 +147,7 @@ def test_the_audit_section_has_every_run_and_its_pictures(tmp_path):
 
 def test_bad_options_are_refused(digits):
     bad_rounds = [dict(attack="spy"), dict(clients=0), dict(bins=0), dict(batch_size=0), dict(threshold=-1.0),
-                  dict(binding="yes"), dict(seed=-1), dict(clients=True)]
+                  dict(binding="yes"), dict(seed=-1), dict(clients=True), dict(model_check="yes")]
     for bad in bad_rounds:
         with pytest.raises(ConfigurationError):
             MaliciousRound(**{"attack": "trap_weights", "clients": 2, **bad})
