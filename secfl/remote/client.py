@@ -80,6 +80,11 @@ class RemoteClient:
             except (ValueError, TypeError, KeyError, AttributeError):
                 raise ProtocolIntegrityError() from None
 
+    @property
+    def public_key(self) -> bytes:
+        """This client's long-term Ed25519 public key (what peers pin)."""
+        return bytes.fromhex(self.s["public"])
+
     def state(self) -> bytes:
         """Everything this client must keep until its next call (secret: see the module doc)."""
         return json.dumps({**self.s, "signing_key": self.signing_key.hex()}, separators=(",", ":")).encode()

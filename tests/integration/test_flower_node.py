@@ -180,6 +180,8 @@ def test_the_train_binding_covers_arrays_names_config_and_the_scenario():
 
     base = node.train_context(content(), text_of())
     assert base == node.train_context(content(), text_of())
+    resent = RecordDict({"arrays": content()["arrays"], "config": ConfigRecord({"server-round": 7})})
+    assert node.train_context(resent, text_of()) == base  # the round is not in it: a re-sent model is the same input
     swapped = {"0.weight": arrays["0.weight"], "0.bias": arrays["0.bias"] * 2}
     renamed = dict(zip(["0.bias", "0.weight"], arrays.values(), strict=True))  # same order of values, names swapped
     others = [node.train_context(content(swapped), text_of()), node.train_context(content(renamed), text_of()),
@@ -199,3 +201,22 @@ def test_a_node_refuses_a_protocol_it_cannot_run_and_a_non_bytes_request():
                   message_type="query.secfl")
     with pytest.raises(ConfigurationError, match="expected bytes"):
         node.secfl_mod(msg, ctx, call_next=None)
+
+
+def test_state_dir_keeps_the_identity_and_record_across_runs_and_peers_are_pinned(tmp_path):
+    """A new Flower run gives the node a fresh context.state; with secfl-state-dir its identity (and contribution
+    record) come back from the node's own file (0600). secfl-peers pins the peers' keys: a directory from the
+    server that disagrees is refused."""
+    config = {"secfl-state-dir": str(tmp_path / "state")}
+    first = enroll(context(**config), text_of())
+    assert enroll(context(**config), text_of()) == first  # another run (fresh context.state): same identity
+    assert enroll(context(), text_of()) != first  # without the directory: a new identity per run
+    path = tmp_path / "state" / "secfl-node-0.state"
+    assert path.stat().st_mode & 0o777 == 0o600 and (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+    peers = tmp_path / "peers.json"
+    peers.write_text(json.dumps({"1": "00" * 32}))
+    ctx = context(**config, **{"secfl-peers": str(peers)})
+    assert node._client(ctx, text_of()).pinned == {1: b"\x00" * 32}
+    peers.write_text("[1, 2]")
+    with pytest.raises(ConfigurationError, match="secfl-peers"):
+        enroll(context(**{"secfl-peers": str(peers)}), text_of())

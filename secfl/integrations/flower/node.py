@@ -13,17 +13,24 @@ The node's secfl state (its signing key, its protocol state, the inputs it contr
 ``context.state``, on the node: it never leaves it.
 
 Threat model: the server (SuperLink and ServerApp) may be malicious. The node computes its own weight
-(``client.weight_cap``) and noise; it takes the first scenario of a run and refuses any other; it refuses a
-plaintext protocol unless its node config allows it; and with ``secfl-scenario-sha256`` in its node config it
+(``client.weight_cap``) and noise; it binds every sum to everything its ``train`` message carried and to the
+scenario (``train_context``); it takes the first scenario of a run and refuses any other; it refuses a
+plaintext protocol unless its node config allows it; with ``secfl-scenario-sha256`` in its node config it
 takes only that scenario (without the pin the server chooses the scenario's parameters, such as the noise
-and the group sizes: pin it in a deployment). Inside the protocol, ``RemoteClient``'s checks hold.
+and the group sizes). Against a malicious server a deployment also needs, in each node's config:
+``secfl-peers`` (the peers' public keys, a JSON file; without it the server hands out the keys and can stand
+in for every peer of a node) and ``secfl-state-dir`` (a directory where the node keeps its identity and
+contribution record across runs; without it both last one Flower run, so a server could start a new run and
+have the same model's update summed again). Inside the protocol, ``RemoteClient``'s checks hold.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,13 +40,16 @@ from secfl import scenario as scenarios
 from secfl.exceptions import ConfigurationError
 from secfl.protocols.binding import model_context
 from secfl.remote import RemoteClient
+from secfl.runs import atomic_write
 from secfl.scenario_pin import digest
 
 __all__ = ["secfl_mod", "secure", "pipeline_of", "client_id"]
 
 STATE = "secfl"
+_log = logging.getLogger("flwr")
 SIMULATION_ENV = "SECFL_FLOWER_SIMULATION"  # "1" in the nodes of secfl's own simulation (accepts seeds)
-WEIGHT_METRICS = ("num-examples", "loss-examples")  # a client's weight: kept on a deployed node
+WEIGHT_METRICS = ("num-examples", "loss-examples")
+ROUND_KEY = ("config", "config", "server-round")  # the round in a train message (bound by the instance instead)  # a client's weight: kept on a deployed node
 
 
 @functools.lru_cache(maxsize=4)
@@ -63,13 +73,45 @@ def _simulation() -> bool:
 
 
 def _client(context: Context, text: str) -> RemoteClient:
-    saved = context.state.config_records.get(STATE)
-    return RemoteClient(client_id(context), pipeline_of(text), state=saved["state"] if saved else None,
-                        simulation=_simulation())
+    saved, path = context.state.config_records.get(STATE), _state_file(context)
+    state = path.read_bytes() if path is not None and path.exists() else saved["state"] if saved else None
+    return RemoteClient(client_id(context), pipeline_of(text), state=state, simulation=_simulation(),
+                        pinned=_peers(context))
 
 
 def _save(context: Context, client: RemoteClient, text: str) -> None:
-    context.state.config_records[STATE] = ConfigRecord({"state": client.state(), "scenario": text})
+    state, path = client.state(), _state_file(context)
+    if path is not None:  # the node's identity and contribution record outlive the run (Flower's state does not)
+        atomic_write(path, state)
+    context.state.config_records[STATE] = ConfigRecord({"state": state, "scenario": text})
+
+
+def _state_file(context: Context) -> Path | None:
+    """``<secfl-state-dir>/secfl-node-<partition-id>.state`` if the node config names a directory (created
+    0700; the file, written atomically, is 0600: it holds the signing key)."""
+    directory = context.node_config.get("secfl-state-dir")
+    if directory is None:
+        return None
+    path = Path(str(directory)).expanduser()
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path / f"secfl-node-{client_id(context)}.state"
+
+
+def _peers(context: Context) -> dict[int, bytes]:
+    """The peers' public keys pinned by the node config ``secfl-peers`` (a JSON file ``{"<partition-id>":
+    "<hex key>"}``, e.g. collected from the nodes' logs), or none."""
+    path = context.node_config.get("secfl-peers")
+    if path is None:
+        return {}
+    try:
+        data = json.loads(Path(str(path)).expanduser().read_text(encoding="utf-8"))
+        peers = {int(c): bytes.fromhex(k) for c, k in data.items()}
+    except (OSError, ValueError, TypeError, AttributeError) as error:
+        raise ConfigurationError(f"node config secfl-peers={path!r}: not a JSON file of partition-id -> hex "
+                                 f"public key ({type(error).__name__})") from None
+    if any(len(k) != 32 for k in peers.values()):
+        raise ConfigurationError(f"node config secfl-peers={path!r}: a public key is 32 bytes (64 hex digits)")
+    return peers
 
 
 def _reply(msg: Message, **fields: Any) -> Message:
@@ -80,10 +122,12 @@ def train_context(content: RecordDict, text: str) -> bytes:
     """The model binding of a ``train`` message: every array record (names, dtypes, shapes, values), every
     config and metric record (sorted), and the scenario's digest. The node computes it from what it received,
     the server from what it sent: nodes told anything different (another model, learning rate or scenario)
-    are never in one sum."""
+    are never in one sum. The round number is left out (the instance binds it): the context also names the
+    input in the contribution record, so the same model sent again in another round is never summed again."""
     arrays = {f"{name}/{key}": array.numpy() for name, record in sorted(content.array_records.items())
               for key, array in record.items()}
-    records = {kind: {name: sorted((k, _plain(v)) for k, v in record.items()) for name, record in sorted(group.items())}
+    records = {kind: {name: sorted((k, _plain(v)) for k, v in record.items() if (kind, name, k) != ROUND_KEY)
+                      for name, record in sorted(group.items())}
                for kind, group in (("config", content.config_records), ("metrics", content.metric_records))}
     config = json.dumps({"records": records, "scenario": digest(text)}, sort_keys=True, separators=(",", ":"))
     return model_context(arrays, config=config.encode())
@@ -132,7 +176,9 @@ def _enroll(msg: Message, context: Context) -> Message:
     _check_scenario(text, context)
     client = _client(context, text)
     _save(context, client, text)
-    return _reply(msg, enrollment=client.enroll())
+    enrollment = client.enroll()
+    _log.info("secfl node %d public key %s (peers pin it with secfl-peers)", client.id, client.public_key.hex())
+    return _reply(msg, enrollment=enrollment)
 
 
 def _query(msg: Message, context: Context) -> Message:
