@@ -48,8 +48,8 @@ __all__ = ["secfl_mod", "secure", "pipeline_of", "client_id"]
 STATE = "secfl"
 _log = logging.getLogger("flwr")
 SIMULATION_ENV = "SECFL_FLOWER_SIMULATION"  # "1" in the nodes of secfl's own simulation (accepts seeds)
-WEIGHT_METRICS = ("num-examples", "loss-examples")
-ROUND_KEY = ("config", "config", "server-round")  # the round in a train message (bound by the instance instead)  # a client's weight: kept on a deployed node
+WEIGHT_METRICS = ("num-examples", "loss-examples")  # a client's weight: kept on a deployed node
+ROUND_KEY = ("config", "config", "server-round")  # the round in a train message (bound by the instance instead)
 
 
 @functools.lru_cache(maxsize=4)
