@@ -5,7 +5,9 @@ everyone) and model inconsistency (Pasquini et al. CCS 2022: the imprint model t
 model to the others). One FedSGD round: each client takes one gradient step (lr 0.1) on a batch of 8 of its
 own MNIST digits and its update goes through the configuration's real pipeline. Grid: both attacks x
 {plaintext (each update seen alone), SecAgg+ sum of 5, SecAgg+ sum of 20, buckets of 4 under SecAgg+ (20
-clients)} x {binding off, on} x {no DP, distributed DP at epsilon 8, 3}. Data: MNIST, 100 clients (IID);
+clients)} x {binding off, on} x {no DP, distributed DP at epsilon 8, 3}, and without DP the client-side
+model check (``client.model_check``: each client refuses a model with imprint structure or a zero update on
+its data). Data: MNIST, 100 clients (IID);
 the round has 20 clients except "SecAgg+ sum of 5". Without DP the secure configurations clip to 1 and
 quantize (SecAgg+ sums ring elements); plaintext sends raw updates. DP: clip 1, distributed Gaussian noise
 with z solved for (epsilon, 1e-5) over 20 rounds of fixed-size sampling of that round size, quantize.
@@ -19,7 +21,7 @@ engine under each defense and reports its final test accuracy (the defenses' acc
 
     .venv/bin/python benchmarks/malicious_model_table.py [--seeds 0 1 2] [--accuracy] [--out benchmarks/results]
 
-Writes malicious_model_table.json and prints the markdown tables. About 5 minutes on 2 cores with --accuracy.
+Writes malicious_model_table.json and prints the markdown tables. About 8 minutes on 2 cores with --accuracy.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ CONFIGS = {  # name: (protocol, grouping, clients in the round)
 PRIVACY = {"no DP": None, "DP eps 8": 8.0, "DP eps 3": 3.0}
 
 
-def build(config: str, epsilon: float | None, *, z: float | None = None) -> scenario.Scenario:
-    """The configuration at ``epsilon`` (z solved), or with noise multiplier ``z`` given (no target)."""
+def build(config: str, epsilon: float | None, *, z: float | None = None, check: bool = False) -> scenario.Scenario:
+    """The configuration at ``epsilon`` (z solved), or with noise multiplier ``z`` given (no target); ``check``:
+    the clients run the client-side model check (``client.model_check``)."""
     protocol, grouping, clients = CONFIGS[config]
     if epsilon is not None or z is not None:
         noise = {"kind": "gaussian_noise", "placement": "distributed", **({"noise_multiplier": z} if z else {})}
@@ -59,7 +62,7 @@ def build(config: str, epsilon: float | None, *, z: float | None = None) -> scen
             "run": {"rounds": 20, "clients_per_round": clients, "seed": 0},
             "data": {"dataset": "mnist", "num_clients": 100, "partition": {"kind": "iid"}},
             "model": {"kind": "mlp", "options": {"hidden": 64}},
-            "client": {"epochs": 1, "batch_size": 8, "lr": 0.1}}
+            "client": {"epochs": 1, "batch_size": 8, "lr": 0.1, "model_check": check}}
     if epsilon is not None:
         data["privacy"] = {"target_epsilon": epsilon}
     return scenario.validate(data)
@@ -68,9 +71,10 @@ def build(config: str, epsilon: float | None, *, z: float | None = None) -> scen
 def cell(spec: scenario.Scenario, pop: Any, *, attack: str, clients: int, bins: int, binding: bool,
          seeds: list[int]) -> dict[str, Any]:
     runs = [run_malicious_round(spec, MaliciousRound(attack, clients, bins=bins, binding=binding, seed=s),
-                                data=pop).summary for s in seeds]
+                                data=pop).summary for s in seeds]  # model check: the scenario's client.model_check
     keep = ("fraction", "recovered", "examples", "median_psnr", "fraction_mean_image", "fraction_black",
-            "psnr_mean_image", "refused", "excluded", "noise_multiplier", "largest_sum", "groups")
+            "psnr_mean_image", "psnr_black", "refused", "excluded", "noise_multiplier", "largest_sum", "groups",
+            "model_refusals")
     return {"fraction": float(np.mean([r["fraction"] for r in runs])),
             "fraction_min": float(min(r["fraction"] for r in runs)),
             "fraction_max": float(max(r["fraction"] for r in runs)),
@@ -80,8 +84,8 @@ def cell(spec: scenario.Scenario, pop: Any, *, attack: str, clients: int, bins: 
             "runs": [{k: r.get(k) for k in keep} for r in runs]}
 
 
-def accuracy(config: str, epsilon: float | None, seeds: list[int]) -> float:
-    spec = build(config, epsilon)
+def accuracy(config: str, epsilon: float | None, seeds: list[int], *, check: bool = False) -> float:
+    spec = build(config, epsilon, check=check)
     values = []
     for seed in seeds:
         seeded = spec.model_copy(update={"run": spec.run.model_copy(update={"seed": seed})})
@@ -109,10 +113,11 @@ def _fmt(c: dict[str, Any]) -> str:
 
 def tables(results: dict[str, Any]) -> str:
     head = "| attack | configuration | " + " | ".join(f"{p}, binding {b}" for p in PRIVACY for b in ("off", "on"))
-    lines = [head + " |", "|" + "---|" * (2 + 2 * len(PRIVACY))]
+    lines = [head + " | no DP, binding off, model check |", "|" + "---|" * (3 + 2 * len(PRIVACY))]
     for attack in ATTACKS:
         for config in CONFIGS:
             row = [results["grid"][f"{attack}|{config}|{p}|{b}"] for p in PRIVACY for b in (False, True)]
+            row.append(results["grid"][f"{attack}|{config}|no DP|check"])
             lines.append(f"| {attack} | {config} | " + " | ".join(_fmt(c) for c in row) + " |")
     base = max(c["baseline"] for c in results["grid"].values())
     z = {p: results["grid"][f"trap_weights|SecAgg+ sum of 20|{p}|False"]["runs"][0]["noise_multiplier"]
@@ -155,6 +160,10 @@ def main() -> None:
                     results["grid"][f"{attack}|{config}|{privacy}|{binding}"] = cell(
                         spec, pop, attack=attack, clients=clients, bins=args.bins, binding=binding, seeds=args.seeds)
             print(f"done: {config}, {privacy}", flush=True)
+        checked = build(config, None, check=True)
+        for attack in ATTACKS:
+            results["grid"][f"{attack}|{config}|no DP|check"] = cell(
+                checked, pop, attack=attack, clients=clients, bins=args.bins, binding=False, seeds=args.seeds)
     spec = build("SecAgg+ sum of 20", None)
     results["bins_sweep"] = {b: cell(spec, pop, attack="trap_weights", clients=20, bins=b, binding=False,
                                      seeds=args.seeds) for b in (64, 128, 256, 512, 1024)}
@@ -174,6 +183,8 @@ def main() -> None:
         results["accuracy"] = {
             "plaintext, no defense": accuracy("plaintext (each update alone)", None, args.seeds),
             "SecAgg+ sum of 20, clip 1 + quantize (binding on)": accuracy("SecAgg+ sum of 20", None, args.seeds),
+            "SecAgg+ sum of 20, clip 1 + quantize, binding + model check": accuracy("SecAgg+ sum of 20", None,
+                                                                                  args.seeds, check=True),
             "SecAgg+ sum of 20 + distributed DP eps 8": accuracy("SecAgg+ sum of 20", 8.0, args.seeds),
             "SecAgg+ sum of 20 + distributed DP eps 3": accuracy("SecAgg+ sum of 20", 3.0, args.seeds)}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,8 @@ def save_grid(outcome: Any, png: Path, title: str, *, limit: int = 10) -> None:
 
 def _cells(name: str, run: dict[str, Any]) -> list[str]:
     binding = ("on" if run["binds"] else "on (not bound: the protocol does not bind)") if run["binding"] else "off"
+    if run.get("model_check"):
+        binding += f"; model check: {len(run['model_refusals'])} refused the model"
     if run["refused"] is not None:
         released = f"refused: {run['refused']}"
     else:
