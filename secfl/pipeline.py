@@ -325,7 +325,7 @@ class Pipeline:
         size_of = {cid: len(group) for group in groups for cid in group}
         encoded = [self.encode(u, relative_weight=self.relative_weight(u.weight, top), rng=r,
                                group_size=size_of[u.client_id]) for u, r in zip(updates, client_rngs)]
-        bind = {"contexts": contexts} if contexts is not None and getattr(self.protocol, "binds_model", False) else {}
+        bind = {"contexts": contexts} if contexts is not None and self.protocol.binds_model else {}
         result = self.protocol.run(encoded, groups=groups, dropouts=dropouts, **bind)
         return self.conclude(result, groups, clients=len(updates), reference=reference, start=start)
 

@@ -207,6 +207,9 @@ class SecureSum(Protocol):
             conservative answer: distributed noise over it needs ``trust="simulation"``).
         accepts_packed: True if ring words are summed mod the word size, so a ``packed`` stage's
             fields add up (default); False if each sum must fit the ring stage's ``bits`` (HE).
+        binds_model: True if ``run`` takes ``contexts=`` (each client's model binding,
+            ``secfl.protocols.binding``) and never completes a group whose members' contexts differ.
+            Default False (``run`` is called without it).
         bind(bits=...): the protocol configured for the stages' output (``bits``: the ring stage's
             width, None for real values), a NEW object whenever anything changes: ``self`` is never
             modified. Default: ``self``.
@@ -221,6 +224,7 @@ class SecureSum(Protocol):
     min_group_size: int
     secure: bool
     accepts_packed: bool
+    binds_model: bool
 
     def run(
         self,
@@ -240,6 +244,7 @@ class BaseSecureSum:
     min_group_size: ClassVar[int] = 1
     secure: ClassVar[bool] = False
     accepts_packed: ClassVar[bool] = True
+    binds_model: ClassVar[bool] = False
 
     def bind(self, *, bits: int | None = None) -> BaseSecureSum:
         """The protocol for the stages' output (``bits``: the ring's width, or None): unchanged by default."""

@@ -58,7 +58,7 @@ class RemoteClient:
                  simulation: bool = False) -> None:
         self.id, self.pipeline, self.pinned = int(client_id), pipeline, dict(pinned or {})
         self.simulation = simulation
-        if pipeline.protocol.secure and not getattr(pipeline.protocol, "binds_model", False):
+        if pipeline.protocol.secure and not pipeline.protocol.binds_model:
             raise ConfigurationError(f"{pipeline.protocol!r}: only plaintext, secagg and secagg+ run across processes")
         if not simulation and not pipeline.uniform and pipeline.weight_cap is None:
             raise ConfigurationError(

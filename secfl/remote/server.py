@@ -46,7 +46,7 @@ class RemoteServer:
     """
 
     def __init__(self, pipeline: Any, dimension: int, *, reproducible: bool = False) -> None:
-        if pipeline.protocol.secure and not getattr(pipeline.protocol, "binds_model", False):
+        if pipeline.protocol.secure and not pipeline.protocol.binds_model:
             raise ConfigurationError(f"{pipeline.protocol!r}: only plaintext, secagg and secagg+ run across processes")
         self.pipeline, self.dimension, self.reproducible = pipeline, int(dimension), reproducible
         self.directory = KeyDirectory()

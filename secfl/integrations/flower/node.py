@@ -163,7 +163,7 @@ def _check_scenario(text: str, context: Context) -> None:
         raise ConfigurationError("the server's scenario does not match this node's secfl-scenario-sha256: refused")
     allow_plain = str(context.node_config.get("secfl-allow-plaintext", "false")).lower() == "true"
     protocol = pipeline_of(text).protocol
-    if protocol.secure and not getattr(protocol, "binds_model", False):
+    if protocol.secure and not protocol.binds_model:
         raise ConfigurationError(f"the server's scenario uses {protocol.name}: a node runs secagg, secagg+ or "
                                  "(if allowed) plaintext")
     if not (_simulation() or allow_plain or protocol.secure):
