@@ -98,6 +98,18 @@ def environment(seed: int) -> dict[str, Any]:
             "torch_threads": torch.get_num_threads()}
 
 
+def _rounds(config: dict[str, Any]) -> Any:
+    return config.get("run", {}).get("rounds") if isinstance(config.get("run"), dict) else None
+
+
+def _extends(stored: dict[str, Any], config: dict[str, Any]) -> bool:
+    """True if ``config`` is ``stored`` with more ``run.rounds`` and nothing else changed."""
+    old, new = _rounds(stored), _rounds(config)
+    if not (isinstance(old, int) and isinstance(new, int) and new > old):
+        return False
+    return {**stored, "run": {**stored["run"], "rounds": new}} == config
+
+
 class RunDir:
     """The files of one run; ``start`` a new run or ``resume`` one with the same config."""
 
@@ -135,10 +147,16 @@ class RunDir:
         if not self.config_path.exists():
             raise ConfigurationError(f"{self.path} holds no run to resume; drop --resume to start one")
         stored = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
-        if stored != config:
+        if stored != config and _extends(stored, config):  # more rounds, nothing else: extend the run
+            atomic_write(self.config_path, tomli_w.dumps(config).encode())
+        elif stored != config:
+            changed = sorted(k for k in {*stored, *config} if stored.get(k) != config.get(k))
+            hint = ("; the noise multiplier was solved for privacy.target_epsilon over run.rounds, so more rounds "
+                    "change it: give noise_multiplier explicitly to extend a run" if "stages" in changed
+                    and _rounds(stored) != _rounds(config) else "")
             raise ConfigurationError(
-                f"{self.path} was started with a different config; resume with the same scenario, "
-                "seed and --set values, or use a new --out"
+                f"{self.path} was started with a different config ({', '.join(changed)} differ); resume with the "
+                f"same scenario, seed and --set values (only more run.rounds may be added), or use a new --out{hint}"
             )
         checkpoint = None
         if self.checkpoint_path.exists():
