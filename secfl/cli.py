@@ -206,13 +206,16 @@ def _cell_line(result: Any, count: int, total: int) -> str:
 
 @app.command("report")
 def report_command(
-    directory: Annotated[Path, typer.Argument(metavar="DIR", help="a bench directory (secfl bench --out DIR)")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="a bench directory (secfl bench --out DIR) or "
+                                              "one run's (secfl run --out DIR)")],
 ) -> None:
-    """Write DIR/report.md with tables, heatmaps and accuracy curves of a (possibly unfinished) bench."""
+    """Write DIR/report.md: for a bench, tables, heatmaps and curves of its cells; for one run, its header,
+    curves and rounds; with tidy CSV beside. An unfinished bench or run is reported as far as it got."""
     from secfl.experiments.report import write_report
+    from secfl.experiments.run_report import is_run_dir, write_run_report
 
     try:
-        path = write_report(directory)
+        path = write_run_report(directory) if is_run_dir(directory) else write_report(directory)
     except SecflError as exc:
         raise fail(str(exc)) from None
     figures = sorted(p.name for p in path.parent.glob("*.png"))
