@@ -11,7 +11,8 @@ import numpy as np
 
 from secfl.audit.privacy.image_metrics import RECOGNISABLE_PSNR
 from secfl.audit.privacy.malicious_report import malicious_lines
-from secfl.runs import atomic_write
+from secfl.audit.privacy.verdict import provenance_lines, verdict_lines
+from secfl.runs import atomic_write, environment
 
 __all__ = ["write_privacy_report", "save_reconstruction_png"]
 
@@ -158,7 +159,8 @@ def write_privacy_report(results: Sequence[dict[str, Any]], out: str | Path) -> 
     """Write ``<out>/audit.md`` (and each scenario's ``inversion.png``, and ``bridges.png`` for FedAgg's latent
     bridges); return its path."""
     out = Path(out)
-    lines = ["# Privacy audit", "",
+    lines = ["# Privacy audit", "", *verdict_lines(results), *provenance_lines(results, environment(0)),
+             "## Measurements", "",
              "One row per scenario (`secfl audit privacy`). Inversion: Inverting Gradients with iDLG labels "
              "(unless the row names DLG or iDLG) on the "
              "first group's decoded mean at the attacked round; PSNR/SSIM over the best-matched pairs, beside the "

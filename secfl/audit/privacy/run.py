@@ -191,7 +191,7 @@ def audit_scenario(scenario: Scenario, out: str | Path, options: PrivacyAuditOpt
         "name": scenario.name, "defense": describe_defense(scenario), "rounds": summary["rounds"],
         "accuracy": summary["final_accuracy"], "epsilon_claimed": claimed,
         "epsilon_server": summary.get("epsilon_server"), "epsilon_server_rounds": summary.get("epsilon_server_rounds"),
-        "delta": delta,
+        "delta": delta, "accountant": scenario.privacy.accountant,
         "sample_level_epsilon": scenario.client.dp_sgd is not None, "options": asdict(options),
     }
     result["inversion"] = _inversion(scenario, recorder, options, out)

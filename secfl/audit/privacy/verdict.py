@@ -1,0 +1,106 @@
+"""The first section of ``audit.md``: provenance and, per scenario, a verdict in words a reviewer can sign.
+
+The verdict states what was claimed (epsilon, delta, accountant), what the canaries measured (the one-run
+lower bound) and how strong that evidence is (the ceiling: the largest bound these canaries could ever show),
+what the attacks got, and for every attack that did not run, why and what would make it run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from secfl.audit.privacy.image_metrics import RECOGNISABLE_PSNR
+
+__all__ = ["provenance_lines", "verdict_lines"]
+
+#: Skip reasons (by their start) -> what would make the attack run.
+_REMEDY = {
+    "inversion_round = 0": "pass --round N (N >= 1)",
+    "the group holds": "raise PrivacyAuditOptions.max_inversion_examples (inversion is slow: minutes per 100 "
+                       "examples) or attack a scenario with smaller groups",
+    "round ": "attack a round the run reaches (--round) in which a group released a sum",
+    "the inputs are not images": "none: inversion is scored on images",
+    "canaries = 0": "pass --canaries M (M >= 2; default min(1000, num_clients // 2))",
+    "only ": "use more clients or a larger test split (too few examples to measure)",
+}
+
+
+def provenance_lines(results: Sequence[dict[str, Any]], environment: dict[str, Any]) -> list[str]:
+    """Who ran what, when: secfl's version and git sha, the date, each scenario's accountant and delta."""
+    packages = environment.get("packages", {})
+    sha = environment.get("git_sha") or "not a git checkout"
+    lines = ["## Provenance", "",
+             f"- secfl {packages.get('secfl') or '?'} (git {sha}), Python {environment.get('python', '?')}, "
+             f"torch {packages.get('torch') or '?'}, dp-accounting {packages.get('dp-accounting') or '?'}",
+             f"- written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"]
+    for r in results:
+        lines.append(f"- {r['name']}: {r.get('rounds', '?')} rounds, accountant {r.get('accountant', '?')}, delta "
+                     f"{r.get('delta', '?')}, audit seed {r.get('options', {}).get('seed', '?')}; the run directories "
+                     f"are `{r['name']}/run` and `{r['name']}/canary-run`")
+    return [*lines, ""]
+
+
+def verdict_lines(results: Sequence[dict[str, Any]]) -> list[str]:
+    """One paragraph per scenario: the epsilon verdict first, then the attacks, then what was skipped."""
+    lines = ["## Verdict", ""]
+    for r in results:
+        lines += [f"**{r['name']}.** {_epsilon(r)} {_inversion(r.get('inversion', {}))} "
+                  f"{_membership(r.get('membership', {}))}".rstrip(), ""]
+        skipped = _skipped(r)
+        if skipped:
+            lines += [f"Not run for {r['name']}:", "", *skipped, ""]
+    return lines
+
+
+def _epsilon(r: dict[str, Any]) -> str:
+    claimed, audit = r.get("epsilon_claimed"), r.get("audit", {})
+    if claimed is None:
+        return "The scenario claims no differential privacy, so there is no epsilon to audit."
+    claim = f"The accountant claims epsilon = {claimed:.3g} at delta = {r.get('delta', '?')} (released models)."
+    if "skipped" in audit:
+        return f"{claim} The canary audit did not run."
+    lower, ceiling = audit["epsilon_lower_bound"], audit["audit_ceiling"]
+    if audit.get("failed"):
+        confidence = 100 * r.get("options", {}).get("confidence", 0.95)
+        return (f"{claim} **FAILED: the canaries prove epsilon >= {lower:.3g} at {confidence:.0f}% confidence, more "
+                "than claimed: the noise or the accounting is wrong.**")
+    strength = (f"These canaries could never show more than {ceiling:.3g} (all guesses right), below the claim: the "
+                "audit cannot tell a correct mechanism from one that leaks up to that much more. Read this as "
+                "weak evidence, not as confirmation." if ceiling < claimed else
+                f"These canaries could show up to {ceiling:.3g}, so a mechanism leaking well beyond the claim would "
+                "have been caught.")
+    return (f"{claim} Not contradicted: the one-run lower bound is {lower:.3g} "
+            f"({audit['correct']} of {audit['guesses']} guesses right). {strength}")
+
+
+def _inversion(inv: dict[str, Any]) -> str:
+    if not inv or "skipped" in inv:
+        return ""
+    psnr, mean = inv["psnr"], inv["psnr_mean"]
+    seen = ("recognisable" if psnr >= RECOGNISABLE_PSNR else "not recognisable") if math.isfinite(psnr) else "n/a"
+    return (f"A server inverting what it saw ({inv['examples']} examples of {inv['clients']} client(s)) reached "
+            f"{psnr:.1f} dB against {mean:.1f} dB for the mean image: {seen} (threshold {RECOGNISABLE_PSNR:g} dB).")
+
+
+def _membership(mia: dict[str, Any]) -> str:
+    if not mia or "skipped" in mia:
+        return ""
+    auc = mia["loss_threshold"]["auc"]
+    bound = mia.get("bounds")
+    allowed = f" (the claim allows up to {bound['auc']:.3f})" if bound else ""
+    return f"Membership inference on the released model: AUC {auc:.3f}{allowed}."
+
+
+def _skipped(r: dict[str, Any]) -> list[str]:
+    out = []
+    parts = (("gradient inversion", r.get("inversion", {})), ("membership inference", r.get("membership", {})),
+             ("epsilon audit", r.get("audit", {})))
+    for what, part in parts:
+        if isinstance(part, dict) and "skipped" in part:
+            reason = str(part["skipped"])
+            remedy = next((fix for start, fix in _REMEDY.items() if reason.startswith(start)), "see the reason")
+            out.append(f"- {what}: {reason}. To run it: {remedy}.")
+    return out
