@@ -66,8 +66,11 @@ class RunSetup:
                                 rng=np.random.default_rng([self.seed, 1]), min_per_client=part.min_per_client, **extra)
         self.model = build_model(scenario.model.kind, input_shape=data.input_shape, num_classes=data.num_classes,
                                  seed=self.seed, **scenario.model.options)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=scenario.server.lr,
-                                         momentum=scenario.server.momentum)
+        server = scenario.server
+        self.optimizer = (torch.optim.Adam(self.model.parameters(), lr=server.lr, betas=tuple(server.betas),
+                                           eps=server.eps)
+                          if server.optimizer == "adam" else
+                          torch.optim.SGD(self.model.parameters(), lr=server.lr, momentum=server.momentum))
         client = scenario.client
         self.hyper = Hyper(epochs=client.epochs, batch_size=client.batch_size, lr=client.lr,
                            momentum=client.momentum, weight_decay=client.weight_decay)

@@ -144,8 +144,21 @@ class AttackSection(_Strict):
 
 
 class ServerSection(_Strict):
+    optimizer: Literal["sgd", "adam"] = Field(
+        "sgd", description="the server's step on the aggregate: sgd (FedAvg with lr 1) or adam (FedAdam, Reddi "
+        "et al. 2021: Adam on the pseudo-gradient; lr e.g. 0.01, eps the adaptivity tau e.g. 1e-3)")
     lr: float = Field(1.0, gt=0)
-    momentum: float = Field(0.0, ge=0, lt=1)
+    momentum: float = Field(0.0, ge=0, lt=1, description="sgd only")
+    betas: list[float] = Field(default_factory=lambda: [0.9, 0.99], description="adam only: [beta1, beta2]")
+    eps: float = Field(1e-3, gt=0, description="adam only: tau, the adaptivity")
+
+    @model_validator(mode="after")
+    def _betas(self) -> ServerSection:
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas = {list(self.betas)} must lie in [0, 1)")
+        if self.optimizer == "adam" and self.momentum:
+            raise ValueError("momentum is sgd's; adam has betas")
+        return self
 
 
 class PrivacySection(_Strict):
