@@ -11,8 +11,6 @@ attack success rate), the same tables are drawn for the final ASR.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import re
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from secfl.experiments.bench import cell_finished
+from secfl.experiments.figures import csv_cell, curves, heatmap, write_csv
 from secfl.experiments.suite import digest
 from secfl.exceptions import ConfigurationError
 from secfl.runs import RunDir, atomic_write
@@ -184,7 +183,7 @@ class _Report:
         self.lines += [f"Rounds per cell: {', '.join(map(str, rounds)) or '-'}. Tidy data: `cells.csv` (one row per "
                        "cell: its axis values, state and final metrics) and `rounds.csv` (one row per cell and "
                        "round: every logged metric).", ""]
-        self.write_csv()
+        self.writewrite_csv()
         self.per_cell_table()
         settings = _unique([self.setting_of(c) for c in self.cells])
         worst: dict[str, dict[str, _Worst]] = {}
@@ -206,18 +205,18 @@ class _Report:
         atomic_write(path, ("\n".join(self.lines).rstrip() + "\n").encode())
         return path
 
-    def write_csv(self) -> None:
+    def writewrite_csv(self) -> None:
         """``cells.csv`` and ``rounds.csv`` beside report.md (for pandas, R or a spreadsheet)."""
         axes = list(self.meta["axes"])
-        cells = [[c.id, *[c.values.get(a, "") for a in axes], c.state, _num(c.accuracy), _num(c.asr), len(c.rows)]
-                 for c in self.cells]
-        _csv(self.dir / "cells.csv", ["cell", *map(_axis, axes), "state", "final_accuracy", "final_asr", "rounds"],
-             cells)
+        cells = [[c.id, *[c.values.get(a, "") for a in axes], c.state, csv_cell(c.accuracy), csv_cell(c.asr),
+                  len(c.rows)] for c in self.cells]
+        write_csv(self.dir / "cells.csv", ["cell", *map(_axis, axes), "state", "final_accuracy", "final_asr",
+                                           "rounds"], cells)
         keys = _unique([k for c in self.cells for row in c.rows for k, v in row.items()
                         if isinstance(v, (int, float, str, bool)) or v is None])
-        rows = [[c.id, *[c.values.get(a, "") for a in axes], *[_num(row.get(k)) for k in keys]]
+        rows = [[c.id, *[c.values.get(a, "") for a in axes], *[csv_cell(row.get(k)) for k in keys]]
                 for c in self.cells for row in c.rows]
-        _csv(self.dir / "rounds.csv", ["cell", *map(_axis, axes), *keys], rows)
+        write_csv(self.dir / "rounds.csv", ["cell", *map(_axis, axes), *keys], rows)
 
     def per_cell_table(self) -> None:
         seeds = self.seed is not None
@@ -276,7 +275,7 @@ class _Report:
         for i, d in enumerate(defenses):
             self.lines.append("| " + " | ".join(map(_md, [d, *_texts(values[i], states[i], stars[i], 4)])) + " |")
         name = self.figure_name(stem, setting)
-        _heatmap(self.dir / name, values, defenses, [*attacks, corner],
+        heatmap(self.dir / name, values, defenses, [*attacks, corner],
                  [_texts(values[i], states[i], stars[i], 2) for i in range(len(defenses))],
                  title=title + where, cmap=cmap, separate_last=True)
         self.lines += ["", f"![{title}{where}]({name})", ""]
@@ -295,7 +294,7 @@ class _Report:
                 values[i, j] = np.nan if entry.value is None else entry.value
                 stars[i, j], states[i][j] = entry.partial, entry.state
             self.lines.append("| " + " | ".join(map(_md, [d, *_texts(values[i], states[i], stars[i], 4)])) + " |")
-        _heatmap(self.dir / "worst_case.png", values, defenses, settings,
+        heatmap(self.dir / "worst_case.png", values, defenses, settings,
                  [_texts(values[i], states[i], stars[i], 2) for i in range(len(defenses))],
                  title="worst-case final accuracy over attacks", cmap="viridis")
         self.lines += ["", "![worst case across settings](worst_case.png)", ""]
@@ -308,7 +307,7 @@ class _Report:
             cells = self.select(setting=setting)
             attacks = _unique([self.attack_of(c) for c in cells])
             name = self.figure_name("curves", setting)
-            _curves(self.dir / name, [(a, self._lines_of([c for c in cells if self.attack_of(c) == a]))
+            curves(self.dir / name, [(a, self._lines_of([c for c in cells if self.attack_of(c) == a]))
                                       for a in attacks], setting)
             self.lines += [f"![accuracy curves{' ' + setting if setting else ''}]({name})", ""]
 
@@ -345,83 +344,3 @@ class _Report:
             return f"{stem}.png"
         slug = re.sub(r"[^A-Za-z0-9._+=,-]+", "_", setting.replace(", ", ","))
         return f"{stem}-{slug if len(slug) <= 80 else slug[:71] + '~' + digest(setting)}.png"
-
-
-# ---------------------------------------------------------------- figures
-
-
-def _num(value: Any) -> Any:
-    """A CSV field: numbers and strings as they are, None as empty."""
-    return "" if value is None else value
-
-
-def _csv(path: Path, head: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(head)
-    writer.writerows(rows)
-    atomic_write(path, buffer.getvalue().encode())
-
-
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure  # the Agg canvas, no pyplot state, no display needed
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def _heatmap(path: Path, values: np.ndarray, rows: list[str], cols: list[str], texts: list[list[str]], *,
-             title: str, cmap: str, separate_last: bool = False) -> None:
-    """An annotated heatmap in [0, 1] (NaN cells grey); ``separate_last`` sets the worst-case column apart."""
-    import matplotlib
-
-    width = 2.5 + 0.9 * len(cols) + 0.06 * max(map(len, rows))
-    fig = _figure(min(width, 30), min(1.6 + 0.45 * len(rows), 30))
-    ax = fig.subplots()
-    colors = matplotlib.colormaps[cmap].with_extremes(bad="#dddddd")
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=colors, vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
-    ax.set_yticks(range(len(rows)), rows)
-    for i in range(values.shape[0]):
-        for j in range(values.shape[1]):
-            r, g, b, _ = colors(values[i, j]) if not math.isnan(values[i, j]) else (1, 1, 1, 1)
-            ax.text(j, i, texts[i][j], ha="center", va="center", fontsize=8,
-                    color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
-    if separate_last and values.shape[1] > 1:
-        ax.axvline(values.shape[1] - 1.5, color="white", linewidth=3)
-    ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
-    fig.savefig(path, dpi=110)
-
-
-def _curves(path: Path, panels: list[tuple[str, list[tuple[str, list[int], list[float]]]]], setting: str) -> None:
-    """Accuracy per round: one panel per attack, one line per defense, a shared legend on the right."""
-    from matplotlib.ticker import MaxNLocator
-
-    columns = min(3, len(panels))
-    rows = math.ceil(len(panels) / columns)
-    fig = _figure(4.2 * columns + 2.5, 3.2 * rows + 0.4)
-    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False, sharey=True)).ravel()
-    for ax, (attack, lines) in zip(axes, panels):
-        for defense, rounds, accuracy in lines:
-            ax.plot(rounds, accuracy, marker="o" if len(rounds) < 12 else None, markersize=3, label=defense)
-        ax.set_title(attack, fontsize=9)
-        ax.set_xlabel("round")
-        ax.set_ylabel("test accuracy" if ax.get_subplotspec().is_first_col() else "")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if not lines:
-            ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
-    handles, names = axes[0].get_legend_handles_labels()
-    for ax in axes[1 : len(panels)]:
-        for h, n in zip(*ax.get_legend_handles_labels()):
-            if n not in names:
-                handles.append(h)
-                names.append(n)
-    if handles:
-        fig.legend(handles, names, loc="outside right upper", fontsize=8, title="defense", title_fontsize=8)
-    if setting:
-        fig.suptitle(setting, fontsize=10)
-    fig.savefig(path, dpi=110)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from secfl.exceptions import ConfigurationError
-from secfl.experiments.report import _csv, _figure, _num
+from secfl.experiments.figures import csv_cell, figure, write_csv
 from secfl.runs import RunDir, atomic_write
 
 __all__ = ["is_run_dir", "write_run_report"]
@@ -72,7 +72,7 @@ def write_run_report(directory: str | Path) -> Path:
         lines += ["| " + " | ".join(_cell(r.get(c)) for c in shown) + " |" for r in rows]
         _curves(run.path / "curves.png", rows)
         keys = list(dict.fromkeys(k for r in rows for k, v in r.items() if isinstance(v, (int, float, str, bool))))
-        _csv(run.path / "rounds.csv", keys, [[_num(r.get(k)) for k in keys] for r in rows])
+        write_csv(run.path / "rounds.csv", keys, [[csv_cell(r.get(k)) for k in keys] for r in rows])
         lines += ["", "Every logged metric per round: `rounds.csv` (and `metrics.jsonl`)."]
     else:
         lines += ["No round has finished yet."]
@@ -90,7 +90,7 @@ def _cell(value: Any) -> str:
 
 
 def _curves(path: Path, rows: list[dict[str, Any]]) -> None:
-    fig = _figure(8, 3.2)
+    fig = figure(8, 3.2)
     left, right = fig.subplots(1, 2)
     rounds = [r["round"] for r in rows]
     left.plot(rounds, [r["accuracy"] for r in rows], marker="o", ms=3)
