@@ -39,13 +39,14 @@ Transport = Callable[[RunSetup, RoundContext, np.random.Generator], tuple[Any, l
 def embedded(setup: RunSetup, ctx: RoundContext, rng: np.random.Generator) -> tuple[Any, list[tuple[float, int]]]:
     """The in-process transport: every sampled client trains here, then the pipeline's secure sum, each
     client bound to the model it received (``secfl.protocols.binding``; here the same model for all)."""
-    context = model_context({n: p.detach().cpu().numpy() for n, p in ctx.model.named_parameters()})
+    bound = setup.pipeline.protocol.binds_model
+    context = model_context({n: p.detach().cpu().numpy() for n, p in ctx.model.named_parameters()}) if bound else None
     updates, losses = _updates(setup, ctx)
     if len(updates) < setup.pipeline.min_clients:  # clients refused the model: abort, never sum fewer
         raise InsufficientParticipantsError(
             f"round {ctx.round}: {len(setup.refusals)} of {len(ctx.sampled)} clients refused the model "
             f"(client.model_check); {len(updates)} left, the round needs {setup.pipeline.min_clients}")
-    contexts = {u.client_id: context for u in updates}
+    contexts = {u.client_id: context for u in updates} if bound else None
     return setup.pipeline.run_round(updates, rng=rng, reference=ctx.reference, contexts=contexts), losses
 
 

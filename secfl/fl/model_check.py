@@ -247,8 +247,12 @@ def _data_checks(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, 
                  rng: np.random.Generator) -> list[Finding]:
     """Checks 2-4: one forward and backward pass on the client's batch."""
     params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    with torch.enable_grad(), _ReluInputs() as seen:
-        loss = functional.cross_entropy(model(inputs), targets)
+    try:
+        with torch.enable_grad(), _ReluInputs() as seen:
+            loss = functional.cross_entropy(model(inputs), targets)
+    except (RuntimeError, ValueError, IndexError) as error:  # shapes or classes that do not fit the client's data
+        return [Finding("runs", "<model>", 1.0, 0.0, f"the model does not run on the client's data "
+                                                        f"({type(error).__name__})")]
     grads = torch.autograd.grad(loss, [p for _, p in params], allow_unused=True)
     found = []
     if not torch.isfinite(loss):

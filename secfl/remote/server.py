@@ -9,6 +9,7 @@ from that stage on, exactly as in the embedded protocol.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -85,7 +86,8 @@ class RemoteServer:
         start, p, ids = time.perf_counter(), self.pipeline, list(weights)
         if len(ids) > p.clients_per_round or not ids:
             raise ConfigurationError(f"a round of {len(ids)} clients (the pipeline takes 1..{p.clients_per_round})")
-        bad = [c for c, w in weights.items() if not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0)]
+        bad = [c for c, w in weights.items()
+               if isinstance(w, bool) or not (isinstance(w, numbers.Real) and math.isfinite(w) and w > 0)]
         if bad:
             raise ConfigurationError(f"clients {bad[:10]}: a weight must be a finite number > 0")
         missing = [c for c in ids if c not in self.keys]

@@ -70,9 +70,9 @@ class FlowerRounds:
     def __init__(self, grid: Grid, scenario: Any, *, timeout: float = 120.0, reproducible: bool = False) -> None:
         check_supported(scenario)
         self.grid, self.timeout = grid, timeout
-        self.scenario = scenario.with_noise_solved()
-        self.text = canonical_text(self.scenario)
-        self.pipeline = scenarios.validate(json.loads(self.text)).build_pipeline()
+        self.text = canonical_text(scenario)  # what the nodes get (the noise solved once, here)
+        self.scenario = scenarios.validate(json.loads(self.text))
+        self.pipeline = self.scenario.build_pipeline()
         self.node_of: dict[int, int] = {}
         self.server: RemoteServer | None = None
         self.reproducible = reproducible

@@ -148,6 +148,14 @@ def test_bad_arguments_raise(digits):
         check_model(model, digits.x_train[:4], digits.y_train[:3])
 
 
+def test_a_model_that_does_not_fit_the_clients_data_is_refused_not_a_crash(digits, mnist):
+    wrong_input = build_model("logreg", input_shape=mnist.input_shape, num_classes=10, seed=0)
+    assert check_model(wrong_input, digits.x_train[:32], digits.y_train[:32]) == [
+        "the model does not run on the client's data (RuntimeError)"]
+    two_classes = build_model("logreg", input_shape=digits.input_shape, num_classes=2, seed=0)
+    assert any("does not run" in r for r in check_model(two_classes, digits.x_train[:32], digits.y_train[:32]))
+
+
 SMALL = {
     "name": "check",
     "run": {"rounds": 2, "seed": 3, "clients_per_round": 4},

@@ -19,7 +19,7 @@ from secfl.fl import data as fl_data
 from secfl.fl.data import Dataset, describe, load_dataset, natural_owners
 from secfl.fl.own_data import (from_arrays, from_flower, from_torch_dataset, from_torchvision, load_npz, npz_summary,
                                read_npz)
-from secfl.fl.partition import PARTITIONS, partition
+from secfl.fl.partition import PARTITIONS
 from secfl.run_setup import RunSetup
 from secfl.runs import RunDir
 

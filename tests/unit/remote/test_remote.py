@@ -353,9 +353,11 @@ def test_a_malformed_plaintext_reply_is_a_dropout_not_a_crash(garble):
 
 def test_a_weight_that_is_not_a_finite_positive_number_is_refused(five):
     fleet = Fleet(five, range(5))
-    for bad in (float("nan"), 0.0, -1.0, float("inf")):
+    for bad in (float("nan"), 0.0, -1.0, float("inf"), True, "1"):
         with pytest.raises(ConfigurationError, match="finite number > 0"):
             fleet.run(1, {c: (bad if c == 2 else 1.0) for c in range(5)})
+    fleet.set_updates(1, updates(range(5)), {c: 1.0 for c in range(5)})
+    assert survivors(fleet.run(1, {c: np.float32(1.0) for c in range(5)})) == [0, 1, 2, 3, 4]  # numpy weights
 
 
 def test_a_stage_before_any_open_is_refused(five):
