@@ -152,7 +152,7 @@ def bench_command(
 ) -> None:
     """Run every cell of a suite, one run directory per cell (OUT/cells/<id>/); resumable."""
     from secfl.experiments import bench
-    from secfl.experiments.suite import with_overrides
+    from secfl.experiments.suite_overrides import with_overrides
 
     try:
         suite = with_overrides(bench.load_suite(suite_path), sets or (), seeds or ())

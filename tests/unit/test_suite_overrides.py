@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 from secfl import __version__
 from secfl.cli import app
 from secfl.exceptions import ConfigurationError
-from secfl.experiments.suite import expand, parse_suite, with_overrides
+from secfl.experiments.suite import expand, parse_suite
+from secfl.experiments.suite_overrides import with_overrides
 
 SUITE = {"name": "s", "scenario": {"run": {"rounds": 3, "seed": 0}, "data": {"dataset": "digits", "num_clients": 8}},
          "grid": {"aggregator": [{"kind": "mean"}, {"kind": "median", "num_byzantine": 1}],
