@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import special, stats
@@ -58,6 +59,8 @@ __all__ = [
     "audit_canaries",
     "gdp_epsilon",
     "one_shot_epsilon",
+    "GUESS_FRACTIONS",
+    "best_guess_audit",
     "check_claim",
 ]
 
@@ -274,3 +277,29 @@ def one_shot_epsilon(observed_cosines_in: object, null_cosines: object, delta: f
         raise ConfigurationError("the canary statistics have zero variance: no Gaussian fits them")
     mu = abs(float(x_in.mean() - x_null.mean())) / pooled
     return gdp_epsilon(mu, dlt)
+
+
+#: The guess counts of the one-run audit, as fractions of the canaries m (top k, and top k + bottom k each).
+GUESS_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.25)
+
+
+def best_guess_audit(scores: np.ndarray, included: np.ndarray, *, delta: float, confidence: float,
+                     claimed_epsilon: float | None) -> dict[str, Any]:
+    """The one-run bound for each guess count in ``GUESS_FRACTIONS`` (top k, and top k + bottom k), the best
+    of them at the Bonferroni-corrected confidence; ``failed`` when it exceeds ``claimed_epsilon``."""
+    m = len(scores)
+    tests = sorted({(k, k_neg) for f in GUESS_FRACTIONS for k in [max(1, round(f * m))] for k_neg in (0, k)
+                    if k + k_neg <= m})
+    corrected = 1 - (1 - confidence) / len(tests)
+    best: dict[str, Any] | None = None
+    for k_pos, k_neg in tests:
+        r = audit_canaries(scores, included, k_pos=k_pos, k_neg=k_neg, delta=delta, confidence=corrected)
+        if best is None or r.epsilon_lower_bound > best["epsilon_lower_bound"]:
+            best = {"k_pos": k_pos, "k_neg": k_neg, "guesses": r.num_guesses, "correct": r.num_correct,
+                    "epsilon_lower_bound": r.epsilon_lower_bound, "epsilon_ceiling": r.epsilon_ceiling}
+    ceiling = max(one_run_lower_bound(m, k + kn, k + kn, delta=delta, confidence=corrected)
+                  for k, kn in tests)
+    best.update(canaries=m, included=int(np.sum(included)), confidence=confidence, tests=len(tests),
+                corrected_confidence=corrected, audit_ceiling=ceiling)
+    best["failed"] = claimed_epsilon is not None and best["epsilon_lower_bound"] > claimed_epsilon
+    return best

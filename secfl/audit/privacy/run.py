@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from secfl.audit.privacy import epsilon as audit_lib
+from secfl.audit.privacy.epsilon import GUESS_FRACTIONS, best_guess_audit
 from secfl.audit.privacy.bridge_inversion import BridgeRecorder, audit_bridges
 from secfl.audit.privacy.canaries import Canaries
 from secfl.audit.privacy.image_metrics import Normalization, evaluate_reconstruction
@@ -67,9 +68,6 @@ from secfl.runs import RunDir, atomic_write
 from secfl.scenario import Scenario
 
 __all__ = ["PrivacyAuditOptions", "audit_scenario", "canary_audit", "GUESS_FRACTIONS", "best_guess_audit", "audit_all"]
-
-GUESS_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.25)
-
 
 @dataclass(frozen=True)
 class PrivacyAuditOptions:
@@ -313,28 +311,6 @@ def _lira(scenario: Scenario, model: torch.nn.Module, data: Any, pool_x: np.ndar
                                          batch_size=client.batch_size)
         scores = lira_offline_scores(model, shadows, x, y)
     return roc_metrics(scores, is_member)
-
-
-def best_guess_audit(scores: np.ndarray, included: np.ndarray, *, delta: float, confidence: float,
-                     claimed_epsilon: float | None) -> dict[str, Any]:
-    """The one-run bound for each guess count in ``GUESS_FRACTIONS`` (top k, and top k + bottom k), the best
-    of them at the Bonferroni-corrected confidence; ``failed`` when it exceeds ``claimed_epsilon``."""
-    m = len(scores)
-    tests = sorted({(k, k_neg) for f in GUESS_FRACTIONS for k in [max(1, round(f * m))] for k_neg in (0, k)
-                    if k + k_neg <= m})
-    corrected = 1 - (1 - confidence) / len(tests)
-    best: dict[str, Any] | None = None
-    for k_pos, k_neg in tests:
-        r = audit_lib.audit_canaries(scores, included, k_pos=k_pos, k_neg=k_neg, delta=delta, confidence=corrected)
-        if best is None or r.epsilon_lower_bound > best["epsilon_lower_bound"]:
-            best = {"k_pos": k_pos, "k_neg": k_neg, "guesses": r.num_guesses, "correct": r.num_correct,
-                    "epsilon_lower_bound": r.epsilon_lower_bound, "epsilon_ceiling": r.epsilon_ceiling}
-    ceiling = max(audit_lib.one_run_lower_bound(m, k + kn, k + kn, delta=delta, confidence=corrected)
-                  for k, kn in tests)
-    best.update(canaries=m, included=int(np.sum(included)), confidence=confidence, tests=len(tests),
-                corrected_confidence=corrected, audit_ceiling=ceiling)
-    best["failed"] = claimed_epsilon is not None and best["epsilon_lower_bound"] > claimed_epsilon
-    return best
 
 
 def canary_audit(scenario: Scenario, out: str | Path, options: PrivacyAuditOptions = PrivacyAuditOptions()
