@@ -9,13 +9,16 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
 from secfl import registry, scenario
 from secfl.exceptions import SecflError
@@ -75,7 +78,7 @@ def _execute(path: Path, out: Path | None, seed: int | None, sets: list[str] | N
         rounds = spec.run.rounds
         if fancy():
             columns = (TextColumn("round"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[acc]}"),
-                       TimeElapsedColumn())
+                       TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
             with Progress(*columns, console=err, transient=True) as bar:
                 task = bar.add_task("rounds", total=rounds, acc="")
 
@@ -264,35 +267,77 @@ def audit_privacy_command(
                                                   "model binding")] = False,
     malicious_bins: Annotated[int, typer.Option("--malicious-bins", help="imprint units of the crafted "
                                                 "model")] = 256,
+    negative_control: Annotated[bool, typer.Option("--negative-control", help="also audit the same run with half "
+                                                   "the noise multiplier under the same claim: the audit should "
+                                                   "flag it")] = False,
     sets: Sets = None,
 ) -> None:
-    """Invert what the server saw, attack membership on the released model, and bound epsilon from below
-    with canary clients; write audit.md. Exit 1 if a lower bound exceeds the accountant's epsilon."""
+    """Invert what the server saw, attack membership on the released model, and audit epsilon with canary
+    clients; write audit.md. Exit 1 if the canaries prove or flag more epsilon than the accountant claims."""
     from secfl.audit.privacy.run import PrivacyAuditOptions, audit_all
 
     try:
         options = PrivacyAuditOptions(canaries=canaries, inversion_round=inversion_round, inversion_method=method,
                                       inversion_iterations=iterations, shadows=shadows, seed=seed,
-                                      malicious_model=malicious_model, malicious_bins=malicious_bins)
+                                      malicious_model=malicious_model, malicious_bins=malicious_bins,
+                                      negative_control=negative_control)
         specs = [scenario.load(p, overrides=list(sets or [])) for p in paths]
-
-        def done(result: dict[str, Any]) -> None:
-            a = result["audit"]
-            bound = f"epsilon >= {a['epsilon_lower_bound']:.3g}" if "epsilon_lower_bound" in a else "no audit"
-            claim, server = result["epsilon_claimed"], result.get("epsilon_server")
-            against = "" if server is None else f", {server:.3g} against the server"
-            print(f"{result['name']}: {bound} (claimed {'none' if claim is None else f'{claim:.3g}'}{against})"
-                  f"{'  FAILED' if a.get('failed') else ''}", flush=True)
-
-        results, report = audit_all(specs, out, options, on_done=done)
+        with _audit_progress() as (progress, say):
+            results, report = audit_all(specs, out, options, progress=progress,
+                                        on_done=lambda result: say(_audit_line(result)))
     except SecflError as exc:
         raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: finished scenarios are saved; run the same command to continue", markup=False)
+        raise typer.Exit(code=130) from None
     print(f"report: {report}")
-    failed = [r["name"] for r in results if r["audit"].get("failed")]
+    failed = [r["name"] for r in results if r["audit"].get("failed") or r["audit"].get("flagged")]
     if failed:
-        err.print(f"PRIVACY AUDIT FAILED for {', '.join(failed)}: an empirical epsilon lower bound exceeds the "
-                  "accountant's epsilon (the noise or the accounting is wrong)", markup=False)
+        err.print(f"PRIVACY AUDIT FAILED for {', '.join(failed)}: the canaries show more epsilon than the accountant "
+                  "claims (the noise or the accounting is wrong); see the verdict in the report", markup=False)
         raise typer.Exit(code=1)
+
+
+def _audit_line(result: dict[str, Any]) -> str:
+    """One line per audited scenario: the estimate, the proven bound and the claim."""
+    a = result["audit"]
+    g = a.get("gaussian", {})
+    estimate = f"epsilon ~ {g['epsilon']:.3g} [{g['epsilon_low']:.3g}, {g['epsilon_high']:.3g}], " if "epsilon" in g \
+        else ""
+    bound = f"{estimate}proven >= {a['epsilon_lower_bound']:.3g}" if "epsilon_lower_bound" in a else "no audit"
+    claim, server = result["epsilon_claimed"], result.get("epsilon_server")
+    against = "" if server is None else f", {server:.3g} against the server"
+    verdict = "  FAILED" if a.get("failed") else "  FLAGGED" if a.get("flagged") else ""
+    control = result.get("negative_control") or {}
+    if "epsilon_lower_bound" in control:
+        verdict += ("; negative control caught" if control.get("flagged") or control.get("failed")
+                    else "; negative control NOT caught")
+    return f"{result['name']}: {bound} (claimed {'none' if claim is None else f'{claim:.3g}'}{against}){verdict}"
+
+
+@contextmanager
+def _audit_progress() -> Iterator[tuple[Any, Any]]:
+    """``(progress(name, stage, round, rounds), say(line))``: a rich bar per run with its time left on a
+    terminal, else one line when each run ends."""
+    if not fancy():
+        def plain(name: str, stage: str, done: int, total: int) -> None:
+            if done == total:
+                print(f"{name}: {stage} finished ({total} rounds)", flush=True)
+
+        yield plain, lambda line: print(line, flush=True)
+        return
+    columns = (TextColumn("{task.description}"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
+               TextColumn("left"), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        tasks: dict[tuple[str, str], Any] = {}
+
+        def show(name: str, stage: str, done: int, total: int) -> None:
+            key = (name, stage)
+            if key not in tasks:
+                tasks[key] = bar.add_task(f"{name}: {stage} round", total=total)
+            bar.update(tasks[key], completed=done)
+
+        yield show, lambda line: bar.console.print(line, markup=False, highlight=False)
 
 
 new = typer.Typer(no_args_is_help=True, help="Write a new project that uses secfl.")

@@ -217,6 +217,39 @@ class Scenario(Strict):
                                  rounds=self.run.rounds, delta=self.privacy.delta, unsampled=self._releases())
         return self._with_stage(index, noise_multiplier=z)
 
+    def noise_stage(self) -> int:
+        """The index of the one noise stage with a ``noise_multiplier`` (after ``with_noise_solved``).
+
+        Raises:
+            ConfigurationError: no such stage, or more than one noise stage.
+        """
+        noisy = [i for i, s in enumerate(self.stages) if s.get("kind") in NOISE_STAGES]
+        if len(noisy) != 1 or "noise_multiplier" not in self.stages[noisy[0]]:
+            raise ConfigurationError(f"{self.name}: needs exactly one noise stage with noise_multiplier= "
+                                     f"({sorted(NOISE_STAGES)}); found {len(noisy)}")
+        return noisy[0]
+
+    def with_noise_multiplier(self, noise_multiplier: float) -> Scenario:
+        """This scenario with its noise stage's multiplier replaced and no target (``noise_stage``)."""
+        plain = self.model_copy(update={"privacy": self.privacy.model_copy(update={"target_epsilon": None,
+                                                                                     "budget": None})})
+        return plain._with_stage(self.noise_stage(), noise_multiplier=float(noise_multiplier))
+
+    def epsilon_at(self, noise_multiplier: float, rounds: int) -> float:
+        """The released models' epsilon after ``rounds`` full rounds if the noise stage had this multiplier
+        (the accountant and sampling of this scenario; ``noise_stage``)."""
+        event = self.with_noise_multiplier(noise_multiplier).build_pipeline().dp_event()
+        return self.accountant().epsilon_of([(event, rounds)], sample_rate=self.sample_rate,
+                                            delta=self.privacy.delta, unsampled=self._releases())
+
+    def noise_at(self, epsilon: float, rounds: int) -> float:
+        """The smallest noise multiplier (to 0.1%) whose ``epsilon_at`` after ``rounds`` is at most ``epsilon``."""
+        index = self.noise_stage()
+        return self.accountant().calibrate(
+            lambda z: self._with_stage(index, noise_multiplier=z).build_pipeline().dp_event(),
+            target_epsilon=epsilon, sample_rate=self.sample_rate, rounds=rounds, delta=self.privacy.delta,
+            unsampled=self._releases())
+
     def _releases(self) -> list[tuple[Any, int]]:
         """The method's one-time releases, each as often as an uninterrupted run makes it at most."""
         method = registry.resolve("method", self.method)

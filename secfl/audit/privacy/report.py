@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from secfl.audit.privacy.audit_figures import epsilon_png, roc_png
 from secfl.audit.privacy.image_metrics import RECOGNISABLE_PSNR
 from secfl.audit.privacy.malicious_report import malicious_lines
 from secfl.audit.privacy.verdict import provenance_lines, verdict_lines
@@ -21,8 +22,10 @@ _BRIDGE_COLUMNS = ("scenario", "bridge", "released", "attack", "PSNR", "SSIM", f
                    "MIA AUC of released (loss)", "epsilon per example")
 
 _COLUMNS = ("scenario", "defense", "accuracy", "inverted", "PSNR", "SSIM", "labels", "PSNR black / mean",
-            "MIA AUC loss / LiRA", "TPR@1% / 0.1% (best)", "DP bound AUC / TPR@1%", "epsilon claimed (released models)",
-            "epsilon vs the server", "epsilon lower bound", "audit ceiling", "epsilon estimate (one-shot)")
+            "MIA AUC loss / LiRA", "TPR@1% / 0.1% (best)", "DP bound AUC / TPR@1%")
+
+_EPSILON_COLUMNS = ("scenario", "claimed (released models)", "vs the server", "estimated [limits]",
+                    "catches epsilon >=", "proven lower bound (ceiling)", "one-shot estimate", "negative control")
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -64,12 +67,30 @@ def _audit_cells(result: dict[str, Any]) -> list[str]:
         claim += " (client-level; the DP-SGD sample-level epsilon is not audited)"
     server = _server_cell(result)
     if "skipped" in audit:
-        return [claim, server, f"skipped: {audit['skipped']}", "", ""]
-    lower = (f"{_num(audit['epsilon_lower_bound'], 2)} ({audit['correct']}/{audit['guesses']} correct, "
-             f"{audit['sampled']}/{audit['canaries']} sampled)")
+        return [claim, server, f"skipped: {audit['skipped']}", "", "", "", ""]
+    lower = (f"{_num(audit['epsilon_lower_bound'], 2)} ({_num(audit['audit_ceiling'], 2)}; {audit['correct']}/"
+             f"{audit['guesses']} correct, {audit['sampled']}/{audit['canaries']} sampled)")
     if audit.get("failed"):
         lower = f"**FAILED: {lower} > claim**"
-    return [claim, server, lower, _num(audit["audit_ceiling"], 2), _num(audit.get("epsilon_estimate"), 2)]
+    g = audit.get("gaussian", {})
+    if "epsilon" in g:
+        estimate = f"{_num(g['epsilon'], 2)} [{_num(g['epsilon_low'], 2)}, {_num(g['epsilon_high'], 2)}]"
+        estimate = f"**FLAGGED: {estimate} > claim**" if g.get("flagged") else estimate
+        power = _num(g["detectable_epsilon"], 2)
+    else:
+        estimate, power = f"skipped: {g.get('skipped', 'n/a')}", "n/a"
+    return [claim, server, estimate, power, lower, _num(audit.get("epsilon_estimate"), 2), _control_cell(result)]
+
+
+def _control_cell(result: dict[str, Any]) -> str:
+    control = result.get("negative_control")
+    if control is None:
+        return "not run (--negative-control)"
+    if "skipped" in control:
+        return f"skipped: {control['skipped']}"
+    g = control.get("gaussian", {})
+    caught = "caught" if control.get("flagged") or control.get("failed") else "**NOT caught**"
+    return f"{caught} (true {_num(control.get('epsilon_actual'), 2)}, estimated {_num(g.get('epsilon'), 2)})"
 
 
 def _server_cell(result: dict[str, Any]) -> str:
@@ -156,46 +177,65 @@ def _bridge_lines(results: Sequence[dict[str, Any]], out: Path) -> list[str]:
 
 
 def write_privacy_report(results: Sequence[dict[str, Any]], out: str | Path) -> Path:
-    """Write ``<out>/audit.md`` (and each scenario's ``inversion.png``, and ``bridges.png`` for FedAgg's latent
-    bridges); return its path."""
+    """Write ``<out>/audit.md`` (and each scenario's ``inversion.png``, ``roc.png``, ``epsilon.png``, and
+    ``bridges.png`` for FedAgg's latent bridges); return its path."""
     out = Path(out)
     lines = ["# Privacy audit", "", *verdict_lines(results), *provenance_lines(results, environment(0)),
-             "## Measurements", "",
-             "One row per scenario (`secfl audit privacy`). Inversion: Inverting Gradients with iDLG labels "
-             "(unless the row names DLG or iDLG) on the "
-             "first group's decoded mean at the attacked round; PSNR/SSIM over the best-matched pairs, beside the "
-             "PSNR of a black image and of the mean test image (no-information baselines). MIA: on the final model, "
-             "members = examples of clients that took part, non-members = test examples; TPR is the better of the "
-             "two attacks (n/a when too few non-members make that FPR unmeasurable). The DP bound is what the "
-             "claimed (epsilon, delta) allows any attack. Epsilon claimed: against those who see only the released "
-             "models (the sample is secret to them: amplified by sampling); epsilon vs the server: against the "
-             "aggregation server, which knows who took part (no amplification; with distributed noise, the noise of "
-             "the clients that delivered; infinite with central noise, which the server adds to a sum it saw), for "
-             "the client that took part in the most rounds. Epsilon lower bound: Steinke-Nasr-Jagielski one-run audit "
-             "with canary clients (a separate run); the audit ceiling is the largest bound these canaries could "
-             "show (all guesses right): a bound far below the claim with a low ceiling says the audit is weak, "
-             "not that the claim is tight. The one-shot estimate (Andrew et al.) "
-             "is a point estimate from the same canaries, not a bound.", "",
-             "| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+             "## Epsilon", "",
+             "Claimed: against those who see only the released models (the sample is secret to them: amplified "
+             "by sampling). Vs the server: against the aggregation server, which knows who took part (no "
+             "amplification; with distributed noise, the noise of the clients that delivered; infinite with central "
+             "noise, which the server adds to a sum it saw), for the client that took part in the most rounds. "
+             "Estimated: the per-round signal-to-noise of canary clients (a separate run), through the same "
+             "accountant, with its limits at the flag's confidence; FLAGGED when the lower limit exceeds the claim. "
+             "Catches epsilon >=: the smallest epsilon this audit flags with 95% probability (its power). Proven "
+             "lower bound: Steinke-Nasr-Jagielski one-run audit on the same canaries, assumption-free; the ceiling is "
+             "the most these canaries could ever prove. One-shot: Andrew et al.'s point estimate from the summed "
+             "releases. Negative control: the same canary run with half the noise multiplier under the same claim.",
+             "", "| " + " | ".join(_EPSILON_COLUMNS) + " |", "|" + "---|" * len(_EPSILON_COLUMNS)]
+    lines += ["| " + " | ".join([r["name"], *_audit_cells(r)]) + " |" for r in results]
+    lines += ["", "## Attacks", "",
+              "Inversion: Inverting Gradients with iDLG labels (unless the row names DLG or iDLG) on the first "
+              "group's decoded mean at the attacked round; PSNR/SSIM over the best-matched pairs, beside the PSNR of a "
+              "black image and of the mean test image (no-information baselines). MIA: on the final model, members = "
+              "examples of clients that took part, non-members = test examples; TPR is the better of the two attacks "
+              "(n/a when too few non-members make that FPR unmeasurable). The DP bound is what the claimed (epsilon, "
+              "delta) allows any attack.", "",
+              "| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
     for result in results:
         cells = [result["name"], result["defense"].replace("|", "/"), _num(result["accuracy"])]
-        cells += _inversion_cells(result["inversion"]) + _mia_cells(result["membership"]) + _audit_cells(result)
+        cells += _inversion_cells(result["inversion"]) + _mia_cells(result["membership"])
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    failed = [r["name"] for r in results if r["audit"].get("failed")]
-    if failed:
-        lines += [f"**The audit FAILED for {', '.join(failed)}: an empirical lower bound exceeds the accountant's "
-                  "epsilon, so the noise or the accounting is wrong.**", ""]
     for result in results:
-        npz = out / result["name"] / "inversion.npz"
-        if npz.exists():
-            png = out / result["name"] / "inversion.png"
-            inv = result["inversion"]
-            save_reconstruction_png(npz, png, f"{result['name']}\nPSNR {inv['psnr']:.1f} dB (black "
-                                              f"{inv['psnr_black']:.1f}, mean image {inv['psnr_mean']:.1f})")
-            lines += [f"## {result['name']}", "", f"![{result['name']}]({result['name']}/inversion.png)", ""]
+        lines += _figure_lines(result, out)
     lines += _bridge_lines(results, out)
     lines += malicious_lines(results, out)
     path = out / "audit.md"
     atomic_write(path, "\n".join(lines).encode())
     return path
+
+
+def _figure_lines(result: dict[str, Any], out: Path) -> list[str]:
+    """The scenario's inversion PNG, canary ROC and epsilon-per-round plot, each drawn when its data exist."""
+    name, folder, lines = result["name"], out / result["name"], []
+    npz = folder / "inversion.npz"
+    if npz.exists():
+        inv = result["inversion"]
+        save_reconstruction_png(npz, folder / "inversion.png", f"{name}\nPSNR {inv['psnr']:.1f} dB (black "
+                                f"{inv['psnr_black']:.1f}, mean image {inv['psnr_mean']:.1f})")
+        lines += [f"![{name}: inversion]({name}/inversion.png)", ""]
+    audit, control = result["audit"], result.get("negative_control") or {}
+    curves = []
+    for label, part, folder_name in (("as written", audit, "canary-run"), ("negative control", control, "control-run")):
+        stored = folder / folder_name / "canaries.npz"
+        if "skipped" not in part and part and stored.exists():
+            data = np.load(stored)
+            curves.append((label, data["scores"], data["included"]))
+    if curves:
+        roc_png(folder / "roc.png", curves, claimed=result.get("epsilon_claimed"), delta=float(result["delta"]))
+        lines += [f"![{name}: canary ROC]({name}/roc.png)", ""]
+    if audit.get("curve"):
+        epsilon_png(folder / "epsilon.png", audit["curve"], control=control.get("curve"))
+        lines += [f"![{name}: epsilon per round]({name}/epsilon.png)", ""]
+    return [f"## {name}", "", *lines] if lines else []

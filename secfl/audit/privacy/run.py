@@ -16,16 +16,16 @@ Each scenario is run twice, into ``<out>/<name>/run`` and ``<out>/<name>/canary-
    gradient inversion and the canary run are skipped; instead the bridge inversion
    (``secfl.audit.privacy.bridge_inversion``) decodes every latent code a device uploaded and scores it
    against its private example, and membership inference runs on the cloud model (the engine's global model).
-2. With canaries (``secfl.audit.privacy.canaries``): the one-run audit of Steinke, Nasr, Jagielski turns the
-   canaries' scores into an epsilon lower bound at ``confidence``. Guesses: the top ``k`` as "in" and
-   (or not) the bottom ``k`` as "out", for ``k`` in ``GUESS_FRACTIONS`` of m; the best of these 2 x 5
-   tests is reported with a Bonferroni-corrected confidence, so the bound stays valid. If the lower bound
-   exceeds the accountant's epsilon the audit raises ``PrivacyAuditError`` (noise or accounting is wrong).
-   The canaries measure the released models, so the bound is checked against the epsilon for those who
-   see only the released models; the epsilon against the aggregation server (which knows who took part:
-   no amplification by sampling) is reported beside it (``epsilon_server``).
-   Beside it, Andrew et al.'s one-shot epsilon *estimate* (ICLR'24; not a bound, never a failure): the
-   cosines of the inserted canaries with everything released against those of the canaries left out.
+2. With canaries (``secfl.audit.privacy.canary_audit``): a second run in which canary clients send fixed
+   vectors, every round's release projected on each of them. The one-run audit of Steinke, Nasr, Jagielski
+   turns per-round likelihood-ratio scores into an epsilon lower bound at ``confidence`` (assumption-free;
+   ``PrivacyAuditError`` if it exceeds the accountant's epsilon). The Gaussian estimate measures each
+   round's signal-to-noise, gives the epsilon it implies with limits at ``flag_confidence``, flags the claim
+   when the noise is significantly below a correct mechanism's (``PrivacyAuditError`` too), and states the
+   audit's power. ``negative_control``: a third run with half the noise multiplier under the same claim, to
+   show the audit catching a broken noise stage. The canaries measure the released models, so they are
+   checked against the epsilon for those who see only the released models; the epsilon against the
+   aggregation server (no amplification by sampling) is reported beside it (``epsilon_server``).
 
 Threat model: the attacks are the adversaries described above; the auditor is the defender and knows
 everything (which examples each client holds, which canaries are in). What the attacks measure bounds
@@ -40,7 +40,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -53,7 +52,7 @@ import torch
 from secfl.audit.privacy import epsilon as audit_lib
 from secfl.audit.privacy.epsilon import GUESS_FRACTIONS, best_guess_audit
 from secfl.audit.privacy.bridge_inversion import BridgeRecorder, audit_bridges
-from secfl.audit.privacy.canaries import Canaries
+from secfl.audit.privacy.canary_audit import canary_audit, fresh_run_dir, sends_deltas
 from secfl.audit.privacy.image_metrics import Normalization, evaluate_reconstruction
 from secfl.audit.privacy.inversion import ATTACKS, InversionTarget
 from secfl.audit.privacy.malicious_model import audit_malicious_model
@@ -62,12 +61,15 @@ from secfl.audit.privacy.membership import (dp_auc_bound, dp_tpr_bound, lira_off
                                       roc_metrics, train_shadow_models)
 from secfl.exceptions import ConfigurationError
 from secfl import engine as server
-from secfl import registry
 from secfl.fl.models import build_model
-from secfl.runs import RunDir, atomic_write
+from secfl.runs import atomic_write
 from secfl.scenario import Scenario
 
-__all__ = ["PrivacyAuditOptions", "audit_scenario", "canary_audit", "GUESS_FRACTIONS", "best_guess_audit", "audit_all"]
+#: The negative control's noise multiplier, as a fraction of the scenario's.
+NEGATIVE_CONTROL_SCALE = 0.5
+
+__all__ = ["PrivacyAuditOptions", "NEGATIVE_CONTROL_SCALE", "audit_scenario", "canary_audit", "GUESS_FRACTIONS",
+           "best_guess_audit", "audit_all"]
 
 @dataclass(frozen=True)
 class PrivacyAuditOptions:
@@ -79,6 +81,9 @@ class PrivacyAuditOptions:
     mia_examples: members and non-members each. shadows: LiRA shadow models (0: loss threshold only).
     malicious_model: also run the malicious-server attacks through a crafted model (trap weights, model
     inconsistency; ``secfl.audit.privacy.malicious_model``) with imprint layers of ``malicious_bins`` units.
+    confidence: of the one-run lower bound. flag_confidence: of the Gaussian estimate's flag (a correct
+    mechanism is flagged in about 1 - flag_confidence of audits). negative_control: also audit the scenario
+    with its noise multiplier times ``NEGATIVE_CONTROL_SCALE`` (same claim), which the audit should flag.
     """
 
     canaries: int | None = None
@@ -94,6 +99,8 @@ class PrivacyAuditOptions:
     seed: int = 0
     malicious_model: bool = False
     malicious_bins: int = 256
+    flag_confidence: float = 0.99
+    negative_control: bool = False
 
     def __post_init__(self) -> None:
         for name, low in (("inversion_round", 0), ("inversion_iterations", 1), ("inversion_restarts", 1),
@@ -110,10 +117,12 @@ class PrivacyAuditOptions:
                                      f"{', '.join(ATTACKS)}")
         if self.shadows == 1:
             raise ConfigurationError("shadows=1 cannot estimate a variance; pass 0 or at least 2")
-        if not isinstance(self.malicious_model, bool):
-            raise ConfigurationError(f"malicious_model={self.malicious_model!r} must be True or False")
-        if not 0 < self.confidence < 1:
-            raise ConfigurationError(f"confidence={self.confidence!r} must lie in (0, 1)")
+        for name in ("malicious_model", "negative_control"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(f"{name}={getattr(self, name)!r} must be True or False")
+        for name in ("confidence", "flag_confidence"):
+            if not 0 < getattr(self, name) < 1:
+                raise ConfigurationError(f"{name}={getattr(self, name)!r} must lie in (0, 1)")
 
 
 class _Recorder:
@@ -137,24 +146,6 @@ class _Recorder:
                              "clients": list(out.result.survivors[0])}
 
 
-def _fresh(path: Path) -> RunDir:
-    if path.exists():
-        shutil.rmtree(path)
-    return RunDir(path)
-
-
-def _clip_norm(scenario: Scenario) -> float | None:
-    for stage in scenario.stages:
-        if stage.get("kind") == "l2clip":
-            return float(stage["norm"])
-    return None
-
-
-def _reshapes(scenario: Scenario) -> bool:
-    """Whether the scenario's clients send something other than model deltas (``Method.reshapes``)."""
-    return bool(registry.resolve("method", scenario.method).reshapes(scenario, scenario.method_options()))
-
-
 def describe_defense(scenario: Scenario) -> str:
     """One line: the stages, the protocol and the grouping."""
     def spec(s: dict[str, Any]) -> str:
@@ -165,13 +156,16 @@ def describe_defense(scenario: Scenario) -> str:
     return f"{stages}{dp_sgd}; {spec(scenario.protocol)}; {spec(scenario.grouping)}"
 
 
-def audit_scenario(scenario: Scenario, out: str | Path, options: PrivacyAuditOptions = PrivacyAuditOptions()) -> dict[str, Any]:
+def audit_scenario(scenario: Scenario, out: str | Path, options: PrivacyAuditOptions = PrivacyAuditOptions(), *,
+                   progress: Any = None) -> dict[str, Any]:
     """Run the attacks and the audit on one scenario; write ``<out>/result.json`` (and ``inversion.npz``).
+
+    ``progress(stage, round, rounds)`` is called after every round of each of its runs.
 
     Raises:
         ConfigurationError: a scenario the audit cannot run (an ``[attack]``, too few clients for canaries).
-        PrivacyAuditError: the canaries' lower bound exceeds the accountant's epsilon (after ``result.json``
-            is written, with ``audit.failed`` = true).
+        PrivacyAuditError: the canaries' lower bound exceeds the accountant's epsilon, or the Gaussian
+            estimate flags it (after ``result.json`` is written, with ``audit.failed`` / ``audit.flagged``).
     """
     if scenario.attack is not None:
         raise ConfigurationError(f"{scenario.name}: remove [attack]; the privacy audit runs honest clients")
@@ -180,7 +174,9 @@ def audit_scenario(scenario: Scenario, out: str | Path, options: PrivacyAuditOpt
     scenario = scenario.with_noise_solved()
     recorder = _Recorder(options.inversion_round)
     bridges = BridgeRecorder() if scenario.method == "fedagg" else None
-    summary = server.run(scenario, _fresh(out / "run"), observer=recorder, hooks=[bridges] if bridges else [])
+    on_round = None if progress is None else (lambda row: progress("run", row["round"], scenario.run.rounds))
+    summary = server.run(scenario, fresh_run_dir(out / "run"), observer=recorder, hooks=[bridges] if bridges else [],
+                         on_round=on_round)
     if recorder.data is None:
         raise ConfigurationError(f"{scenario.name}: no round released anything (every round too small)")
     claimed = summary.get("epsilon")
@@ -199,11 +195,33 @@ def audit_scenario(scenario: Scenario, out: str | Path, options: PrivacyAuditOpt
     if bridges is not None:
         result["bridges"] = audit_bridges(bridges, recorder.model, out, mia_examples=options.mia_examples,
                                           seed=options.seed)
-    result["audit"] = canary_audit(scenario, out / "canary-run", options)
+    result["audit"] = canary_audit(scenario, out / "canary-run", options, progress=_stage(progress, "canary run"))
+    if options.negative_control:
+        result["negative_control"] = _negative_control(scenario, out / "control-run", options,
+                                                       _stage(progress, "negative control"))
     atomic_write(out / "result.json", json.dumps(result, indent=2, default=_json).encode())
-    if result["audit"].get("failed"):
-        audit_lib.check_claim(result["audit"]["epsilon_claimed"], result["audit"]["epsilon_lower_bound"])
+    audit = result["audit"]
+    if audit.get("failed"):
+        audit_lib.check_claim(audit["epsilon_claimed"], audit["epsilon_lower_bound"])
+    if audit.get("flagged"):
+        g = audit["gaussian"]
+        raise audit_lib.PrivacyAuditError(
+            f"the canaries measure epsilon {g['epsilon']:.4g} (at least {g['epsilon_low']:.4g} at "
+            f"{100 * g['confidence']:g}% confidence), more than the claimed {audit['epsilon_claimed']:.4g}: the noise "
+            "on the releases is smaller than the accountant assumes")
     return result
+
+
+def _stage(progress: Any, stage: str) -> Any:
+    return None if progress is None else (lambda done, total: progress(stage, done, total))
+
+
+def _negative_control(scenario: Scenario, out: Path, options: PrivacyAuditOptions, progress: Any) -> dict[str, Any]:
+    try:
+        scenario.noise_stage()
+    except ConfigurationError as exc:
+        return {"skipped": f"no noise multiplier to weaken ({exc})"}
+    return canary_audit(scenario, out, options, weaken=NEGATIVE_CONTROL_SCALE, progress=progress)
 
 
 def _json(value: Any) -> Any:
@@ -219,7 +237,7 @@ def _inversion(scenario: Scenario, rec: _Recorder, options: PrivacyAuditOptions,
         return {"skipped": "FedBAT uploads binarized weights, not a gradient-like delta"}
     if scenario.method == "fedagg":
         return {"skipped": "FedAgg devices send logits on bridge sets, not a model delta (see the bridge inversion)"}
-    if _reshapes(scenario):
+    if not sends_deltas(scenario):
         return {"skipped": f"{scenario.method} clients send something other than a model delta"}
     if rec.captured is None:
         return {"skipped": f"round {options.inversion_round} was not run or released nothing"}
@@ -313,60 +331,11 @@ def _lira(scenario: Scenario, model: torch.nn.Module, data: Any, pool_x: np.ndar
     return roc_metrics(scores, is_member)
 
 
-def canary_audit(scenario: Scenario, out: str | Path, options: PrivacyAuditOptions = PrivacyAuditOptions()
-                 ) -> dict[str, Any]:
-    """Run ``scenario`` with canaries into the run directory ``out`` and bound its epsilon from below.
-
-    Returns ``best_guess_audit``'s dict plus the canary norm, how many canaries were sampled, the run's
-    accuracy, the accountant's ``epsilon_claimed`` (released models; None without a DP stage) and
-    ``epsilon_server`` (against the aggregation server, not audited: the canaries see only the releases). Does not raise on a
-    failed audit (``failed`` is True); ``audit_scenario`` does.
-    """
-    scenario = scenario.with_noise_solved()
-    clients = scenario.data.num_clients
-    m = min(1000, clients // 2) if options.canaries is None else options.canaries
-    if m == 0:
-        return {"skipped": "canaries = 0"}
-    if any(s.get("kind") == "fedbat_bits" for s in scenario.stages):
-        return {"skipped": "the secure FedBAT route releases alpha-scaled bit counts, not an update to project"}
-    if _reshapes(scenario):
-        return {"skipped": f"{scenario.method} clients send something other than a model delta: no model-sized "
-                           "canary fits"}
-    norm = options.canary_norm or _clip_norm(scenario) or 1.0
-    canaries = Canaries(num_clients=clients, num_canaries=m, dim=scenario.model_dim(), norm=norm, seed=options.seed)
-    recorder = _Recorder(0)
-    summary = server.run(scenario, _fresh(Path(out)), observer=recorder, fixed_updates=canaries)
-    if recorder.released is None:
-        return {"skipped": "no round released anything"}
-    took_part = recorder.participants & set(int(c) for c in canaries.slots)
-    claim = summary.get("epsilon")
-    delta = float(summary.get("delta", scenario.privacy.delta))
-    scores = canaries.scores(recorder.released)
-    result = best_guess_audit(scores, canaries.included, delta=delta, confidence=options.confidence,
-                              claimed_epsilon=claim)
-    result.update(norm=norm, sampled=len(took_part), canary_run_accuracy=summary["final_accuracy"],
-                  epsilon_claimed=claim, epsilon_server=summary.get("epsilon_server"), epsilon_estimate=_one_shot(scores, recorder.released, canaries, delta))
-    np.savez_compressed(Path(out) / "canaries.npz", scores=scores, included=canaries.included, slots=canaries.slots)
-    return result
-
-
-def _one_shot(scores: np.ndarray, released: np.ndarray, canaries: Canaries, delta: float) -> float | None:
-    """Andrew et al.'s estimate: cosines of the inserted canaries with everything released, against the
-    cosines of the canaries left out (the null). None when either side has fewer than 2 canaries."""
-    norm = float(np.linalg.norm(released))
-    inside, outside = canaries.included, ~canaries.included
-    if norm == 0 or inside.sum() < 2 or outside.sum() < 2:
-        return None
-    cosines = scores / norm
-    try:
-        return audit_lib.one_shot_epsilon(cosines[inside], cosines[outside], delta)
-    except ConfigurationError:  # zero variance: no Gaussian fits (e.g. every score 0)
-        return None
-
-
 def audit_all(scenarios: list[Scenario], out: str | Path, options: PrivacyAuditOptions = PrivacyAuditOptions(),
-              *, on_done: Any = None) -> tuple[list[dict[str, Any]], Path]:
+              *, on_done: Any = None, progress: Any = None) -> tuple[list[dict[str, Any]], Path]:
     """Audit every scenario into ``<out>/<name>/`` and write ``<out>/audit.md`` after each one.
+
+    ``progress(name, stage, round, rounds)`` is called after every round of every run.
 
     A scenario whose ``result.json`` holds the same options is not run again (a killed audit resumes).
     Returns the results and the report's path; a failed audit is in the results (``audit.failed``), so the
@@ -387,7 +356,9 @@ def audit_all(scenarios: list[Scenario], out: str | Path, options: PrivacyAuditO
         result = json.loads(stored.read_text()) if stored.exists() else None
         if result is None or result.get("options") != json.loads(json.dumps(asdict(options))):
             try:
-                result = audit_scenario(scenario, out / scenario.name, options)
+                each = None if progress is None else (
+                    lambda stage, done, total, name=scenario.name: progress(name, stage, done, total))
+                result = audit_scenario(scenario, out / scenario.name, options, progress=each)
             except audit_lib.PrivacyAuditError:
                 result = json.loads(stored.read_text())
         results.append(result)

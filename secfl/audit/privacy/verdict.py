@@ -1,7 +1,9 @@
 """The first section of ``audit.md``: provenance and, per scenario, a verdict in words a reviewer can sign.
 
-The verdict states what was claimed (epsilon, delta, accountant), what the canaries measured (the one-run
-lower bound) and how strong that evidence is (the ceiling: the largest bound these canaries could ever show),
+The verdict states what was claimed (epsilon, delta, accountant), what the canaries measured (the Gaussian
+estimate with its limits, and the assumption-free one-run lower bound) and how strong that evidence is (the
+power: the smallest epsilon the audit catches; the ceiling: the largest bound these canaries could ever
+prove), whether the negative control was caught,
 what the attacks got, and for every attack that did not run, why and what would make it run.
 """
 
@@ -24,6 +26,9 @@ _REMEDY = {
     "round ": "attack a round the run reaches (--round) in which a group released a sum",
     "the inputs are not images": "none: inversion is scored on images",
     "canaries = 0": "pass --canaries M (M >= 2; default min(1000, num_clients // 2))",
+    "the scenario claims no finite epsilon": "none: there is no claim to estimate against",
+    "the aggregator": "audit the scenario with aggregator kind = \"mean\" (the canary's signal must add up)",
+    "no noise multiplier": "give the noise stage a noise_multiplier (or privacy.target_epsilon), not std",
     "only ": "use more clients or a larger test split (too few examples to measure)",
 }
 
@@ -39,7 +44,8 @@ def provenance_lines(results: Sequence[dict[str, Any]], environment: dict[str, A
     for r in results:
         lines.append(f"- {r['name']}: {r.get('rounds', '?')} rounds, accountant {r.get('accountant', '?')}, delta "
                      f"{r.get('delta', '?')}, audit seed {r.get('options', {}).get('seed', '?')}; the run directories "
-                     f"are `{r['name']}/run` and `{r['name']}/canary-run`")
+                     f"are `{r['name']}/run` and `{r['name']}/canary-run`"
+                     + (f" and `{r['name']}/control-run`" if r.get("negative_control") else ""))
     return [*lines, ""]
 
 
@@ -63,17 +69,41 @@ def _epsilon(r: dict[str, Any]) -> str:
     if "skipped" in audit:
         return f"{claim} The canary audit did not run."
     lower, ceiling = audit["epsilon_lower_bound"], audit["audit_ceiling"]
+    confidence = 100 * r.get("options", {}).get("confidence", 0.95)
+    proven = (f"The assumption-free one-run lower bound is {lower:.3g} ({audit['correct']} of {audit['guesses']} "
+              f"guesses right); these canaries could never prove more than {ceiling:.3g}"
+              + (", below the claim, so on its own it cannot catch any under-reporting." if ceiling < claimed
+                 else "."))
     if audit.get("failed"):
-        confidence = 100 * r.get("options", {}).get("confidence", 0.95)
         return (f"{claim} **FAILED: the canaries prove epsilon >= {lower:.3g} at {confidence:.0f}% confidence, more "
                 "than claimed: the noise or the accounting is wrong.**")
-    strength = (f"These canaries could never show more than {ceiling:.3g} (all guesses right), below the claim: the "
-                "audit cannot tell a correct mechanism from one that leaks up to that much more. Read this as "
-                "weak evidence, not as confirmation." if ceiling < claimed else
-                f"These canaries could show up to {ceiling:.3g}, so a mechanism leaking well beyond the claim would "
-                "have been caught.")
-    return (f"{claim} Not contradicted: the one-run lower bound is {lower:.3g} "
-            f"({audit['correct']} of {audit['guesses']} guesses right). {strength}")
+    g = audit.get("gaussian", {})
+    if "epsilon" not in g:
+        return f"{claim} Not contradicted. {proven} (No Gaussian estimate: {g.get('skipped', 'n/a')}.)"
+    level = f"{100 * g['confidence']:g}%"
+    measured = (f"the canaries measure epsilon {g['epsilon']:.3g}, between {g['epsilon_low']:.3g} and "
+                f"{g['epsilon_high']:.3g} at {level} confidence (noise multiplier {g['noise_multiplier']:.3g} against "
+                f"{g['noise_multiplier_claimed']:.3g} claimed; {g['signal_observations']} rounds with a canary in the "
+                "sum)")
+    power = (f"This audit catches, with 95% probability, a mechanism whose epsilon is {g['detectable_epsilon']:.3g} or "
+             f"more (a noise multiplier of {g['detectable_noise_multiplier']:.3g} or less); a correct mechanism is "
+             f"flagged in about {100 - 100 * g['confidence']:g}% of audits.")
+    verdict = (f"**FLAGGED: {measured}, above the claim: the noise on the releases is smaller than the accountant "
+               "assumes.** The estimate assumes Gaussian noise on the releases." if g.get("flagged") else
+               f"Not contradicted: {measured}.")
+    return f"{claim} {verdict} {power} {proven}{_control(r)}"
+
+
+def _control(r: dict[str, Any]) -> str:
+    control = r.get("negative_control")
+    if not control or "skipped" in control:
+        return ""
+    g = control.get("gaussian", {})
+    what = (f" Negative control: the same run with half the noise multiplier (true epsilon "
+            f"{control.get('epsilon_actual', math.nan):.3g}, still claimed {control['epsilon_claimed']:.3g})")
+    if control.get("flagged") or control.get("failed"):
+        return f"{what} was caught (estimated {g.get('epsilon', math.nan):.3g}): the audit sees such a bug."
+    return f"{what} was **not** caught: this audit cannot tell such a bug from a correct mechanism here."
 
 
 def _inversion(inv: dict[str, Any]) -> str:
@@ -97,7 +127,8 @@ def _membership(mia: dict[str, Any]) -> str:
 def _skipped(r: dict[str, Any]) -> list[str]:
     out = []
     parts = (("gradient inversion", r.get("inversion", {})), ("membership inference", r.get("membership", {})),
-             ("epsilon audit", r.get("audit", {})))
+             ("epsilon audit", r.get("audit", {})), ("Gaussian estimate", r.get("audit", {}).get("gaussian", {})),
+             ("negative control", r.get("negative_control") or {}))
     for what, part in parts:
         if isinstance(part, dict) and "skipped" in part:
             reason = str(part["skipped"])

@@ -12,11 +12,14 @@ BASE = {"defense": "x", "accuracy": 0.9, "delta": 1e-5, "accountant": "pld", "ro
                       "label_accuracy": 1.0}}
 AUDIT = {"epsilon_lower_bound": 0.4, "audit_ceiling": 1.2, "correct": 9, "guesses": 10, "sampled": 50,
          "canaries": 100}
+GAUSSIAN = {"epsilon": 2.9, "epsilon_low": 2.4, "epsilon_high": 3.6, "confidence": 0.99, "noise_multiplier": 1.4,
+            "noise_multiplier_claimed": 1.35, "signal_observations": 600, "detectable_epsilon": 4.2,
+            "detectable_noise_multiplier": 1.1, "flagged": False}
 
 
 def verdicts(tmp_path, results):
     text = write_privacy_report(results, tmp_path).read_text()
-    head = text.split("## Measurements")[0]
+    head = text.split("## Epsilon")[0]
     return head, text
 
 
@@ -27,10 +30,11 @@ def test_the_verdict_says_pass_weak_fail_and_none_in_words(tmp_path):
                {**BASE, "name": "plain", "epsilon_claimed": None, "audit": {"skipped": "canaries = 0"},
                 "inversion": {"skipped": "the group holds 320 examples (> max_inversion_examples = 256)"}}]
     head, text = verdicts(tmp_path, results)
-    assert head.index("## Verdict") < head.index("## Provenance") < text.index("## Measurements")
+    assert head.index("## Verdict") < head.index("## Provenance") < text.index("## Epsilon") < text.index("## Attacks")
     weak = head.split("**weak.**")[1].split("**strong.**")[0]
-    assert "Not contradicted: the one-run lower bound is 0.4" in weak and "weak evidence" in weak
-    assert "could show up to 4" in head.split("**strong.**")[1].split("**broken.**")[0]
+    assert "Not contradicted. The assumption-free one-run lower bound is 0.4" in weak
+    assert "could never prove more than 1.2, below the claim, so on its own it cannot catch" in weak
+    assert "could never prove more than 4." in head.split("**strong.**")[1].split("**broken.**")[0]
     assert "**FAILED: the canaries prove epsilon >= 0.4 at 95% confidence" in head
     plain = head.split("**plain.**")[1]
     assert "claims no differential privacy" in plain
@@ -38,3 +42,30 @@ def test_the_verdict_says_pass_weak_fail_and_none_in_words(tmp_path):
     assert "- epsilon audit: canaries = 0. To run it: pass --canaries M" in plain
     assert "25.0 dB against 12.0 dB for the mean image: recognisable" in weak
     assert "accountant pld, delta 1e-05, audit seed 3" in head and "- secfl " in head
+
+
+def test_the_verdict_gives_the_estimate_its_power_and_the_negative_control(tmp_path):
+    control = {**AUDIT, "epsilon_claimed": 3.0, "epsilon_actual": 11.6, "flagged": True,
+               "gaussian": {**GAUSSIAN, "epsilon": 11.9, "flagged": True}}
+    missed = {**control, "flagged": False, "gaussian": {**GAUSSIAN, "epsilon": 3.2}}
+    results = [{**BASE, "name": "good", "epsilon_claimed": 3.0, "audit": {**AUDIT, "gaussian": GAUSSIAN},
+                "negative_control": control},
+               {**BASE, "name": "bad", "epsilon_claimed": 3.0,
+                "audit": {**AUDIT, "flagged": True, "gaussian": {**GAUSSIAN, "epsilon": 8.0, "epsilon_low": 6.5,
+                                                                 "flagged": True}}, "negative_control": missed},
+               {**BASE, "name": "robust", "epsilon_claimed": 3.0,
+                "audit": {**AUDIT, "gaussian": {"skipped": "the aggregator (median) is not the weighted mean, so a "
+                                                           "canary's signal is not additive"}}}]
+    head, text = verdicts(tmp_path, results)
+    good = head.split("**good.**")[1].split("**bad.**")[0]
+    assert "Not contradicted: the canaries measure epsilon 2.9, between 2.4 and 3.6 at 99% confidence" in good
+    assert "catches, with 95% probability, a mechanism whose epsilon is 4.2 or more" in good
+    assert "half the noise multiplier (true epsilon 11.6, still claimed 3) was caught (estimated 11.9)" in good
+    bad = head.split("**bad.**")[1].split("**robust.**")[0]
+    assert "**FLAGGED: the canaries measure epsilon 8" in bad and "was **not** caught" in bad
+    robust = head.split("**robust.**")[1]
+    assert "- Gaussian estimate: the aggregator (median) is not" in robust and 'aggregator kind = "mean"' in robust
+    table = text.split("## Epsilon")[1].split("## Attacks")[0]
+    assert "| good | 3.00 |" in table and "2.90 [2.40, 3.60]" in table and "caught (true 11.60, estimated 11.90)" in table
+    assert "**FLAGGED: 8.00 [6.50, 3.60] > claim**" in table and "**NOT caught**" in table
+    assert "`good/control-run`" in head

@@ -131,6 +131,29 @@ lr = 0.001
 
 
 @pytest.mark.slow
+def test_the_negative_control_is_caught_and_the_correct_mechanism_is_not(tmp_path):
+    noise = {"kind": "gaussian_noise", "placement": "distributed", "secure": False, "trust": "simulation"}
+    s = spec("dp", [CLIP, noise], target=4.0, sampling="poisson", rounds=10)  # seeded noise: reproducible
+    options = PrivacyAuditOptions(canaries=200, inversion_round=0, shadows=0, negative_control=True)
+    progress = []
+    (result,), report = audit_all([s], tmp_path, options, progress=lambda *call: progress.append(call))
+    audit, control = result["audit"], result["negative_control"]
+    g, gc = audit["gaussian"], control["gaussian"]
+    assert not audit["flagged"] and not audit["failed"] and g["epsilon_low"] < 4.0
+    assert control["flagged"] and gc["epsilon_low"] > 4.0 and control["epsilon_claimed"] == pytest.approx(4.0, rel=1e-3)
+    assert control["epsilon_actual"] > 2 * 4.0 and gc["epsilon"] == pytest.approx(control["epsilon_actual"], rel=0.3)
+    assert g["noise_multiplier"] == pytest.approx(g["noise_multiplier_claimed"], rel=0.2)
+    assert 4.0 < g["detectable_epsilon"] < gc["epsilon"]  # the power statement covers the bug it caught
+    assert [row["round"] for row in audit["curve"]] == list(range(1, 11))
+    assert audit["curve"][-1]["claimed"] == pytest.approx(4.0, rel=1e-3)
+    text = report.read_text()
+    assert "Not contradicted" in text and "was caught" in text and "catches, with 95% probability" in text
+    assert (tmp_path / "dp" / "roc.png").exists() and (tmp_path / "dp" / "epsilon.png").exists()
+    assert {stage for _, stage, _, _ in progress} == {"run", "canary run", "negative control"}
+    assert ("dp", "negative control", 10, 10) in progress
+
+
+@pytest.mark.slow
 def test_inversion_and_membership_on_real_runs_and_the_report(tmp_path, monkeypatch):
     single = {"rounds": 3, "clients": 1437, "per_round": 10, "lr": 0.1}  # digits: one training example per client
     plain = spec("plain", grouping="individual", **single)
