@@ -161,23 +161,36 @@ def bench_command(
         suite = with_overrides(bench.load_suite(suite_path), sets or (), seeds or ())
         out = out or Path("runs") / scenario.directory_name(suite.name, "suite")
         if fancy():
-            columns = (TextColumn("cells"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
-                       TextColumn("{task.fields[info]}"))
+            columns = (TextColumn("{task.description}"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
+                       TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
             with Progress(*columns, console=err, transient=True) as bar:
                 task = bar.add_task("cells", total=None, info="validating")
+                running: dict[str, Any] = {}  # cell id -> its rounds bar
 
                 def show(result: bench.CellResult, count: int, total: int) -> None:
                     bar.update(task, completed=count, total=total, info="")
+                    if result.id in running:
+                        bar.remove_task(running.pop(result.id))
                     bar.console.print(_cell_line(result, count, total), markup=False, highlight=False)
 
                 def rounds(cell: str, row: dict[str, Any]) -> None:
-                    bar.update(task, info=f"round {row['round']} accuracy {row['accuracy']:.4f} of {cell}")
+                    if cell not in running:
+                        running[cell] = bar.add_task(f"  {cell[:48]} round", total=row["of"], info="")
+                    accuracy = row.get("accuracy")
+                    bar.update(running[cell], completed=row["round"],
+                               info="" if accuracy is None else f"accuracy {accuracy:.4f}")
 
-                results = bench.run_suite(suite, out, jobs=jobs, resume=resume, on_cell=show,
-                                          on_round=rounds if jobs == 1 else None)
+                results = bench.run_suite(suite, out, jobs=jobs, resume=resume, on_cell=show, on_round=rounds)
         else:
-            results = bench.run_suite(suite, out, jobs=jobs, resume=resume,
-                                      on_cell=lambda r, n, t: print(_cell_line(r, n, t), flush=True))
+            started, ran = time.monotonic(), []
+
+            def line(result: bench.CellResult, count: int, total: int) -> None:
+                ran.append(result.status in ("done", "failed") and not result.skipped)
+                left = (time.monotonic() - started) / max(1, sum(ran)) * (total - count) if any(ran) else None
+                eta = f" (about {left / 60:.0f} min left)" if left and count < total else ""
+                print(_cell_line(result, count, total) + eta, flush=True)
+
+            results = bench.run_suite(suite, out, jobs=jobs, resume=resume, on_cell=line)
     except SecflError as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:

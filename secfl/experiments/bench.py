@@ -72,8 +72,9 @@ def run_suite(
     """Validate every cell, then run the unfinished ones (``jobs`` processes); return one result per cell.
 
     ``on_cell(result, finished, total)`` is called as each cell ends (skipped cells first); ``on_round(id,
-    row)`` after each round, only when ``jobs == 1`` (cells then run in this process). A failing cell is
-    recorded (``OUT/suite.json``) and the others go on.
+    row)`` after each round of a running cell, ``row`` being its ``metrics.jsonl`` line plus ``"of"``: the
+    cell's round count (with ``jobs > 1`` the workers' files are read about once a second). A failing cell
+    is recorded (``OUT/suite.json``) and the others go on.
 
     Raises:
         ConfigurationError: a bad cell (nothing has run), or ``out`` holds something and ``resume`` is off.
@@ -118,21 +119,42 @@ def run_suite(
 
     tasks = [{"id": c.id, "data": c.data, "path": str(out / "cells" / c.id),
               "resume": (out / "cells" / c.id / "config.toml").exists()} for c in todo]
+    report = None if on_round is None else (lambda cell, row: on_round(cell, {**row, "of": state.rounds[cell]}))
     if jobs == 1 or len(tasks) <= 1:
         for task in tasks:
-            finish(run_cell(task, on_round=(lambda row, i=task["id"]: on_round(i, row)) if on_round else None))
+            finish(run_cell(task, on_round=(lambda row, i=task["id"]: report(i, row)) if report else None))
     else:
-        _run_pool(tasks, jobs, finish)
+        _run_pool(tasks, jobs, finish, report)
     return [results[c.id] for c in cells]
 
 
-def _run_pool(tasks: list[dict[str, Any]], jobs: int, finish: Callable[[CellResult], None]) -> None:
+def _last_round(path: Path, seen: dict[str, int], cell: str) -> dict[str, Any] | None:
+    """The last line of a running cell's ``metrics.jsonl`` if the file grew since the last look."""
+    try:
+        size = path.stat().st_size
+        if size == seen.get(cell):
+            return None
+        seen[cell] = size
+        lines = path.read_bytes().splitlines()
+        return json.loads(lines[-1]) if lines else None
+    except (OSError, ValueError):  # not written yet, or a line being written: look again next time
+        return None
+
+
+def _run_pool(tasks: list[dict[str, Any]], jobs: int, finish: Callable[[CellResult], None],
+              on_round: Callable[[str, dict[str, Any]], None] | None = None) -> None:
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=get_context("spawn"),
                                initializer=_init_worker, initargs=(os.getpid(),))
+    paths = {task["id"]: Path(task["path"]) / "metrics.jsonl" for task in tasks}
+    sizes: dict[str, int] = {}
     try:
         pending: dict[Future, str] = {pool.submit(run_cell, task): task["id"] for task in tasks}
         while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            finished, _ = wait(pending, timeout=1.0 if on_round else None, return_when=FIRST_COMPLETED)
+            for future, cell in pending.items() if on_round else ():
+                row = None if future in finished or not future.running() else _last_round(paths[cell], sizes, cell)
+                if row is not None and "round" in row:
+                    on_round(cell, row)
             for future in finished:
                 cell = pending.pop(future)
                 try:

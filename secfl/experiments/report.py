@@ -104,9 +104,12 @@ class _Worst:
     state: str  # what a None says: "missing" or "n/a"
 
 
-def _texts(values: np.ndarray, states: Sequence[str], stars: Sequence[bool], digits: int) -> list[str]:
-    return [state if math.isnan(v) else f"{v:.{digits}f}{'*' if star else ''}"
-            for v, state, star in zip(values, states, stars)]
+def _texts(values: np.ndarray, states: Sequence[str], stars: Sequence[bool], digits: int,
+           spreads: Sequence[float] | None = None, joiner: str = " ") -> list[str]:
+    """Cell texts: the value (``*``: a partial worst case), `` ± std`` over seeds when ``spreads`` has one."""
+    spreads = [math.nan] * len(values) if spreads is None else spreads
+    return [state if math.isnan(v) else f"{v:.{digits}f}" + ("" if math.isnan(sd) else f"{joiner}± {sd:.{digits}f}")
+            + ("*" if star else "") for v, state, star, sd in zip(values, states, stars, spreads, strict=True)]
 
 
 def _stat(cells: Sequence[_Cell], metric: str) -> _Stat:
@@ -250,18 +253,23 @@ class _Report:
                 return {}
         empty = MISSING if accuracy else "-"
         values = np.full((len(defenses), len(attacks) + 1), np.nan)
+        spreads = np.full_like(values, np.nan)  # the standard deviation over seeds (NaN: one seed)
         states = [[empty] * (len(attacks) + 1) for _ in defenses]  # what a NaN says: missing, n/a (or "-")
         worst: dict[str, _Worst] = {}
         for i, d in enumerate(defenses):
             for j, a in enumerate(attacks):
                 group = [c for c in cells if self.defense_of(c) == d and self.attack_of(c) == a]
                 live = [c for c in group if not c.na]
-                mean = _stat(live, metric).mean
-                values[i, j] = np.nan if mean is None else mean
+                stat = _stat(live, metric)
+                values[i, j] = np.nan if stat.mean is None else stat.mean
+                spreads[i, j] = stat.std if stat.done > 1 else np.nan
                 states[i][j] = empty if live else NA if group else "-"  # "-": the suite has no such cell
             known = values[i, :-1][~np.isnan(values[i, :-1])]
             missing = accuracy and any(states[i][j] == MISSING and np.isnan(values[i, j]) for j in range(len(attacks)))
             values[i, -1] = (min(known) if accuracy else max(known)) if known.size else np.nan
+            if known.size:  # the worst case's spread is that of the attack that gave it
+                row = np.where(np.isnan(values[i, :-1]), np.inf if accuracy else -np.inf, values[i, :-1])
+                spreads[i, -1] = spreads[i, int(np.argmin(row) if accuracy else np.argmax(row))]
             states[i][-1] = NA if all(x == NA for x in states[i][:-1]) else empty
             worst[d] = _Worst(None if not known.size else float(values[i, -1]), missing and known.size > 0,
                               states[i][-1])
@@ -273,10 +281,11 @@ class _Report:
         stars = np.zeros_like(values, dtype=bool)
         stars[:, -1] = [worst[d].partial for d in defenses]
         for i, d in enumerate(defenses):
-            self.lines.append("| " + " | ".join(map(_md, [d, *_texts(values[i], states[i], stars[i], 4)])) + " |")
+            self.lines.append("| " + " | ".join(map(_md, [d, *_texts(values[i], states[i], stars[i], 4,
+                                                                        spreads[i])])) + " |")
         name = self.figure_name(stem, setting)
         heatmap(self.dir / name, values, defenses, [*attacks, corner],
-                 [_texts(values[i], states[i], stars[i], 2) for i in range(len(defenses))],
+                 [_texts(values[i], states[i], stars[i], 2, spreads[i], "\n") for i in range(len(defenses))],
                  title=title + where, cmap=cmap, separate_last=True)
         self.lines += ["", f"![{title}{where}]({name})", ""]
         return worst

@@ -352,3 +352,32 @@ run.seed = [0, 1, 2]
         assert not [pid for pid in children if _alive(pid)]
     finally:
         proc.kill()
+
+
+def test_rounds_inside_cells_are_reported_with_two_workers(tmp_path, monkeypatch):
+    import secfl.cli
+
+    text = GRID_2X2.replace("rounds = 2", "rounds = 60")
+    seen = []
+    results = bench.run_suite(bench.load_suite(write(tmp_path, text)), tmp_path / "out", jobs=2,
+                              on_round=lambda cell, row: seen.append((cell, row["round"], row["of"])))
+    assert all(r.status == "done" for r in results)
+    assert seen and all(of == 60 and 1 <= done <= 60 for _, done, of in seen)  # read from the workers' files
+    for cell in {cell for cell, _, _ in seen}:
+        rounds = [done for c, done, _ in seen if c == cell]
+        assert rounds == sorted(rounds)
+    monkeypatch.setattr(secfl.cli, "fancy", lambda: True)  # the bars with a rounds bar per running cell
+    result = bench_cli(write(tmp_path, text), "--out", tmp_path / "bars", "--jobs", "2")
+    assert result.exit_code == 0, result.output
+
+
+def test_last_round_reads_only_a_grown_file(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    sizes = {}
+    assert bench._last_round(path, sizes, "c") is None  # not written yet
+    path.write_text('{"round": 1}\n{"round": 2}\n')
+    assert bench._last_round(path, sizes, "c") == {"round": 2}
+    assert bench._last_round(path, sizes, "c") is None  # unchanged
+    with path.open("a") as f:
+        f.write('{"round": 3')  # a line being written
+    assert bench._last_round(path, sizes, "c") is None
