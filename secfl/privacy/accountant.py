@@ -11,6 +11,9 @@ and must match how the engine really samples. Discrete mechanisms (distributed d
 Skellam) are priced in RDP from their papers' bounds, subsampled with the general bounds for any
 mechanism (``secfl.privacy.discrete``), since no PLD is known for them.
 
+Unsampled Gaussian rounds (``sample_rate=1``, e.g. against the server, and one-time releases) are priced
+exactly in closed form under ``kind="pld"`` (``secfl.privacy.gdp``): Gaussians compose into one Gaussian.
+
 Guarantee: ``epsilon`` is an upper bound on the privacy loss of the stated composition under the
 stated sampling and neighbouring relation; ``noise_multiplier`` returns a z whose epsilon is at most
 the target (to dp-accounting's calibration tolerance).
@@ -38,6 +41,7 @@ from dp_accounting.rdp.rdp_privacy_accountant import DEFAULT_RDP_ORDERS
 from secfl.exceptions import ConfigurationError
 from secfl.privacy import rdp
 from secfl.privacy.events import DiscreteSumDpEvent
+from secfl.privacy.gdp import gdp_epsilon
 
 KINDS = ("pld", "rdp")
 PLD_GRID = 1e-3  # PLD discretization; pessimistic rounding keeps epsilon an upper bound (1.8289 vs 1.8282 at 1e-4)
@@ -156,6 +160,12 @@ class Accountant:
                 raise ConfigurationError("a one-time release beside discrete-noise rounds (ddgauss) cannot be "
                                          "composed here; use Gaussian noise (gaussian_noise) for the rounds")
             return self._discrete_epsilon(counts, sample_rate, delta)
+        bare = [(self._sampled(e, 1.0), n) for e, n in [*(counts.items() if sample_rate >= 1 else ()), *once.items()]]
+        if self.kind == "pld" and len(bare) == len(counts) + len(once) and all(
+                type(e) is dp_accounting.GaussianDpEvent for e, _ in bare):  # exact: Gaussians compose into one
+            if any(e.noise_multiplier == 0 for e, _ in bare):
+                return math.inf
+            return gdp_epsilon(math.sqrt(sum(n / e.noise_multiplier**2 for e, n in bare)), delta)
         accountant = self._fresh()
         with _quiet_absl():  # dp-accounting's RDP logs "failed to converge" for orders it then skips
             for event, count in counts.items():

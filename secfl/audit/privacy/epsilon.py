@@ -49,6 +49,7 @@ import numpy as np
 from scipy import special, stats
 
 from secfl.exceptions import ConfigurationError, PrivacyAuditError
+from secfl.privacy.gdp import gdp_epsilon
 
 __all__ = [
     "PrivacyAuditError",
@@ -226,32 +227,6 @@ def check_claim(claimed_epsilon: float, lower_bound: float) -> None:
             f"empirical epsilon lower bound {lower:.4g} exceeds the claimed epsilon {claim:.4g}: the DP noise "
             "or the privacy accounting is wrong (noise not applied, RNG reuse, sampling or sensitivity mismatch)"
         )
-
-
-def _gdp_delta(eps: float, mu: float) -> float:
-    # Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2), the second term in log space
-    return float(stats.norm.cdf(-eps / mu + mu / 2) - math.exp(eps + stats.norm.logcdf(-eps / mu - mu / 2)))
-
-
-def gdp_epsilon(mu: float, delta: float) -> float:
-    """Epsilon of mu-GDP at ``delta`` (Dong, Roth, Su, Corollary 2.13), by bisection to 1e-9 relative.
-
-    The Gaussian mechanism with sensitivity 1 and noise std sigma is (1/sigma)-GDP.
-
-    Raises:
-        ConfigurationError: mu negative or non-finite, delta outside (0, 1).
-    """
-    m = _real("mu", mu, 0.0, math.inf, open_low=False, open_high=True)
-    dlt = _real("delta", delta, 0.0, 1.0, open_low=True, open_high=True)
-    if m == 0.0 or _gdp_delta(0.0, m) <= dlt:
-        return 0.0
-    low, high = 0.0, 1.0
-    while _gdp_delta(high, m) > dlt:
-        low, high = high, 2 * high
-    while high - low > 1e-9 * max(1.0, high):
-        middle = (low + high) / 2
-        low, high = (middle, high) if _gdp_delta(middle, m) > dlt else (low, middle)
-    return high
 
 
 def one_shot_epsilon(observed_cosines_in: object, null_cosines: object, delta: float) -> float:

@@ -107,3 +107,17 @@ def test_ledger_composes_rounds_and_guards_the_budget():
         Ledger(acc, sample_rate=0.01, delta=1e-5, budget=-1.0)
     with pytest.raises(ConfigurationError):
         Ledger(acc, sample_rate=2.0, delta=1e-5)
+
+
+def test_unsampled_gaussian_rounds_are_priced_exactly_in_closed_form():
+    from secfl.privacy.gdp import gdp_epsilon
+
+    events = [(dp_accounting.GaussianDpEvent(1.3), 7), (dp_accounting.GaussianDpEvent(0.9), 3)]
+    exact = Accountant("pld").epsilon_of(events, sample_rate=1.0, delta=1e-5)
+    assert exact == pytest.approx(gdp_epsilon(math.sqrt(7 / 1.3**2 + 3 / 0.9**2), 1e-5), rel=1e-9)
+    grid = Accountant("pld")._fresh()  # the numerical PLD on its grid: an upper bound just above it
+    for event, count in events:
+        grid.compose(event, count)
+    assert exact <= grid.get_epsilon(1e-5) <= exact * 1.01
+    assert Accountant("pld").epsilon_of([(dp_accounting.GaussianDpEvent(0.0), 1)], sample_rate=1.0,
+                                        delta=1e-5) == math.inf
