@@ -381,3 +381,18 @@ def test_last_round_reads_only_a_grown_file(tmp_path):
     with path.open("a") as f:
         f.write('{"round": 3')  # a line being written
     assert bench._last_round(path, sizes, "c") is None
+
+
+def test_the_readme_suite_example_is_a_valid_suite(tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    example = readme.split("Every key in one example:\n\n```toml\n")[1].split("```")[0]
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "base.toml").write_text('[model]\nkind = "mlp"\n')
+    (tmp_path / "suites").mkdir()
+    suite = bench.load_suite(write(tmp_path / "suites", example))
+    cells = bench.expand(suite)
+    assert len(cells) == 2 * 2 * 2 * 2 * 2 * 3 + 1  # aggregator, partition, attack, $f, seed, grouping; [[cells]]
+    specs, not_applicable = bench.validate_cells(cells, source="README", skip_incompatible=True)
+    assert len(specs) + len(not_applicable) == len(cells) and specs
