@@ -21,17 +21,19 @@ def roc_png(path: Path, curves: list[tuple[str, np.ndarray, np.ndarray]], *, cla
     mechanism allows at the claim: TPR <= min(e^eps FPR + delta, 1 - e^-eps (1 - delta - FPR))."""
     fig = figure(4.6, 4.0)
     ax = fig.subplots()
-    grid = np.logspace(-3, 0, 200)
+    # an FPR below 1 / (canaries left out) is not measured: the axis starts there
+    floor = 1.0 / max(1, max(int(np.sum(~np.asarray(inc, bool))) for _, _, inc in curves))
+    grid = np.logspace(math.log10(floor), 0, 200)
     for label, scores, included in curves:
         fpr, tpr, _ = metrics.roc_curve(np.asarray(included, bool), np.asarray(scores, float))
         auc = metrics.auc(fpr, tpr)
-        ax.step(np.maximum(fpr, 1e-3), np.maximum(tpr, 1e-3), where="post", label=f"{label} (AUC {auc:.2f})")
+        ax.step(np.maximum(fpr, floor), np.maximum(tpr, floor), where="post", label=f"{label} (AUC {auc:.2f})")
     if claimed is not None and math.isfinite(claimed):
         bound = np.minimum(np.minimum(math.exp(claimed) * grid + delta, 1 - math.exp(-claimed) * (1 - delta - grid)),
                            1.0)
         ax.plot(grid, bound, "k--", linewidth=1, label=f"most a claim of epsilon {claimed:.3g} allows")
     ax.plot(grid, grid, color="grey", linewidth=0.8, label="chance")
-    ax.set(xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1.05), xlabel="false positive rate",
+    ax.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1.05), xlabel="false positive rate",
            ylabel="true positive rate", title="canaries in vs out (score: per-round likelihood ratio)")
     ax.title.set_fontsize(9)
     ax.legend(fontsize=7, loc="lower right")
