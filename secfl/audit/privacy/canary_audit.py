@@ -7,9 +7,10 @@ round's release projected on each canary (``secfl.audit.privacy.canary_rounds``)
    the per-round likelihood-ratio score, and the best of the ``GUESS_FRACTIONS`` tests is taken at a
    Bonferroni-corrected confidence (``best_guess_audit``). Assumption-free; ``failed`` when it exceeds the
    claim. Its ceiling (all guesses right) is set by m: with few canaries it cannot exceed the claim at all.
-2. The Gaussian estimate (``secfl.audit.privacy.gaussian_audit``): the per-round signal-to-noise, the
-   epsilon it implies through the scenario's own accountant, a flag at ``flag_confidence`` (``flagged``) and
-   the power (the smallest epsilon the audit catches with probability 0.95).
+2. The Gaussian estimate (``secfl.audit.privacy.gaussian_audit``): the per-round signal-to-noise on each
+   canary's own group sum (the sum the accountant prices), the epsilon it implies through the scenario's
+   own accountant, a flag at ``flag_confidence`` (``flagged``) and the power (the smallest epsilon the
+   audit catches with probability 0.95).
 3. The epsilon after each round (claimed, estimated with its limits, and the one-run bound on the first t
    rounds) for the report's plot, and the ROC of the final scores.
 4. Andrew et al.'s one-shot estimate (cosines with the summed releases), kept for comparison.
@@ -59,9 +60,12 @@ def sends_deltas(scenario: Scenario) -> bool:
 
 
 def _clip_norm(scenario: Scenario) -> float | None:
+    """The L2 bound of one client's update: the first ``l2clip``'s norm, or ``ddgauss``'s own clip."""
     for stage in scenario.stages:
         if stage.get("kind") == "l2clip":
             return float(stage["norm"])
+        if stage.get("kind") == "ddgauss" and "clip" in stage:
+            return float(stage["clip"])
     return None
 
 
@@ -103,6 +107,8 @@ def canary_audit(scenario: Scenario, out: str | Path, options: Any, *, weaken: f
     claim = summary.get("epsilon")
     if weaken is not None:  # the claim is the correct mechanism's; the accountant of the weakened run is the truth
         claim = correct.epsilon_at(correct.stages[correct.noise_stage()]["noise_multiplier"], x.shape[0])
+    if not np.all(np.isfinite(x)):
+        return {"skipped": "a release was not finite (the run diverged): nothing to project"}
     noise = noise_scale(x)
     signal = min(norm, clip) if clip else norm
     cumulative = (likelihood_scores(x, signal=signal, noise=noise, rate=scenario.sample_rate) if noise > 0
@@ -116,7 +122,7 @@ def canary_audit(scenario: Scenario, out: str | Path, options: Any, *, weaken: f
                   epsilon_estimate=_one_shot(x.sum(axis=0), canaries, delta))
     if weaken is not None:
         result.update(weaken=weaken, epsilon_actual=summary.get("epsilon"))
-    result["gaussian"] = _gaussian(correct, x, delivered, canaries.included, claim, options)
+    result["gaussian"] = _gaussian(correct, rounds, canaries.included, claim, options)
     result["curve"] = _curve(correct, cumulative, canaries.included, delta, claim, result["gaussian"], options)
     result["flagged"] = bool(result["gaussian"].get("flagged", False))
     np.savez_compressed(Path(out) / "canaries.npz", scores=scores, included=canaries.included, slots=canaries.slots,
@@ -124,26 +130,28 @@ def canary_audit(scenario: Scenario, out: str | Path, options: Any, *, weaken: f
     return result
 
 
-def _gaussian(scenario: Scenario, x: np.ndarray, delivered: np.ndarray, included: np.ndarray, claim: float | None,
+def _gaussian(scenario: Scenario, rounds: CanaryRounds, included: np.ndarray, claim: float | None,
               options: Any) -> dict[str, Any]:
     if claim is None or not math.isfinite(claim):
         return {"skipped": "the scenario claims no finite epsilon"}
-    if scenario.aggregator.get("kind") != "mean" or scenario.pre:
-        return {"skipped": f"the aggregator ({scenario.aggregator.get('kind')}) is not the weighted mean, so a "
-                           "canary's signal is not additive"}
     try:
         scenario.noise_stage()
-        est = gaussian_audit.estimate(x, delivered, included)
+        est = gaussian_audit.estimate(rounds.own_group, rounds.delivered, included,
+                                      crosstalk=rounds.crosstalk(included))
     except ConfigurationError as exc:
         return {"skipped": str(exc)}
-    return gaussian_audit.assess(est, claimed=claim, rounds=x.shape[0], epsilon_of=scenario.epsilon_at,
-                                 noise_of=scenario.noise_at, confidence=options.flag_confidence)
+    result = gaussian_audit.assess(est, claimed=claim, rounds=rounds.delivered.shape[0],
+                                   epsilon_of=scenario.epsilon_at, noise_of=scenario.noise_at,
+                                   confidence=options.flag_confidence)
+    result["groups_per_round"] = float(np.mean([len(np.unique(g)) for g in rounds.groups]))
+    return result
 
 
 def _curve(scenario: Scenario, cumulative: np.ndarray, included: np.ndarray, delta: float, claim: float | None,
            gaussian: dict[str, Any], options: Any) -> list[dict[str, Any]]:
     """The epsilon after round t at up to ``CURVE_POINTS`` rounds: claimed, estimated (with its limits) and the
-    one-run bound from the first t rounds' scores."""
+    one-run bound from the first t rounds' scores (each point a bound on its own: the largest of them is not
+    one, as no correction is made across the points)."""
     total = cumulative.shape[0]
     points = sorted({int(t) for t in np.linspace(1, total, min(CURVE_POINTS, total)).round()})
     estimated = claim is not None and "mu" in gaussian

@@ -8,8 +8,11 @@ records, every round t and canary i,
 
 (``S_t`` is the decoded sum when the aggregator is the weighted mean; the sum scale keeps a canary's
 signal the same in every round however many clients took part), and whether canary i's vector reached
-that sum (``delivered``: its slot survived the round). ``delivered`` is the defender's knowledge: it never
-enters a score, only the Gaussian estimate (``secfl.audit.privacy.gaussian_audit``).
+that sum (``delivered``: its slot survived the round). For the Gaussian estimate it also records the
+projection on the canary's own group sum (``own_group``; the sum the accountant prices, which the server
+sees) and what the other in-canaries of that group add to it (``crosstalk``). ``delivered``, the groups
+and the crosstalk are the defender's knowledge: they never enter the score below, only the Gaussian
+estimate (``secfl.audit.privacy.gaussian_audit``).
 
 ``likelihood_scores`` turns the releases alone into the most powerful score against the claimed mechanism:
 the log-likelihood ratio of "canary i is in" over "it is out" when each round it is sampled with the rate
@@ -37,7 +40,8 @@ CACHE_LIMIT = 1 << 25
 
 
 class CanaryRounds:
-    """An engine observer: each round's projections of the released sum on every canary direction."""
+    """An engine observer: each round's projections of the released sum, and of each canary's own group sum,
+    on every canary direction."""
 
     def __init__(self, canaries: Canaries) -> None:
         self.canaries = canaries
@@ -46,35 +50,71 @@ class CanaryRounds:
                             if m * d <= CACHE_LIMIT else None)
         self._slots = {int(c): i for i, c in enumerate(canaries.slots)}
         self._rows: list[np.ndarray] = []
+        self._own: list[np.ndarray] = []
+        self._groups: list[np.ndarray] = []
         self._delivered: list[np.ndarray] = []
 
-    def project(self, total: np.ndarray) -> np.ndarray:
-        """``<total, u_i>`` for every canary (float64 [m])."""
+    def project(self, vectors: np.ndarray) -> np.ndarray:
+        """``<vectors[k], u_i>`` for every canary i: float64 [m, k] (``vectors`` [k, d])."""
+        v = np.asarray(vectors, dtype=np.float64)
         if self._directions is not None:
-            return (self._directions @ np.asarray(total, dtype=np.float32)).astype(np.float64)
-        return self.canaries.scores(total)
+            return (self._directions @ v.T.astype(np.float32)).astype(np.float64)
+        return np.stack([v @ self.canaries.direction(i) for i in range(len(self._slots))])
 
     def __call__(self, seen: object) -> None:
-        out = seen.output  # type: ignore[attr-defined]
-        total = np.asarray(out.aggregate, dtype=np.float64) * float(np.sum(out.group_weights))
-        self._rows.append(self.project(total))
-        delivered = np.zeros(len(self._slots), dtype=bool)
-        for group in out.result.survivors:
-            for cid in group:
+        out, t = seen.output, len(self._rows)  # type: ignore[attr-defined]
+        weights = np.asarray(out.group_weights, dtype=np.float64)
+        total = np.asarray(out.aggregate, dtype=np.float64) * float(np.sum(weights))
+        sums = np.asarray(out.group_means, dtype=np.float64) * weights[:, None]  # each group's decoded sum
+        m = len(self._slots)
+        delivered, group = np.zeros(m, dtype=bool), (np.arange(m) + t) % max(1, len(sums))
+        for g, alive in enumerate(out.result.survivors):
+            for cid in alive:
                 index = self._slots.get(int(cid))
                 if index is not None:
-                    delivered[index] = True
+                    delivered[index], group[index] = True, g
+        projections = self.project(np.vstack([total[None, :], sums]))
+        self._rows.append(projections[:, 0])
+        self._own.append(projections[np.arange(m), 1 + group])
+        self._groups.append(group)
         self._delivered.append(delivered)
 
     @property
     def observations(self) -> np.ndarray:
-        """x: float64 [rounds, m]."""
+        """x on the released sum: float64 [rounds, m] (what anyone who sees the releases sees)."""
         return np.array(self._rows, dtype=np.float64).reshape(len(self._rows), len(self._slots))
+
+    @property
+    def own_group(self) -> np.ndarray:
+        """x on each canary's own group sum (a canary that was not in the round: a group chosen by its index):
+        float64 [rounds, m]. The server sees each group's sum; the accountant prices one group's."""
+        return np.array(self._own, dtype=np.float64).reshape(len(self._own), len(self._slots))
+
+    @property
+    def groups(self) -> list[np.ndarray]:
+        """Per round, int [m]: the group each canary's own-group projection was taken on."""
+        return list(self._groups)
 
     @property
     def delivered(self) -> np.ndarray:
         """bool [rounds, m]: canary i's slot took part in round t (its vector, or its zeros, is in S_t)."""
         return np.array(self._delivered, dtype=bool).reshape(len(self._delivered), len(self._slots))
+
+    def crosstalk(self, included: np.ndarray) -> np.ndarray | None:
+        """float64 [rounds, m]: what the other in-canaries in the same group sum add to canary i's own-group
+        projection, ``norm * sum_j <u_j, u_i>`` (None when the directions are not kept in memory)."""
+        if self._directions is None:
+            return None
+        gram = (self._directions @ self._directions.T).astype(np.float64)
+        np.fill_diagonal(gram, 0.0)
+        inc = np.asarray(included, dtype=bool)
+        out = np.zeros((len(self._own), len(self._slots)))
+        for t, (group, delivered) in enumerate(zip(self._groups, self._delivered, strict=True)):
+            present = delivered & inc
+            for g in np.unique(group):
+                mine = group == g
+                out[t, mine] = gram[np.ix_(mine, mine & present)].sum(axis=1)
+        return out * self.canaries.norm
 
 
 def noise_scale(observations: np.ndarray) -> float:

@@ -9,7 +9,11 @@ is that mechanism sampled at the scenario's rate and composed over its rounds, w
 accountant assumed with noise multiplier z = 1 / mu. The estimate (``estimate``):
 
     mu_hat = (mean of the n1 in-and-delivered observations - mean of the n0 others) / std of the others
-    se(mu)^2 = 1/n1 + 1/n0 + mu^2 / (2 n0)
+    se(mu)^2 = 1/n1 + 1/n0 + mu^2 / (2 n0), or the delete-one-canary jackknife's if larger (one canary's
+               observations are correlated across rounds through its direction)
+
+Each observation is the projection on the canary's own group sum (the sum the accountant prices) minus
+what the other in-canaries of that group add along its direction (known to the defender).
 
 and the epsilon estimate is the accountant's epsilon at z = 1 / mu_hat. Which rounds a canary took part in
 is the defender's knowledge (``CanaryRounds.delivered``): it measures the per-round mechanism; the
@@ -22,8 +26,10 @@ mechanism is flagged with probability about 1 - confidence (less: the other clie
 This is a test under the Gaussian model, not the assumption-free one-run bound: it does not see noise
 reused across rounds or a sampling rate other than the claimed one.
 
-Power. The smallest mu the audit flags with probability ``power``: mu_claim + (k + k_power) se(mu), told as
-a noise multiplier and an epsilon ("it catches any mechanism whose epsilon is at least ...").
+Power. The smallest mu the audit flags with probability ``power``: mu_claim + (k + k_power) se, with the
+measured se (scaled with mu as the formula scales), told as a noise multiplier and an epsilon: it catches a
+mechanism of that epsilon if the mechanism's per-round noise is Gaussian and independent across rounds,
+which is the kind of bug it can see (too little noise, a sensitivity larger than the clip).
 """
 
 from __future__ import annotations
@@ -56,8 +62,14 @@ def stderr(mu: float, signal_count: int, null_count: int) -> float:
     return math.sqrt(1 / signal_count + 1 / null_count + mu * mu / (2 * null_count))
 
 
-def estimate(observations: np.ndarray, delivered: np.ndarray, included: np.ndarray) -> GaussianEstimate:
-    """mu_hat from ``observations`` [rounds, m], ``delivered`` [rounds, m] and ``included`` [m].
+def estimate(observations: np.ndarray, delivered: np.ndarray, included: np.ndarray, *,
+             crosstalk: np.ndarray | None = None) -> GaussianEstimate:
+    """mu_hat from ``observations`` [rounds, m], ``delivered`` [rounds, m] and ``included`` [m], with
+    ``crosstalk`` [rounds, m] (what other canaries add to each observation) subtracted first.
+
+    The standard error is the larger of the formula's (independent observations) and a delete-one-canary
+    jackknife: one canary's observations share its direction, so whatever persists across rounds along it
+    (the honest clients' drift, other canaries) correlates them, and the formula alone would be too small.
 
     Raises:
         ConfigurationError: mismatched shapes, fewer than 2 observations on either side, or no spread.
@@ -68,6 +80,8 @@ def estimate(observations: np.ndarray, delivered: np.ndarray, included: np.ndarr
     if x.ndim != 2 or present.shape != x.shape or inc.shape != (x.shape[1],):
         raise ConfigurationError(f"observations {x.shape}, delivered {present.shape} and included {inc.shape} "
                                  "must be [rounds, m], [rounds, m] and [m]")
+    if crosstalk is not None:
+        x = x - np.asarray(crosstalk, dtype=np.float64).reshape(x.shape)
     signal = present & inc[None, :]
     ones, others = x[signal], x[~signal]
     if ones.size < 2 or others.size < 2:
@@ -77,7 +91,25 @@ def estimate(observations: np.ndarray, delivered: np.ndarray, included: np.ndarr
     if not spread > 0:
         raise ConfigurationError("the observations without a canary have no spread: nothing to measure against")
     mu = float((ones.mean() - others.mean()) / spread)
-    return GaussianEstimate(mu, stderr(mu, ones.size, others.size), int(ones.size), int(others.size))
+    formula = stderr(mu, ones.size, others.size)
+    return GaussianEstimate(mu, max(formula, _jackknife(x, signal)), int(ones.size), int(others.size))
+
+
+def _jackknife(x: np.ndarray, signal: np.ndarray) -> float:
+    """The delete-one-canary jackknife standard error of mu_hat (0 when it cannot be formed)."""
+    n1, s1 = signal.sum(axis=0), np.where(signal, x, 0.0).sum(axis=0)
+    n0, s0 = (~signal).sum(axis=0), np.where(signal, 0.0, x).sum(axis=0)
+    q0 = np.where(signal, 0.0, x * x).sum(axis=0)
+    c1, c0 = n1.sum() - n1, n0.sum() - n0  # the counts without canary i
+    ok = (c1 >= 2) & (c0 >= 2)
+    if ok.sum() < 3:
+        return 0.0
+    mean1 = (s1.sum() - s1[ok]) / c1[ok]
+    mean0 = (s0.sum() - s0[ok]) / c0[ok]
+    var0 = ((q0.sum() - q0[ok]) - c0[ok] * mean0**2) / (c0[ok] - 1)
+    loo = (mean1 - mean0) / np.sqrt(np.maximum(var0, 1e-300))
+    k = loo.size
+    return float(np.sqrt((k - 1) / k * np.sum((loo - loo.mean()) ** 2)))
 
 
 def assess(est: GaussianEstimate, *, claimed: float, rounds: int, epsilon_of: Callable[[float, int], float],
@@ -103,9 +135,10 @@ def assess(est: GaussianEstimate, *, claimed: float, rounds: int, epsilon_of: Ca
     z_claim = noise_of(claimed, rounds)
     mu_claim = 1 / z_claim
     low, high = est.mu - k * est.stderr, est.mu + k * est.stderr
+    inflation = est.stderr / stderr(est.mu, est.signal_count, est.null_count)  # the jackknife's excess, >= 1
     detectable = mu_claim
     for _ in range(20):  # fixed point of mu = mu_claim + (k + k_power) se(mu); se grows slowly with mu
-        detectable = mu_claim + (k + k_power) * stderr(detectable, est.signal_count, est.null_count)
+        detectable = mu_claim + (k + k_power) * inflation * stderr(detectable, est.signal_count, est.null_count)
     return {
         "mu": est.mu, "mu_stderr": est.stderr, "signal_observations": est.signal_count,
         "null_observations": est.null_count, "confidence": confidence,

@@ -1,6 +1,7 @@
 """``secfl audit privacy``: attack what a scenario's server saw and released, and audit its epsilon.
 
-Each scenario is run twice, into ``<out>/<name>/run`` and ``<out>/<name>/canary-run``:
+Each scenario is run twice, into ``<out>/<name>/run`` and ``<out>/<name>/canary-run`` (and a third time into
+``<out>/<name>/control-run`` with ``negative_control``):
 
 1. As written. Gradient inversion (honest-but-curious server): at round ``inversion_round`` the server
    inverts the first group's decoded mean (under Plaintext with individual grouping: one client's update;

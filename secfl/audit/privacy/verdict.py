@@ -27,7 +27,6 @@ _REMEDY = {
     "the inputs are not images": "none: inversion is scored on images",
     "canaries = 0": "pass --canaries M (M >= 2; default min(1000, num_clients // 2))",
     "the scenario claims no finite epsilon": "none: there is no claim to estimate against",
-    "the aggregator": "audit the scenario with aggregator kind = \"mean\" (the canary's signal must add up)",
     "no noise multiplier": "give the noise stage a noise_multiplier (or privacy.target_epsilon), not std",
     "only ": "use more clients or a larger test split (too few examples to measure)",
 }

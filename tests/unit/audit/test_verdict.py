@@ -54,8 +54,8 @@ def test_the_verdict_gives_the_estimate_its_power_and_the_negative_control(tmp_p
                 "audit": {**AUDIT, "flagged": True, "gaussian": {**GAUSSIAN, "epsilon": 8.0, "epsilon_low": 6.5,
                                                                  "flagged": True}}, "negative_control": missed},
                {**BASE, "name": "robust", "epsilon_claimed": 3.0,
-                "audit": {**AUDIT, "gaussian": {"skipped": "the aggregator (median) is not the weighted mean, so a "
-                                                           "canary's signal is not additive"}}}]
+                "audit": {**AUDIT, "gaussian": {"skipped": "r: needs exactly one noise stage with noise_multiplier= "
+                                                           "(['ddgauss', 'gaussian_noise']); found 2"}}}]
     head, text = verdicts(tmp_path, results)
     good = head.split("**good.**")[1].split("**bad.**")[0]
     assert "Not contradicted: the canaries measure epsilon 2.9, between 2.4 and 3.6 at 99% confidence" in good
@@ -64,7 +64,7 @@ def test_the_verdict_gives_the_estimate_its_power_and_the_negative_control(tmp_p
     bad = head.split("**bad.**")[1].split("**robust.**")[0]
     assert "**FLAGGED: the canaries measure epsilon 8" in bad and "was **not** caught" in bad
     robust = head.split("**robust.**")[1]
-    assert "- Gaussian estimate: the aggregator (median) is not" in robust and 'aggregator kind = "mean"' in robust
+    assert "- Gaussian estimate: r: needs exactly one noise stage" in robust
     table = text.split("## Epsilon")[1].split("## Attacks")[0]
     assert "| good | 3.00 |" in table and "2.90 [2.40, 3.60]" in table and "caught (true 11.60, estimated 11.90)" in table
     assert "**FLAGGED: 8.00 [6.50, 3.60] > claim**" in table and "**NOT caught**" in table
