@@ -85,8 +85,9 @@ def _epsilon(r: dict[str, Any]) -> str:
                 f"{g['noise_multiplier_claimed']:.3g} claimed; {g['signal_observations']} rounds with a canary in the "
                 "sum)")
     power = (f"This audit catches, with 95% probability, a mechanism whose epsilon is {g['detectable_epsilon']:.3g} or "
-             f"more (a noise multiplier of {g['detectable_noise_multiplier']:.3g} or less); a correct mechanism is "
-             f"flagged in about {100 - 100 * g['confidence']:g}% of audits.")
+             f"more (a noise multiplier of {g['detectable_noise_multiplier']:.3g} or less) when its noise is Gaussian "
+             "and fresh each round; it does not see noise reused across rounds or a wrong sampling rate. A correct "
+             f"mechanism is flagged in about {100 - 100 * g['confidence']:g}% of audits.")
     verdict = (f"**FLAGGED: {measured}, above the claim: the noise on the releases is smaller than the accountant "
                "assumes.** The estimate assumes Gaussian noise on the releases." if g.get("flagged") else
                f"Not contradicted: {measured}.")
