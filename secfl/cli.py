@@ -9,8 +9,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +19,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 
 from secfl import registry, scenario
+from secfl.cli_progress import audit_line, audit_progress, bench_progress
 from secfl.exceptions import SecflError
 from secfl.runs import RunDir
 
@@ -160,37 +159,8 @@ def bench_command(
     try:
         suite = with_overrides(bench.load_suite(suite_path), sets or (), seeds or ())
         out = out or Path("runs") / scenario.directory_name(suite.name, "suite")
-        if fancy():
-            columns = (TextColumn("{task.description}"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
-                       TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
-            with Progress(*columns, console=err, transient=True) as bar:
-                task = bar.add_task("cells", total=None, info="validating")
-                running: dict[str, Any] = {}  # cell id -> its rounds bar
-
-                def show(result: bench.CellResult, count: int, total: int) -> None:
-                    bar.update(task, completed=count, total=total, info="")
-                    if result.id in running:
-                        bar.remove_task(running.pop(result.id))
-                    bar.console.print(_cell_line(result, count, total), markup=False, highlight=False)
-
-                def rounds(cell: str, row: dict[str, Any]) -> None:
-                    if cell not in running:
-                        running[cell] = bar.add_task(f"  {cell[:48]} round", total=row["of"], info="")
-                    accuracy = row.get("accuracy")
-                    bar.update(running[cell], completed=row["round"],
-                               info="" if accuracy is None else f"accuracy {accuracy:.4f}")
-
-                results = bench.run_suite(suite, out, jobs=jobs, resume=resume, on_cell=show, on_round=rounds)
-        else:
-            started, ran = time.monotonic(), []
-
-            def line(result: bench.CellResult, count: int, total: int) -> None:
-                ran.append(result.status in ("done", "failed") and not result.skipped)
-                left = (time.monotonic() - started) / max(1, sum(ran)) * (total - count) if any(ran) else None
-                eta = f" (about {left / 60:.0f} min left)" if left and count < total else ""
-                print(_cell_line(result, count, total) + eta, flush=True)
-
-            results = bench.run_suite(suite, out, jobs=jobs, resume=resume, on_cell=line)
+        with bench_progress(err, fancy()) as (on_cell, on_round):
+            results = bench.run_suite(suite, out, jobs=jobs, resume=resume, on_cell=on_cell, on_round=on_round)
     except SecflError as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
@@ -206,18 +176,6 @@ def bench_command(
                   f"(all in {out / 'suite.json'}; rerun the failed cells with --resume)",
                   markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(code=1)
-
-
-def _cell_line(result: Any, count: int, total: int) -> str:
-    """``[3/8] <id>: final accuracy 0.8123, done (4.1 s)``, ``finished before`` (skipped), FAILED or n/a."""
-    if result.status == "failed":
-        return f"[{count}/{total}] FAILED {result.id}: {result.error}"
-    if result.status == "n/a":
-        return f"[{count}/{total}] n/a {result.id}: {result.error}"
-    what = "finished before" if result.skipped else f"done ({result.seconds:.1f} s)"
-    accuracy = f"final accuracy {result.final_accuracy:.4f}" if result.final_accuracy is not None else "no rounds"
-    stopped = f" (stopped: {result.stopped})" if result.stopped else ""
-    return f"[{count}/{total}] {result.id}: {accuracy}{stopped}, {what}"
 
 
 @app.command("report")
@@ -295,9 +253,9 @@ def audit_privacy_command(
                                       malicious_model=malicious_model, malicious_bins=malicious_bins,
                                       negative_control=negative_control)
         specs = [scenario.load(p, overrides=list(sets or [])) for p in paths]
-        with _audit_progress() as (progress, say):
+        with audit_progress(err, fancy()) as (progress, say):
             results, report = audit_all(specs, out, options, progress=progress,
-                                        on_done=lambda result: say(_audit_line(result)))
+                                        on_done=lambda result: say(audit_line(result)))
     except SecflError as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
@@ -309,48 +267,6 @@ def audit_privacy_command(
         err.print(f"PRIVACY AUDIT FAILED for {', '.join(failed)}: the canaries show more epsilon than the accountant "
                   "claims (the noise or the accounting is wrong); see the verdict in the report", markup=False)
         raise typer.Exit(code=1)
-
-
-def _audit_line(result: dict[str, Any]) -> str:
-    """One line per audited scenario: the estimate, the proven bound and the claim."""
-    a = result["audit"]
-    g = a.get("gaussian", {})
-    estimate = f"epsilon ~ {g['epsilon']:.3g} [{g['epsilon_low']:.3g}, {g['epsilon_high']:.3g}], " if "epsilon" in g \
-        else ""
-    bound = f"{estimate}proven >= {a['epsilon_lower_bound']:.3g}" if "epsilon_lower_bound" in a else "no audit"
-    claim, server = result["epsilon_claimed"], result.get("epsilon_server")
-    against = "" if server is None else f", {server:.3g} against the server"
-    verdict = "  FAILED" if a.get("failed") else "  FLAGGED" if a.get("flagged") else ""
-    control = result.get("negative_control") or {}
-    if "epsilon_lower_bound" in control:
-        verdict += ("; negative control caught" if control.get("flagged") or control.get("failed")
-                    else "; negative control NOT caught")
-    return f"{result['name']}: {bound} (claimed {'none' if claim is None else f'{claim:.3g}'}{against}){verdict}"
-
-
-@contextmanager
-def _audit_progress() -> Iterator[tuple[Any, Any]]:
-    """``(progress(name, stage, round, rounds), say(line))``: a rich bar per run with its time left on a
-    terminal, else one line when each run ends."""
-    if not fancy():
-        def plain(name: str, stage: str, done: int, total: int) -> None:
-            if done == total:
-                print(f"{name}: {stage} finished ({total} rounds)", flush=True)
-
-        yield plain, lambda line: print(line, flush=True)
-        return
-    columns = (TextColumn("{task.description}"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
-               TextColumn("left"), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True) as bar:
-        tasks: dict[tuple[str, str], Any] = {}
-
-        def show(name: str, stage: str, done: int, total: int) -> None:
-            key = (name, stage)
-            if key not in tasks:
-                tasks[key] = bar.add_task(f"{name}: {stage} round", total=total)
-            bar.update(tasks[key], completed=done)
-
-        yield show, lambda line: bar.console.print(line, markup=False, highlight=False)
 
 
 new = typer.Typer(no_args_is_help=True, help="Write a new project that uses secfl.")
