@@ -122,7 +122,7 @@ def canary_audit(scenario: Scenario, out: str | Path, options: Any, *, weaken: f
                   epsilon_estimate=_one_shot(x.sum(axis=0), canaries, delta))
     if weaken is not None:
         result.update(weaken=weaken, epsilon_actual=summary.get("epsilon"))
-    result["gaussian"] = _gaussian(correct, rounds, canaries.included, claim, options)
+    result["gaussian"] = _gaussian(correct, rounds, canaries.included, signal, claim, options)
     result["curve"] = _curve(correct, cumulative, canaries.included, delta, claim, result["gaussian"], options)
     result["flagged"] = bool(result["gaussian"].get("flagged", False))
     np.savez_compressed(Path(out) / "canaries.npz", scores=scores, included=canaries.included, slots=canaries.slots,
@@ -130,14 +130,14 @@ def canary_audit(scenario: Scenario, out: str | Path, options: Any, *, weaken: f
     return result
 
 
-def _gaussian(scenario: Scenario, rounds: CanaryRounds, included: np.ndarray, claim: float | None,
-              options: Any) -> dict[str, Any]:
+def _gaussian(scenario: Scenario, rounds: CanaryRounds, included: np.ndarray, signal: float,
+              claim: float | None, options: Any) -> dict[str, Any]:
     if claim is None or not math.isfinite(claim):
         return {"skipped": "the scenario claims no finite epsilon"}
     try:
         scenario.noise_stage()
         est = gaussian_audit.estimate(rounds.own_group, rounds.delivered, included,
-                                      crosstalk=rounds.crosstalk(included))
+                                      crosstalk=rounds.crosstalk(included, signal))
     except ConfigurationError as exc:
         return {"skipped": str(exc)}
     result = gaussian_audit.assess(est, claimed=claim, rounds=rounds.delivered.shape[0],

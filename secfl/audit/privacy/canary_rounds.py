@@ -100,9 +100,10 @@ class CanaryRounds:
         """bool [rounds, m]: canary i's slot took part in round t (its vector, or its zeros, is in S_t)."""
         return np.array(self._delivered, dtype=bool).reshape(len(self._delivered), len(self._slots))
 
-    def crosstalk(self, included: np.ndarray) -> np.ndarray | None:
+    def crosstalk(self, included: np.ndarray, signal: float) -> np.ndarray | None:
         """float64 [rounds, m]: what the other in-canaries in the same group sum add to canary i's own-group
-        projection, ``norm * sum_j <u_j, u_i>`` (None when the directions are not kept in memory)."""
+        projection, ``signal * sum_j <u_j, u_i>`` with ``signal`` the canaries' norm after clipping (None when
+        the directions are not kept in memory)."""
         if self._directions is None:
             return None
         gram = (self._directions @ self._directions.T).astype(np.float64)
@@ -114,7 +115,7 @@ class CanaryRounds:
             for g in np.unique(group):
                 mine = group == g
                 out[t, mine] = gram[np.ix_(mine, mine & present)].sum(axis=1)
-        return out * self.canaries.norm
+        return out * signal
 
 
 def noise_scale(observations: np.ndarray) -> float:

@@ -176,7 +176,7 @@ def test_crosstalk_is_what_the_other_in_canaries_of_the_group_add():
     included = np.array([True, True, False, True])
     u = np.stack([canaries.direction(i) for i in range(4)])
     expected = [2.0 * (u[1] @ u[0]), 2.0 * (u[0] @ u[1]), 2.0 * (u[0] + u[1]) @ u[2], 0.0]  # canary 3 is alone
-    assert np.allclose(rounds.crosstalk(included)[0], expected, atol=1e-5)
+    assert np.allclose(rounds.crosstalk(included, 2.0)[0], expected, atol=1e-5)
 
 
 def test_the_jackknife_keeps_the_flag_honest_when_a_canarys_rounds_are_correlated():
