@@ -195,10 +195,22 @@ def statement_omits_client(p: str) -> Attempt:
                    "statements that list client 0 as dropped (its key share would be released by them).", go)
 
 
+def _instance_sharing(old: Round, c: int, tries: int = 1000):
+    """A fresh instance of ``old``'s group in which client c keeps at least t of its neighbours in ``old``."""
+    for _ in range(tries):
+        instance = old.group.instance()
+        if len(secagg_graph.graph(instance, old.group.k)[c] & old.neighbours(c)) >= old.t:
+            return instance
+    raise SetupFailed(f"no instance in {tries} keeps {old.t} of client {c}'s neighbours")
+
+
 def statements_other_instance(p: str) -> Attempt:
     def go():
         old, statements = _honest_until_unmask(p)
-        new = Round(old.group, input_round=2)  # the same clients, another instance (and input)
+        # the same clients, another instance (and input); the server starts instances, so it picks one where
+        # client 0 has at least t of its old neighbours again: the replayed statements then pass every check
+        # but their signatures (without this, a graph sharing no neighbour fails earlier, on the count)
+        new = Round(old.group, _instance_sharing(old, 0), input_round=2)
         new.run(halt=BEFORE_UNMASK)
         _signed(new, {0: set(new.clients)})
         with decisive():
