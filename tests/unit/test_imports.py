@@ -199,7 +199,7 @@ def test_import_secfl_does_not_import_tenseal() -> None:
 def test_argument_checks_live_in_one_bottom_module() -> None:
     """``secfl.checks`` imports only ``secfl.exceptions``, and no other module defines its own integer check.
 
-    (``secfl.fl.data._check_number`` stays: it accepts only Python ints and floats, a stricter contract.)
+    (``secfl.fl.builtin_data._check_number`` stays: it accepts only Python ints and floats, a stricter contract.)
     """
     modules = _modules()
     assert {target for target, _ in _imports("secfl.checks", modules["secfl.checks"], modules)} <= {"secfl.exceptions"}
