@@ -10,7 +10,9 @@ round's release projected on each canary (``secfl.audit.privacy.canary_rounds``)
 2. The Gaussian estimate (``secfl.audit.privacy.gaussian_audit``): the per-round signal-to-noise on each
    canary's own group sum (the sum the accountant prices), the epsilon it implies through the scenario's
    own accountant, a flag at ``flag_confidence`` (``flagged``) and the power (the smallest epsilon the
-   audit catches with probability 0.95).
+   audit catches with probability 0.95); beside it (``differenced``) the same measured on the differences
+   of consecutive releases, which flags noise reused across rounds. The two tests split the flag's error
+   budget, so a correct mechanism is flagged in at most about 1 - ``flag_confidence`` of audits.
 3. The epsilon after each round (claimed, estimated with its limits, and the one-run bound on the first t
    rounds) for the report's plot, and the ROC of the final scores.
 4. Andrew et al.'s one-shot estimate (cosines with the summed releases), kept for comparison.
@@ -124,7 +126,8 @@ def canary_audit(scenario: Scenario, out: str | Path, options: Any, *, weaken: f
         result.update(weaken=weaken, epsilon_actual=summary.get("epsilon"))
     result["gaussian"] = _gaussian(correct, rounds, canaries.included, signal, claim, options)
     result["curve"] = _curve(correct, cumulative, canaries.included, delta, claim, result["gaussian"], options)
-    result["flagged"] = bool(result["gaussian"].get("flagged", False))
+    g = result["gaussian"]
+    result["flagged"] = bool(g.get("flagged") or g.get("differenced", {}).get("flagged"))
     np.savez_compressed(Path(out) / "canaries.npz", scores=scores, included=canaries.included, slots=canaries.slots,
                         observations=x, delivered=delivered)
     return result
@@ -140,10 +143,18 @@ def _gaussian(scenario: Scenario, rounds: CanaryRounds, included: np.ndarray, si
                                       crosstalk=rounds.crosstalk(included, signal))
     except ConfigurationError as exc:
         return {"skipped": str(exc)}
-    result = gaussian_audit.assess(est, claimed=claim, rounds=rounds.delivered.shape[0],
-                                   epsilon_of=scenario.epsilon_at, noise_of=scenario.noise_at,
-                                   confidence=options.flag_confidence)
+    level = 1 - (1 - options.flag_confidence) / 2  # two tests share the flag's error budget
+
+    def assess(what: gaussian_audit.GaussianEstimate) -> dict[str, Any]:
+        return gaussian_audit.assess(what, claimed=claim, rounds=rounds.delivered.shape[0],
+                                     epsilon_of=scenario.epsilon_at, noise_of=scenario.noise_at, confidence=level)
+
+    result = assess(est)
     result["groups_per_round"] = float(np.mean([len(np.unique(g)) for g in rounds.groups]))
+    try:
+        result["differenced"] = assess(gaussian_audit.differenced(rounds.observations, rounds.delivered, included))
+    except ConfigurationError as exc:
+        result["differenced"] = {"skipped": str(exc)}
     return result
 
 

@@ -25,7 +25,7 @@ _COLUMNS = ("scenario", "defense", "accuracy", "inverted", "PSNR", "SSIM", "labe
             "MIA AUC loss / LiRA", "TPR@1% / 0.1% (best)", "DP bound AUC / TPR@1%")
 
 _EPSILON_COLUMNS = ("scenario", "claimed (released models)", "vs the server", "estimated [limits]",
-                    "catches epsilon >=", "proven lower bound (ceiling)", "one-shot estimate", "negative control")
+                    "differenced (fresh noise?)", "catches epsilon >=", "proven lower bound (ceiling)", "one-shot estimate", "negative control")
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -67,7 +67,7 @@ def _audit_cells(result: dict[str, Any]) -> list[str]:
         claim += " (client-level; the DP-SGD sample-level epsilon is not audited)"
     server = _server_cell(result)
     if "skipped" in audit:
-        return [claim, server, f"skipped: {audit['skipped']}", "", "", "", ""]
+        return [claim, server, f"skipped: {audit['skipped']}", "", "", "", "", ""]
     lower = (f"{_num(audit['epsilon_lower_bound'], 2)} ({_num(audit['audit_ceiling'], 2)}; {audit['correct']}/"
              f"{audit['guesses']} correct, {audit['sampled']}/{audit['canaries']} sampled)")
     if audit.get("failed"):
@@ -79,7 +79,16 @@ def _audit_cells(result: dict[str, Any]) -> list[str]:
         power = _num(g["detectable_epsilon"], 2)
     else:
         estimate, power = f"skipped: {g.get('skipped', 'n/a')}", "n/a"
-    return [claim, server, estimate, power, lower, _num(audit.get("epsilon_estimate"), 2), _control_cell(result)]
+    return [claim, server, estimate, _differenced_cell(g.get("differenced", {})), power, lower,
+            _num(audit.get("epsilon_estimate"), 2), _control_cell(result)]
+
+
+def _differenced_cell(d: dict[str, Any]) -> str:
+    """The estimate from differences of consecutive releases: flagged when the noise is reused across rounds."""
+    if "epsilon" not in d:
+        return f"skipped: {d['skipped']}" if "skipped" in d else "n/a"
+    cell = f"{_num(d['epsilon'], 2)} [{_num(d['epsilon_low'], 2)}, {_num(d['epsilon_high'], 2)}]"
+    return f"**FLAGGED: {cell} > claim: noise reused across rounds**" if d.get("flagged") else cell
 
 
 def _control_cell(result: dict[str, Any]) -> str:
@@ -188,7 +197,8 @@ def write_privacy_report(results: Sequence[dict[str, Any]], out: str | Path) -> 
              "noise, which the server adds to a sum it saw), for the client that took part in the most rounds. "
              "Estimated: the per-round signal-to-noise of canary clients (a separate run), through the same "
              "accountant, with its limits at the flag's confidence; FLAGGED when the lower limit exceeds the claim. "
-             "Catches epsilon >=: the smallest epsilon this audit flags with 95% probability (its power). Proven "
+             "Differenced: the same measured on differences of consecutive releases, in which reused noise cancels; "
+             "FLAGGED the same way (the two tests share the flag's error budget). Catches epsilon >=: the smallest epsilon this audit flags with 95% probability (its power). Proven "
              "lower bound: Steinke-Nasr-Jagielski one-run audit on the same canaries, assumption-free; the ceiling is "
              "the most these canaries could ever prove. One-shot: Andrew et al.'s point estimate from the summed "
              "releases. Negative control: the same canary run with half the noise multiplier under the same claim.",

@@ -1,7 +1,7 @@
 """The first section of ``audit.md``: provenance and, per scenario, a verdict in words a reviewer can sign.
 
 The verdict states what was claimed (epsilon, delta, accountant), what the canaries measured (the Gaussian
-estimate with its limits, and the assumption-free one-run lower bound) and how strong that evidence is (the
+estimate with its limits, whether the noise is fresh each round, and the assumption-free one-run lower bound) and how strong that evidence is (the
 power: the smallest epsilon the audit catches; the ceiling: the largest bound these canaries could ever
 prove), whether the negative control was caught,
 what the attacks got, and for every attack that did not run, why and what would make it run.
@@ -84,14 +84,28 @@ def _epsilon(r: dict[str, Any]) -> str:
                 f"{g['epsilon_high']:.3g} at {level} confidence (noise multiplier {g['noise_multiplier']:.3g} against "
                 f"{g['noise_multiplier_claimed']:.3g} claimed; {g['signal_observations']} rounds with a canary in the "
                 "sum)")
+    family = r.get("options", {}).get("flag_confidence", 2 * g["confidence"] - 1)
     power = (f"This audit catches, with 95% probability, a mechanism whose epsilon is {g['detectable_epsilon']:.3g} or "
              f"more (a noise multiplier of {g['detectable_noise_multiplier']:.3g} or less) when its noise is Gaussian "
-             "and fresh each round; it does not see noise reused across rounds or a wrong sampling rate. A correct "
-             f"mechanism is flagged in about {100 - 100 * g['confidence']:g}% of audits.")
+             "and fresh each round; it does not see a wrong sampling rate, or noise repeating with a period longer "
+             f"than one round. A correct mechanism is flagged in about {100 - 100 * family:.2g}% of audits.")
     verdict = (f"**FLAGGED: {measured}, above the claim: the noise on the releases is smaller than the accountant "
                "assumes.** The estimate assumes Gaussian noise on the releases." if g.get("flagged") else
                f"Not contradicted: {measured}.")
-    return f"{claim} {verdict} {power} {proven}{_control(r)}"
+    return f"{claim} {verdict} {_fresh(g.get('differenced', {}))} {power} {proven}{_control(r)}"
+
+
+def _fresh(d: dict[str, Any]) -> str:
+    """The differenced test: is the noise drawn afresh each round?"""
+    if "epsilon" not in d:
+        return ""
+    measured = (f"differencing consecutive releases leaves a noise multiplier of {d['noise_multiplier']:.3g} "
+                f"(claimed {d['noise_multiplier_claimed']:.3g}; epsilon {d['epsilon']:.3g}, between "
+                f"{d['epsilon_low']:.3g} and {d['epsilon_high']:.3g} at {100 * d['confidence']:g}% confidence)")
+    if d.get("flagged"):
+        return (f"**FLAGGED: the noise is reused across rounds: {measured}; anyone holding two consecutive models "
+                "subtracts most of the noise.**")
+    return f"Fresh noise each round is not contradicted: {measured}."
 
 
 def _control(r: dict[str, Any]) -> str:
@@ -128,6 +142,7 @@ def _skipped(r: dict[str, Any]) -> list[str]:
     out = []
     parts = (("gradient inversion", r.get("inversion", {})), ("membership inference", r.get("membership", {})),
              ("epsilon audit", r.get("audit", {})), ("Gaussian estimate", r.get("audit", {}).get("gaussian", {})),
+             ("fresh-noise test", r.get("audit", {}).get("gaussian", {}).get("differenced", {})),
              ("negative control", r.get("negative_control") or {}))
     for what, part in parts:
         if isinstance(part, dict) and "skipped" in part:

@@ -156,6 +156,8 @@ def test_the_negative_control_is_caught_and_the_correct_mechanism_is_not(tmp_pat
     assert audit["curve"][-1]["claimed"] == pytest.approx(4.0, rel=1e-3)
     text = (out / "audit.md").read_text()
     assert "Not contradicted" in text and "was caught" in text and "catches, with 95% probability" in text
+    assert not g["differenced"]["flagged"] and "Fresh noise each round is not contradicted" in text
+    assert g["differenced"]["mu"] == pytest.approx(g["mu"], rel=0.3)  # fresh noise: differencing gains nothing
     assert (out / "dp" / "roc.png").exists() and (out / "dp" / "epsilon.png").exists()
     progress = []
     audit_all([s], out, PrivacyAuditOptions(canaries=200, inversion_round=0, shadows=0, negative_control=True),
@@ -164,6 +166,31 @@ def test_the_negative_control_is_caught_and_the_correct_mechanism_is_not(tmp_pat
     weakened = audit_all([s], tmp_path / "weak", PrivacyAuditOptions(canaries=0, inversion_round=0, shadows=0),
                          progress=lambda *call: progress.append(call))
     assert {stage for _, stage, _, _ in progress} == {"run"} and weakened[0][0]["audit"]["skipped"] == "canaries = 0"
+
+
+def _same_every_round(self, size, std, rng):
+    """A generator seeded the same way at every draw: every client adds the same noise, round after round."""
+    return std * np.random.default_rng(0).standard_normal(size)
+
+
+@pytest.mark.slow
+def test_noise_reused_across_rounds_is_flagged_though_each_round_looks_noisy_enough(tmp_path, monkeypatch):
+    monkeypatch.setattr(GaussianNoise, "_noise", _same_every_round)  # the bug, in the real stage
+    noise = {"kind": "gaussian_noise", "placement": "distributed", "secure": False, "trust": "simulation"}
+    s = spec("stale", [CLIP, noise], target=4.0, rounds=10)
+    path = tmp_path / "stale.toml"
+    path.write_text(tomli_w.dumps(s.resolved()))
+    cli = CliRunner().invoke(app, ["audit", "privacy", str(path), "--out", str(tmp_path / "out"), "--canaries", "200",
+                                   "--round", "0", "--shadows", "0"])
+    assert cli.exit_code == 1, cli.output
+    g = json.loads((tmp_path / "out" / "stale" / "result.json").read_text())["audit"]["gaussian"]
+    # one round at a time the noise is 10x a correct one (100 clients add the same vector, not independent ones)
+    assert not g["flagged"] and g["noise_multiplier"] > 3 * g["noise_multiplier_claimed"]
+    d = g["differenced"]
+    assert d["flagged"] and d["noise_multiplier"] < g["noise_multiplier_claimed"] / 3  # differences cancel it
+    assert "FLAGGED: the noise is reused across rounds" in (tmp_path / "out" / "audit.md").read_text()
+    with pytest.raises(PrivacyAuditError, match="reused across rounds"):
+        audit_scenario(s, tmp_path / "again", PrivacyAuditOptions(canaries=200, inversion_round=0, shadows=0))
 
 
 @pytest.mark.slow
