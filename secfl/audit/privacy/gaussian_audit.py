@@ -37,8 +37,9 @@ over the differences d = x[t+1, i] - x[t, i] of consecutive releases' projection
 which canary i is in neither round. With fresh noise, every d carries two rounds' noise, so mu_diff measures
 the per-round mu (the honest clients' drift only adds to d0, never to the numerator); with reused noise d0
 shrinks and mu_diff grows without bound. se(mu_diff)^2 = 2/n1 + mu^2/(2 n0), or the jackknife's if larger.
-It needs canaries that are in some rounds and out in others (sampling). It is flagged the same way against mu_claim; ``canary_audit`` runs both tests at half the
-error budget each, so a correct mechanism is flagged by either in at most about 1 - confidence of audits.
+It needs canaries that are in some rounds and out in others (sampling). It is flagged the same way against
+mu_claim; ``canary_audit`` runs both tests at half the error budget each, so a correct mechanism is flagged
+by either in at most about 1 - confidence of audits.
 The releases (the sum of every group) are used, not the own group: noise reused per client cancels in the
 sum whichever group the client fell in. It sees reuse between consecutive rounds, not a period of more than
 one round.

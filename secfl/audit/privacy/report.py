@@ -25,7 +25,8 @@ _COLUMNS = ("scenario", "defense", "accuracy", "inverted", "PSNR", "SSIM", "labe
             "MIA AUC loss / LiRA", "TPR@1% / 0.1% (best)", "DP bound AUC / TPR@1%")
 
 _EPSILON_COLUMNS = ("scenario", "claimed (released models)", "vs the server", "estimated [limits]",
-                    "differenced (fresh noise?)", "catches epsilon >=", "proven lower bound (ceiling)", "one-shot estimate", "negative control")
+                    "differenced (fresh noise?)", "catches epsilon >=", "proven lower bound (ceiling)",
+                    "one-shot estimate", "negative control")
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -198,7 +199,8 @@ def write_privacy_report(results: Sequence[dict[str, Any]], out: str | Path) -> 
              "Estimated: the per-round signal-to-noise of canary clients (a separate run), through the same "
              "accountant, with its limits at the flag's confidence; FLAGGED when the lower limit exceeds the claim. "
              "Differenced: the same measured on differences of consecutive releases, in which reused noise cancels; "
-             "FLAGGED the same way (the two tests share the flag's error budget). Catches epsilon >=: the smallest epsilon this audit flags with 95% probability (its power). Proven "
+             "FLAGGED the same way (the two tests share the flag's error budget). Catches epsilon >=: the smallest "
+             "epsilon this audit flags with 95% probability (its power). Proven "
              "lower bound: Steinke-Nasr-Jagielski one-run audit on the same canaries, assumption-free; the ceiling is "
              "the most these canaries could ever prove. One-shot: Andrew et al.'s point estimate from the summed "
              "releases. Negative control: the same canary run with half the noise multiplier under the same claim.",

@@ -23,7 +23,8 @@ Each scenario is run twice, into ``<out>/<name>/run`` and ``<out>/<name>/canary-
    ``PrivacyAuditError`` if it exceeds the accountant's epsilon). The Gaussian estimate measures each
    round's signal-to-noise, gives the epsilon it implies with limits at ``flag_confidence``, flags the claim
    when the noise is significantly below a correct mechanism's (``PrivacyAuditError`` too), and states the
-   audit's power; the same measured on differences of consecutive releases flags noise reused across rounds. ``negative_control``: a third run with half the noise multiplier under the same claim, to
+   audit's power; the same measured on differences of consecutive releases flags noise reused across
+   rounds. ``negative_control``: a third run with half the noise multiplier under the same claim, to
    show the audit catching a broken noise stage. The canaries measure the released models, so they are
    checked against the epsilon for those who see only the released models; the epsilon against the
    aggregation server (no amplification by sampling) is reported beside it (``epsilon_server``).

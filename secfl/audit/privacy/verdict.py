@@ -1,10 +1,10 @@
 """The first section of ``audit.md``: provenance and, per scenario, a verdict in words a reviewer can sign.
 
 The verdict states what was claimed (epsilon, delta, accountant), what the canaries measured (the Gaussian
-estimate with its limits, whether the noise is fresh each round, and the assumption-free one-run lower bound) and how strong that evidence is (the
-power: the smallest epsilon the audit catches; the ceiling: the largest bound these canaries could ever
-prove), whether the negative control was caught,
-what the attacks got, and for every attack that did not run, why and what would make it run.
+estimate with its limits, whether the noise is fresh each round, and the assumption-free one-run lower
+bound) and how strong that evidence is (the power: the smallest epsilon the audit catches; the ceiling: the
+largest bound these canaries could ever prove), whether the negative control was caught, what the attacks
+got, and for every attack that did not run, why and what would make it run.
 """
 
 from __future__ import annotations
