@@ -32,7 +32,7 @@ def bench_progress(console: Console, fancy: bool) -> Iterator[tuple[Callback, Ca
         def line(result: Any, count: int, total: int) -> None:
             ran.append(result.status in ("done", "failed") and not result.skipped)
             left = (time.monotonic() - started) / max(1, sum(ran)) * (total - count) if any(ran) else None
-            eta = f" (about {left / 60:.0f} min left)" if left and count < total else ""
+            eta = f" (about {left / 60:.0f} min left)" if left is not None and count < total else ""
             print(cell_line(result, count, total) + eta, flush=True)
 
         yield line, None

@@ -61,8 +61,10 @@ class Processes:
         self.ports: list[int] = []  # a process naming 127.0.0.1:<one of these> in its command line is ours
 
     def port(self) -> int:
-        """A free loopback port, remembered as the test's own."""
+        """A free loopback port, not one this test already took, remembered as the test's own."""
         port = free_port()
+        while port in self.ports:  # the kernel may hand back a port it gave before, now closed
+            port = free_port()
         self.ports.append(port)
         return port
 

@@ -43,8 +43,10 @@ def test_decoded_mean_is_unbiased_with_noise_of_the_stated_size(rng):
     out = pipeline.run_round(ups, rng=rng)
     true_mean = np.mean([u.values for u in ups], axis=0)  # uniform weights in a private pipeline
     err = (out.aggregate - true_mean) * 10  # the noise on the sum
-    assert np.std(err) == pytest.approx(0.5 * 1.0, rel=0.15)  # z * c per coordinate, d = 300 samples
-    assert abs(np.mean(err)) < 4 * 0.5 / math.sqrt(D)
+    # z * c per coordinate, d = 300 samples from the OS CSPRNG: both bounds are 6 standard errors (the std's
+    # standard error is 0.5 / sqrt(2 d) = 0.02), so a correct stage fails about once in 10^8 runs
+    assert np.std(err) == pytest.approx(0.5 * 1.0, rel=0.25)
+    assert abs(np.mean(err)) < 6 * 0.5 / math.sqrt(D)
     assert out.group_weights[0] == 10
 
 
@@ -54,7 +56,7 @@ def test_zero_inputs_show_the_central_noise_only(rng):
                         grouping=OneGroup())
     zeros = [Update(i, np.zeros(4000, np.float32)) for i in range(4)]
     out = pipeline.run_round(zeros, rng=rng)
-    assert np.std(out.aggregate * 4) == pytest.approx(2.0 * 0.1, rel=0.05)
+    assert np.std(out.aggregate * 4) == pytest.approx(2.0 * 0.1, rel=0.07)  # 6 standard errors of the std
 
 
 def test_clipping_happens_after_rotation_and_bounds_the_contribution(rng):

@@ -118,7 +118,7 @@ def test_the_audit_runs_every_attempt_quickly(audit):
     attempts, seconds = audit
     assert [(a.protocol, a.name) for a in attempts] == [(p, n) for p in CASES for n in CASES[p]]
     assert set(EXPECTED) | OUT_OF_SCOPE == {(a.protocol, a.name) for a in attempts}
-    assert seconds < 20
+    assert seconds < 60  # about 7 s on one busy core: a guard against a hang, not a benchmark
 
 
 def test_every_in_scope_attempt_is_refused_and_obtains_nothing(audit):
