@@ -100,7 +100,9 @@ def audit_line(result: dict[str, Any]) -> str:
     bound = f"{estimate}proven >= {a['epsilon_lower_bound']:.3g}" if "epsilon_lower_bound" in a else "no audit"
     claim, server = result["epsilon_claimed"], result.get("epsilon_server")
     against = "" if server is None else f", {server:.3g} against the server"
-    verdict = "  FAILED" if a.get("failed") else "  FLAGGED" if a.get("flagged") else ""
+    stale = a.get("flagged") and not g.get("flagged")  # flagged by the fresh-noise test only
+    verdict = ("  FAILED" if a.get("failed") else "  FLAGGED (noise shared across rounds)" if stale
+               else "  FLAGGED" if a.get("flagged") else "")
     control = result.get("negative_control") or {}
     if "epsilon_lower_bound" in control:
         verdict += ("; negative control caught" if control.get("flagged") or control.get("failed")

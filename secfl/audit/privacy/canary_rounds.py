@@ -12,7 +12,8 @@ that sum (``delivered``: its slot survived the round). For the Gaussian estimate
 projection on the canary's own group sum (``own_group``; the sum the accountant prices, which the server
 sees) and what the other in-canaries of that group add to it (``crosstalk``). ``delivered``, the groups
 and the crosstalk are the defender's knowledge: they never enter the score below, only the Gaussian
-estimate (``secfl.audit.privacy.gaussian_audit``).
+estimate (``secfl.audit.privacy.gaussian_audit``). It also keeps the noise multiplier the pipeline reports
+for each round, for the fresh-noise test (``secfl.audit.privacy.fresh_noise``).
 
 ``likelihood_scores`` turns the releases alone into the most powerful score against the claimed mechanism:
 the log-likelihood ratio of "canary i is in" over "it is out" when each round it is sampled with the rate
@@ -28,6 +29,9 @@ Threat model: as ``secfl.audit.privacy.canaries``; the auditor is the defender a
 
 from __future__ import annotations
 
+import math
+
+import dp_accounting
 import numpy as np
 
 from secfl.audit.privacy.canaries import Canaries
@@ -53,6 +57,7 @@ class CanaryRounds:
         self._own: list[np.ndarray] = []
         self._groups: list[np.ndarray] = []
         self._delivered: list[np.ndarray] = []
+        self._multipliers: list[float] = []
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
         """``<vectors[k], u_i>`` for every canary i: float64 [m, k] (``vectors`` [k, d])."""
@@ -78,6 +83,9 @@ class CanaryRounds:
         self._own.append(projections[np.arange(m), 1 + group])
         self._groups.append(group)
         self._delivered.append(delivered)
+        event = getattr(out, "dp_event", None)
+        self._multipliers.append(float(event.noise_multiplier) if isinstance(event, dp_accounting.GaussianDpEvent)
+                                 else math.nan)
 
     @property
     def observations(self) -> np.ndarray:
@@ -99,6 +107,12 @@ class CanaryRounds:
     def delivered(self) -> np.ndarray:
         """bool [rounds, m]: canary i's slot took part in round t (its vector, or its zeros, is in S_t)."""
         return np.array(self._delivered, dtype=bool).reshape(len(self._delivered), len(self._slots))
+
+    @property
+    def noise_multipliers(self) -> np.ndarray:
+        """float64 [rounds]: the noise multiplier the pipeline reports for each round (its smallest group's
+        realized one; NaN when the round's privacy event is not Gaussian)."""
+        return np.array(self._multipliers, dtype=np.float64)
 
     def crosstalk(self, included: np.ndarray, signal: float) -> np.ndarray | None:
         """float64 [rounds, m]: what the other in-canaries in the same group sum add to canary i's own-group

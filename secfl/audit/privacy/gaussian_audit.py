@@ -23,26 +23,9 @@ Flag (``assess``). The claim is flagged when mu_hat - k se > mu_claim, with k th
 of ``confidence`` and mu_claim = 1 / z_claim, z_claim the smallest multiplier for which the accountant gives
 the claimed epsilon: at that confidence the noise is smaller than a correct mechanism's. A correct
 mechanism is flagged with probability about 1 - confidence (less: the other clients only make s larger).
-This is a test under the Gaussian model, not the assumption-free one-run bound: on its own it does not see
-noise reused across rounds (the next test does) or a sampling rate other than the claimed one.
-
-Fresh noise (``differenced``). The accountant also assumes each round's noise is drawn afresh. If it is
-reused (a generator seeded the same way every round, noise computed once and cached), anyone holding two
-releases subtracts them and the noise cancels, while a canary in one round and not the other stays: the
-estimate above, one round at a time, cannot see that. So the audit also measures what differencing leaves:
-
-    mu_diff = (mean of the differences with canary i in one round, signed to it) / sqrt(mean of d0^2 / 2)
-
-over the differences d = x[t+1, i] - x[t, i] of consecutive releases' projections, the d0 being those in
-which canary i is in neither round. With fresh noise, every d carries two rounds' noise, so mu_diff measures
-the per-round mu (the honest clients' drift only adds to d0, never to the numerator); with reused noise d0
-shrinks and mu_diff grows without bound. se(mu_diff)^2 = 2/n1 + mu^2/(2 n0), or the jackknife's if larger.
-It needs canaries that are in some rounds and out in others (sampling). It is flagged the same way against
-mu_claim; ``canary_audit`` runs both tests at half the error budget each, so a correct mechanism is flagged
-by either in at most about 1 - confidence of audits.
-The releases (the sum of every group) are used, not the own group: noise reused per client cancels in the
-sum whichever group the client fell in. It sees reuse between consecutive rounds, not a period of more than
-one round.
+This is a test under the Gaussian model, not the assumption-free one-run bound: it does not see noise
+reused across rounds (``secfl.audit.privacy.fresh_noise`` tests that) or a sampling rate other than the
+claimed one. ``canary_audit`` runs it at half the flag's error budget, the fresh-noise test at the other half.
 
 Power. The smallest mu the audit flags with probability ``power``: mu_claim + (k + k_power) se, with the
 measured se (scaled with mu as the formula scales), told as a noise multiplier and an epsilon: it catches a
@@ -62,7 +45,7 @@ from scipy import stats
 
 from secfl.exceptions import ConfigurationError
 
-__all__ = ["GaussianEstimate", "assess", "differenced", "estimate", "stderr"]
+__all__ = ["GaussianEstimate", "estimate", "stderr", "assess"]
 
 
 @dataclass(frozen=True)
@@ -111,55 +94,6 @@ def estimate(observations: np.ndarray, delivered: np.ndarray, included: np.ndarr
     mu = float((ones.mean() - others.mean()) / spread)
     formula = stderr(mu, ones.size, others.size)
     return GaussianEstimate(mu, max(formula, _jackknife(x, signal)), int(ones.size), int(others.size))
-
-
-def differenced(observations: np.ndarray, delivered: np.ndarray, included: np.ndarray) -> GaussianEstimate:
-    """mu_diff (module doc) from the releases' ``observations`` [rounds, m], ``delivered`` and ``included``.
-
-    ``signal_count`` is the number of differences with the canary in one round only, ``null_count`` the number
-    with it in neither. The standard error is the larger of the formula's and the delete-one-canary
-    jackknife's, as in ``estimate``.
-
-    Raises:
-        ConfigurationError: mismatched shapes, fewer than 2 differences of either kind (e.g. every canary in
-            every round), or differences with no spread.
-    """
-    x = np.asarray(observations, dtype=np.float64)
-    present = np.asarray(delivered, dtype=bool)
-    inc = np.asarray(included, dtype=bool)
-    if x.ndim != 2 or present.shape != x.shape or inc.shape != (x.shape[1],):
-        raise ConfigurationError(f"observations {x.shape}, delivered {present.shape} and included {inc.shape} "
-                                 "must be [rounds, m], [rounds, m] and [m]")
-    signal = present & inc[None, :]
-    step = x[1:] - x[:-1]
-    mixed = signal[1:] != signal[:-1]  # in one of the two rounds: the difference carries +-c'
-    null = ~signal[1:] & ~signal[:-1]
-    shifts = np.where(mixed, np.where(signal[1:], step, -step), 0.0)
-    squares = np.where(null, step * step, 0.0)
-    n1, n0 = int(mixed.sum()), int(null.sum())
-    if n1 < 2 or n0 < 2:
-        raise ConfigurationError(f"{n1} differences of consecutive rounds with a canary in one of them and {n0} "
-                                 "with it in neither: need at least 2 of each (more rounds, or canaries sampled "
-                                 "in some rounds only)")
-    half = float(squares.sum()) / (2 * n0)
-    if not half > 0:
-        raise ConfigurationError("consecutive releases are identical along every canary: no noise to measure")
-    mu = float(shifts.sum()) / n1 / math.sqrt(half)
-    formula = math.sqrt(2 / n1 + mu * mu / (2 * n0))
-    return GaussianEstimate(mu, max(formula, _jackknife_differenced(shifts, mixed, squares, null)), n1, n0)
-
-
-def _jackknife_differenced(shifts: np.ndarray, mixed: np.ndarray, squares: np.ndarray, null: np.ndarray) -> float:
-    """The delete-one-canary jackknife standard error of mu_diff (0 when it cannot be formed)."""
-    n1, s1 = mixed.sum(axis=0), shifts.sum(axis=0)
-    n0, q0 = null.sum(axis=0), squares.sum(axis=0)
-    c1, c0 = n1.sum() - n1, n0.sum() - n0
-    ok = (c1 >= 2) & (c0 >= 2)
-    if ok.sum() < 3:
-        return 0.0
-    loo = (s1.sum() - s1[ok]) / c1[ok] / np.sqrt(np.maximum((q0.sum() - q0[ok]) / (2 * c0[ok]), 1e-300))
-    k = loo.size
-    return float(np.sqrt((k - 1) / k * np.sum((loo - loo.mean()) ** 2)))
 
 
 def _jackknife(x: np.ndarray, signal: np.ndarray) -> float:

@@ -25,7 +25,7 @@ _COLUMNS = ("scenario", "defense", "accuracy", "inverted", "PSNR", "SSIM", "labe
             "MIA AUC loss / LiRA", "TPR@1% / 0.1% (best)", "DP bound AUC / TPR@1%")
 
 _EPSILON_COLUMNS = ("scenario", "claimed (released models)", "vs the server", "estimated [limits]",
-                    "differenced (fresh noise?)", "catches epsilon >=", "proven lower bound (ceiling)",
+                    "fresh noise (differences keep)", "catches epsilon >=", "proven lower bound (ceiling)",
                     "one-shot estimate", "negative control")
 
 
@@ -80,16 +80,17 @@ def _audit_cells(result: dict[str, Any]) -> list[str]:
         power = _num(g["detectable_epsilon"], 2)
     else:
         estimate, power = f"skipped: {g.get('skipped', 'n/a')}", "n/a"
-    return [claim, server, estimate, _differenced_cell(g.get("differenced", {})), power, lower,
+    return [claim, server, estimate, _fresh_cell(audit.get("fresh_noise", {})), power, lower,
             _num(audit.get("epsilon_estimate"), 2), _control_cell(result)]
 
 
-def _differenced_cell(d: dict[str, Any]) -> str:
-    """The estimate from differences of consecutive releases: flagged when the noise is reused across rounds."""
-    if "epsilon" not in d:
-        return f"skipped: {d['skipped']}" if "skipped" in d else "n/a"
-    cell = f"{_num(d['epsilon'], 2)} [{_num(d['epsilon_low'], 2)}, {_num(d['epsilon_high'], 2)}]"
-    return f"**FLAGGED: {cell} > claim: noise reused across rounds**" if d.get("flagged") else cell
+def _fresh_cell(f: dict[str, Any]) -> str:
+    """The share of the reported noise variance that differencing two releases keeps (worst pair; pooled)."""
+    if "worst_fraction" not in f:
+        return f"skipped: {f['skipped']}" if "skipped" in f else "n/a"
+    a, b = f["worst_rounds"]
+    cell = f"{_num(f['worst_fraction'], 2)} (rounds {a}, {b}); pooled {_num(f['pooled_fraction'], 2)}"
+    return f"**FLAGGED: {cell}: noise shared across rounds**" if f.get("flagged") else cell
 
 
 def _control_cell(result: dict[str, Any]) -> str:
@@ -198,8 +199,10 @@ def write_privacy_report(results: Sequence[dict[str, Any]], out: str | Path) -> 
              "noise, which the server adds to a sum it saw), for the client that took part in the most rounds. "
              "Estimated: the per-round signal-to-noise of canary clients (a separate run), through the same "
              "accountant, with its limits at the flag's confidence; FLAGGED when the lower limit exceeds the claim. "
-             "Differenced: the same measured on differences of consecutive releases, in which reused noise cancels; "
-             "FLAGGED the same way (the two tests share the flag's error budget). Catches epsilon >=: the smallest "
+             "Fresh noise: the share of the noise variance the pipeline reports that the difference of two releases "
+             "keeps, for the worst pair of rounds and pooled over consecutive pairs (1 or more when the noise is "
+             "fresh); FLAGGED when significantly less (the two tests share the flag's error budget). Catches "
+             "epsilon >=: the smallest "
              "epsilon this audit flags with 95% probability (its power). Proven "
              "lower bound: Steinke-Nasr-Jagielski one-run audit on the same canaries, assumption-free; the ceiling is "
              "the most these canaries could ever prove. One-shot: Andrew et al.'s point estimate from the summed "

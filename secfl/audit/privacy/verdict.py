@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from secfl.audit.privacy import fresh_noise
 from secfl.audit.privacy.image_metrics import RECOGNISABLE_PSNR
 
 __all__ = ["provenance_lines", "verdict_lines"]
@@ -87,25 +88,26 @@ def _epsilon(r: dict[str, Any]) -> str:
     family = r.get("options", {}).get("flag_confidence", 2 * g["confidence"] - 1)
     power = (f"This audit catches, with 95% probability, a mechanism whose epsilon is {g['detectable_epsilon']:.3g} or "
              f"more (a noise multiplier of {g['detectable_noise_multiplier']:.3g} or less) when its noise is Gaussian "
-             "and fresh each round; it does not see a wrong sampling rate, or noise repeating with a period longer "
-             f"than one round. A correct mechanism is flagged in about {100 - 100 * family:.2g}% of audits.")
-    verdict = (f"**FLAGGED: {measured}, above the claim: the noise on the releases is smaller than the accountant "
-               "assumes.** The estimate assumes Gaussian noise on the releases." if g.get("flagged") else
-               f"Not contradicted: {measured}.")
-    return f"{claim} {verdict} {_fresh(g.get('differenced', {}))} {power} {proven}{_control(r)}"
+             "and fresh each round; it does not see a wrong sampling rate. A correct mechanism is flagged in about "
+             f"{100 - 100 * family:.2g}% of audits.")
+    fresh = audit.get("fresh_noise", {})
+    if g.get("flagged"):
+        verdict = (f"**FLAGGED: {measured}, above the claim: the noise on the releases is smaller than the "
+                   "accountant assumes.** The estimate assumes Gaussian noise on the releases.")
+    else:
+        verdict = f"{'One round at a time' if fresh.get('flagged') else 'Not contradicted'}: {measured}."
+    parts = (claim, verdict, _fresh(fresh), power, proven)
+    return " ".join(part for part in parts if part) + _control(r)
 
 
-def _fresh(d: dict[str, Any]) -> str:
-    """The differenced test: is the noise drawn afresh each round?"""
-    if "epsilon" not in d:
+def _fresh(f: dict[str, Any]) -> str:
+    """The fresh-noise test: do two releases keep the noise the pipeline reports for them?"""
+    if "worst_fraction" not in f:
         return ""
-    measured = (f"differencing consecutive releases leaves a noise multiplier of {d['noise_multiplier']:.3g} "
-                f"(claimed {d['noise_multiplier_claimed']:.3g}; epsilon {d['epsilon']:.3g}, between "
-                f"{d['epsilon_low']:.3g} and {d['epsilon_high']:.3g} at {100 * d['confidence']:g}% confidence)")
-    if d.get("flagged"):
-        return (f"**FLAGGED: the noise is reused across rounds: {measured}; anyone holding two consecutive models "
-                "subtracts most of the noise.**")
-    return f"Fresh noise each round is not contradicted: {measured}."
+    if f.get("flagged"):
+        return (f"**FLAGGED: releases share noise across rounds (or carry less than reported): "
+                f"{fresh_noise.finding(f)}. Anyone holding those models subtracts the shared noise.**")
+    return f"Fresh noise each round is not contradicted: {fresh_noise.finding(f)}."
 
 
 def _control(r: dict[str, Any]) -> str:
@@ -142,7 +144,7 @@ def _skipped(r: dict[str, Any]) -> list[str]:
     out = []
     parts = (("gradient inversion", r.get("inversion", {})), ("membership inference", r.get("membership", {})),
              ("epsilon audit", r.get("audit", {})), ("Gaussian estimate", r.get("audit", {}).get("gaussian", {})),
-             ("fresh-noise test", r.get("audit", {}).get("gaussian", {}).get("differenced", {})),
+             ("fresh-noise test", r.get("audit", {}).get("fresh_noise", {})),
              ("negative control", r.get("negative_control") or {}))
     for what, part in parts:
         if isinstance(part, dict) and "skipped" in part:

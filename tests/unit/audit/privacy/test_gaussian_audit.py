@@ -4,6 +4,7 @@ power, on synthetic releases drawn from the mechanism the accountant assumes (fa
 import math
 from types import SimpleNamespace
 
+import dp_accounting
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -166,6 +167,11 @@ def test_canary_rounds_records_the_release_and_each_canarys_own_group_sum():
     assert np.allclose(rounds.own_group[0], [first @ u[0], second @ u[1], first @ u[2]], atol=1e-5)
     assert rounds.delivered.tolist() == [[True, True, False]]
     assert [g.tolist() for g in rounds.groups] == [[0, 1, 0]]
+    assert np.isnan(rounds.noise_multipliers).tolist() == [True]  # no Gaussian privacy event in this round
+    seen = round_seen(canaries, [([a, b], first)], [2.0])
+    seen.output.dp_event = dp_accounting.GaussianDpEvent(noise_multiplier=1.5)
+    rounds(seen)
+    assert rounds.noise_multipliers[1] == 1.5
 
 
 def test_crosstalk_is_what_the_other_in_canaries_of_the_group_add():
@@ -192,54 +198,3 @@ def test_the_jackknife_keeps_the_flag_honest_when_a_canarys_rounds_are_correlate
                                                  confidence=0.99)["flagged"]
     assert formula_flags >= 9  # measured 11 of 300: the independent-observation formula over-flags (3.7%)
     assert jackknife_flags <= 4  # measured 2 of 300: about the 1% it promises
-
-
-def differenced_flag(x, delivered, included, claimed=0.5, confidence=0.99):
-    est = gaussian_audit.differenced(x, delivered, included)
-    return gaussian_audit.assess(est, claimed=claimed, rounds=T, epsilon_of=fake_z, noise_of=fake_noise,
-                                 confidence=confidence)["flagged"]
-
-
-def test_differencing_fresh_noise_measures_the_per_round_mu_and_flags_about_one_percent():
-    errors, flags = [], 0
-    for seed in range(300):
-        x, delivered, included = releases(0.5, seed)
-        est = gaussian_audit.differenced(x, delivered, included)
-        errors.append((est.mu - 0.5) / est.stderr)
-        flags += differenced_flag(x, delivered, included)
-    assert abs(np.mean(errors)) < 0.25 and 0.8 < np.std(errors) < 1.2
-    assert flags <= 10  # 1% of 300 is 3; the binomial 99.99th percentile is about 10
-
-
-def test_differencing_is_not_fooled_by_a_drift_that_persists_across_rounds():
-    """The honest clients' drift along a canary's direction cancels in the differences; it never raises the
-    differenced mu above the noise's own (the per-round estimate only sees it as more noise)."""
-    flags = 0
-    for seed in range(200):
-        x, delivered, included = releases(0.5, seed)
-        x = x + np.random.default_rng([seed, 2]).normal(0, 3.0, x.shape[1])[None, :]  # fixed per direction
-        flags += differenced_flag(x, delivered, included)
-    assert flags <= 8
-
-
-def test_noise_reused_across_rounds_is_flagged_by_the_differences_and_not_by_the_per_round_estimate():
-    for seed in range(20):
-        x, delivered, included = releases(0.5, seed)
-        stale = np.random.default_rng([seed, 3]).normal(0, 2.0, x.shape[1])  # the same noise every round
-        x = stale[None, :] + 0.05 * (x - (delivered & included[None, :])) + (delivered & included[None, :])
-        per_round = gaussian_audit.assess(gaussian_audit.estimate(x, delivered, included), claimed=0.5, rounds=T,
-                                          epsilon_of=fake_z, noise_of=fake_noise, confidence=0.99)
-        assert not per_round["flagged"]  # one round at a time, the noise (std 2) looks like a correct mu of 0.5
-        assert differenced_flag(x, delivered, included)
-
-
-def test_the_differenced_estimate_does_not_depend_on_units_and_rejects_bad_input():
-    x, delivered, included = releases(0.7, 4, m=40, rounds=10, rate=0.5)
-    a, b = (gaussian_audit.differenced(x * s, delivered, included) for s in (1.0, 123.0))
-    assert b.mu == pytest.approx(a.mu, rel=1e-9) and b.stderr == pytest.approx(a.stderr, rel=1e-9)
-    with pytest.raises(ConfigurationError, match="need at least 2"):
-        gaussian_audit.differenced(x[:1], delivered[:1], included)  # one round: no differences
-    with pytest.raises(ConfigurationError, match="identical"):
-        gaussian_audit.differenced(np.zeros_like(x) + (delivered & included), delivered, included)
-    with pytest.raises(ConfigurationError, match="must be"):
-        gaussian_audit.differenced(x, delivered[:, :3], included)
