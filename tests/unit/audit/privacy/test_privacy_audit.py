@@ -179,7 +179,7 @@ def _same_every_round(self, size, std, rng):
 def test_noise_reused_across_rounds_is_flagged_though_each_round_looks_noisy_enough(tmp_path, monkeypatch):
     monkeypatch.setattr(GaussianNoise, "_noise", _same_every_round)  # the bug, in the real stage
     noise = {"kind": "gaussian_noise", "placement": "distributed", "secure": False, "trust": "simulation"}
-    s = spec("stale", [CLIP, noise], target=4.0, rounds=10)
+    s = spec("stale", [CLIP, noise], target=4.0, rounds=5)
     path = tmp_path / "stale.toml"
     path.write_text(tomli_w.dumps(s.resolved()))
     cli = CliRunner().invoke(app, ["audit", "privacy", str(path), "--out", str(tmp_path / "out"), "--canaries", "200",
