@@ -73,7 +73,8 @@ def estimate(observations: np.ndarray, delivered: np.ndarray, included: np.ndarr
     (the honest clients' drift, other canaries) correlates them, and the formula alone would be too small.
 
     Raises:
-        ConfigurationError: mismatched shapes, fewer than 2 observations on either side, or no spread.
+        ConfigurationError: mismatched shapes, non-finite observations, fewer than 2 observations on either
+            side, or no spread.
     """
     x = np.asarray(observations, dtype=np.float64)
     present = np.asarray(delivered, dtype=bool)
@@ -83,6 +84,8 @@ def estimate(observations: np.ndarray, delivered: np.ndarray, included: np.ndarr
                                  "must be [rounds, m], [rounds, m] and [m]")
     if crosstalk is not None:
         x = x - np.asarray(crosstalk, dtype=np.float64).reshape(x.shape)
+    if not np.all(np.isfinite(x)):
+        raise ConfigurationError("the observations are not all finite (a diverged run?): nothing to estimate")
     signal = present & inc[None, :]
     ones, others = x[signal], x[~signal]
     if ones.size < 2 or others.size < 2:

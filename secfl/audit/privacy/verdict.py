@@ -79,7 +79,10 @@ def _epsilon(r: dict[str, Any]) -> str:
                 "than claimed: the noise or the accounting is wrong.**")
     g = audit.get("gaussian", {})
     if "epsilon" not in g:
-        return f"{claim} Not contradicted. {proven} (No Gaussian estimate: {g.get('skipped', 'n/a')}.)"
+        fresh = audit.get("fresh_noise", {})
+        parts = (claim, "" if fresh.get("flagged") else "Not contradicted.", _fresh(fresh), proven,
+                 f"(No Gaussian estimate: {g.get('skipped', 'n/a')}.)")
+        return " ".join(part for part in parts if part)
     level = f"{100 * g['confidence']:g}%"
     measured = (f"the canaries measure epsilon {g['epsilon']:.3g}, between {g['epsilon_low']:.3g} and "
                 f"{g['epsilon_high']:.3g} at {level} confidence (noise multiplier {g['noise_multiplier']:.3g} against "

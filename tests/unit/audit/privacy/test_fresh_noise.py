@@ -114,3 +114,18 @@ def test_bad_inputs_are_configuration_errors():
             fresh_noise.floor_test(*args, alpha=ALPHA)
     with pytest.raises(ConfigurationError, match="alpha"):
         fresh_noise.floor_test(y, delivered, included, np.ones(4), alpha=1.5)
+
+
+def test_the_verdict_reports_a_fresh_noise_flag_even_without_a_gaussian_estimate():
+    from secfl.audit.privacy.verdict import verdict_lines
+
+    y, delivered, included = rounds(7)
+    flagged_result = fresh_noise.floor_test(np.repeat(y[:1], T, axis=0), delivered, included, np.ones(T),
+                                            alpha=ALPHA)
+    result = {"name": "dp", "epsilon_claimed": 3.0, "delta": 1e-5,
+              "audit": {"epsilon_lower_bound": 0.1, "audit_ceiling": 3.1, "correct": 10, "guesses": 12,
+                        "gaussian": {"skipped": "too few rounds"}, "fresh_noise": flagged_result}}
+    text = " ".join(verdict_lines([result]))
+    assert "FLAGGED: releases share noise across rounds" in text and "Not contradicted" not in text
+    assert "- fresh-noise test" not in text  # it ran; only the Gaussian estimate is listed as not run
+    assert "- Gaussian estimate: too few rounds" in text

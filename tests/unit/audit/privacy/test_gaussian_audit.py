@@ -108,6 +108,8 @@ def test_bad_inputs_are_configuration_errors():
         gaussian_audit.estimate(x, np.zeros_like(delivered), included)
     with pytest.raises(ConfigurationError, match="spread"):
         gaussian_audit.estimate(np.zeros_like(x), delivered, included)
+    with pytest.raises(ConfigurationError, match="not all finite"):  # not a silent mu of NaN, "not flagged"
+        gaussian_audit.estimate(np.where(delivered, np.nan, x), delivered, included)
     est = gaussian_audit.estimate(x, delivered, included)
     for bad in ({"confidence": 1.0}, {"confidence": 0.9, "power": 0.0}, {"confidence": 0.9, "claimed": math.inf}):
         args = {"claimed": 1.0, "rounds": 3, "epsilon_of": fake_z, "noise_of": fake_noise, **bad}
