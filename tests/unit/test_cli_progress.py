@@ -51,8 +51,8 @@ def test_the_audit_line_gives_estimate_bound_claim_and_control():
               "negative_control": {"epsilon_lower_bound": 1.2, "flagged": False}}
     assert audit_line(result) == ("dp: epsilon ~ 8 [6, 10], proven >= 0.4 (claimed 3, 14 against the server)  FLAGGED; "
                                   "negative control NOT caught")
-    result["audit"]["gaussian"].update(epsilon=2.0, epsilon_low=1.0, epsilon_high=3.5, flagged=False,
-                                       differenced={"flagged": True})
-    assert audit_line(result).endswith("(claimed 3, 14 against the server)  FLAGGED (noise reused across rounds); "
+    result["audit"]["gaussian"].update(epsilon=2.0, epsilon_low=1.0, epsilon_high=3.5, flagged=False)
+    result["audit"]["fresh_noise"] = {"flagged": True}  # flagged by the fresh-noise test alone
+    assert audit_line(result).endswith("(claimed 3, 14 against the server)  FLAGGED (noise shared across rounds); "
                                        "negative control NOT caught")
     assert cell_line(cell("n/a"), 1, 2) == "[1/2] n/a seed=0: boom"

@@ -169,7 +169,8 @@ def audit_scenario(scenario: Scenario, out: str | Path, options: PrivacyAuditOpt
     Raises:
         ConfigurationError: a scenario the audit cannot run (an ``[attack]``, too few clients for canaries).
         PrivacyAuditError: the canaries' lower bound exceeds the accountant's epsilon, or the Gaussian
-            estimate flags it (after ``result.json`` is written, with ``audit.failed`` / ``audit.flagged``).
+            estimate or the fresh-noise test flags it (after ``result.json`` is written, with
+            ``audit.failed`` / ``audit.flagged``).
     """
     if scenario.attack is not None:
         raise ConfigurationError(f"{scenario.name}: remove [attack]; the privacy audit runs honest clients")
