@@ -60,12 +60,12 @@ def floor_test(own_group: np.ndarray, delivered: np.ndarray, included: np.ndarra
             than 2 rounds, or no pair of rounds with a canary in neither.
     """
     y = np.asarray(own_group, dtype=np.float64)
-    signal = np.asarray(delivered, dtype=bool) & np.asarray(included, dtype=bool)[None, :]
+    present, inc = np.asarray(delivered, dtype=bool), np.asarray(included, dtype=bool)
     s2 = np.asarray(scales, dtype=np.float64) ** 2
-    if y.ndim != 2 or signal.shape != y.shape or s2.shape != (y.shape[0],):
-        raise ConfigurationError(f"observations {y.shape}, delivered {np.shape(delivered)}, included "
-                                 f"{np.shape(included)} and scales {s2.shape} must be [rounds, m], [rounds, m], "
-                                 "[m] and [rounds]")
+    if y.ndim != 2 or present.shape != y.shape or inc.shape != y.shape[1:] or s2.shape != (y.shape[0],):
+        raise ConfigurationError(f"observations {y.shape}, delivered {present.shape}, included {inc.shape} and "
+                                 f"scales {s2.shape} must be [rounds, m], [rounds, m], [m] and [rounds]")
+    signal = present & inc[None, :]
     if not (np.all(np.isfinite(y)) and np.all(np.isfinite(s2)) and np.all(s2 > 0)):
         raise ConfigurationError("the observations must be finite and the noise scales finite and > 0")
     if not 0 < alpha < 1:

@@ -100,7 +100,7 @@ def refusals(calls: Iterable[tuple[str, Callable[[], object]]], *, limit_seconds
     """
     errors: list[SecflError] = []
     for label, call in calls:
-        start, wall = time.process_time(), time.perf_counter()
+        cpu_start, wall_start = time.process_time(), time.perf_counter()
         try:
             outcome = call()
         except Refusal as refusal:
@@ -109,7 +109,7 @@ def refusals(calls: Iterable[tuple[str, Callable[[], object]]], *, limit_seconds
             return f"unknown: variant {label!r} crashed with {type(error).__name__} ({error}) instead of refusing"
         else:
             return f"variant {label!r} was accepted" + (f": {outcome}" if isinstance(outcome, str) else "")
-        cpu, wall = time.process_time() - start, time.perf_counter() - wall
+        cpu, wall = time.process_time() - cpu_start, time.perf_counter() - wall_start
         if cpu > limit_seconds or wall > WALL_FACTOR * limit_seconds:  # CPU: not fooled by a busy machine;
             return f"variant {label!r} took {cpu:.1f} s of CPU, {wall:.1f} s in all (a hang)"  # wall: a child
     names = sorted({type(e).__name__ for e in errors})

@@ -107,6 +107,7 @@ def test_bad_inputs_are_configuration_errors():
     y, delivered, included = rounds(6, m=10, t=4)
     for args, match in (((y[:1], delivered[:1], included, np.ones(1)), "one round"),
                         ((y, delivered, included, np.ones(3)), "must be"),
+                        ((y, delivered, included[:5], np.ones(4)), "must be"),
                         ((y, delivered, included, np.zeros(4)), "finite and > 0"),
                         ((y * np.nan, delivered, included, np.ones(4)), "finite"),
                         ((y, np.ones_like(delivered), np.ones_like(included), np.ones(4)), "no pair")):
